@@ -1,0 +1,161 @@
+"""The story-to-video flow: wiring of the stages, no media or model code.
+
+    plan -> narrate -> align --------------------------\
+         -> keyframe[scene] -> animate[scene] ----------> compose -> <out>/<slug>/
+
+Every stage is a cached task that returns a small reference to a file artifact. Keyframes
+start while the narration is being spoken; a scene's clip needs both its keyframe and the
+narration (the clip lasts as long as the scene is spoken).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import deliver
+from tasks import models, store
+from tasks.align import align_task
+from tasks.animate import animate_task
+from tasks.caching import with_store
+from tasks.compose import compose_task, frame_boundaries
+from tasks.keyframe import keyframe_task
+from tasks.narrate import narrate_task, voice_identity
+from tasks.plan import StoryError, plan_task, read_story_file
+from tasks.profiles import load_profile
+
+
+def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
+    """The story text and its title (the file's name), from exactly one of the two."""
+    if (story is None) == (story_file is None):
+        raise StoryError("give exactly one of story (the text) or story_file (a path)")
+    if story_file is not None:
+        return read_story_file(story_file), Path(story_file).stem.replace("_", " ")
+    return story, None
+
+
+def model_identities(profile: dict) -> dict:
+    """Model identity per stage; resolving real models here fails fast when weights are missing."""
+    return {
+        "narrate": voice_identity(profile["narrate"]),
+        "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
+        "animate": {"svd": models.identity(profile["animate"]["model"])},
+    }
+
+
+def _record(stage: str, run, scene: int | None = None) -> tuple[dict, dict]:
+    """The artifact of a finished task (a future or a state) and its line in the manifest."""
+    if hasattr(run, "wait"):
+        run.wait()
+        run = run.state
+    ref = run.result()
+    cached = run.name == "Cached" or ref["cached"]
+    return ref, {
+        "stage": stage,
+        "scene": scene,
+        "key": ref["key"],
+        "cached": cached,
+        "seconds": 0.0 if cached else ref["seconds"],
+        "attempts": ref["attempts"],
+        "degraded": ref["degraded"],
+    }
+
+
+@flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def story_to_video(
+    story: str | None = None,
+    story_file: str | None = None,
+    profile: str = "offline",
+    out: str = "./out",
+) -> str:
+    """Render a story into a narrated, captioned vertical video; returns the video's path."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    text, title = story_input(story, story_file)
+    settings = load_profile(profile)
+    identities = model_identities(settings)
+    compose_settings = settings["compose"]
+    animate_settings = {
+        **settings["animate"],
+        "out_width": compose_settings["width"],
+        "out_height": compose_settings["height"],
+        "out_fps": compose_settings["fps"],
+    }
+    stages: list[dict] = []
+
+    plan_ref, record = _record("plan", with_store(plan_task)(text, title or "", settings["plan"], return_state=True))
+    stages.append(record)
+    plan = store.read_json(store.path_of(plan_ref, "scenes.json"))
+    scenes = plan["scenes"]
+    logger.info("%s: %d sentences in %d scenes", plan["title"], len(plan["sentences"]), len(scenes))
+
+    narration_future = with_store(narrate_task).submit(
+        [{"index": s["index"], "text": s["text"], "words": s["words"]} for s in plan["sentences"]],
+        settings["narrate"], identities["narrate"],
+    )
+    keyframe_futures = with_store(keyframe_task).map(
+        [{"prompt": s["prompt"], "negative_prompt": s["negative_prompt"], "seed": s["seed"]} for s in scenes],
+        unmapped(settings["keyframe"]), unmapped(identities["keyframe"]),
+    )
+    narration, record = _record("narrate", narration_future)
+    stages.append(record)
+    alignment_future = with_store(align_task).submit(narration)
+
+    timing = store.read_json(store.path_of(narration, "words.json"))
+    spans = {s["index"]: s for s in timing["sentences"]}
+    starts = [spans[scene["sentences"][0]]["start"] for scene in scenes]
+    bounds = frame_boundaries(starts, timing["duration"], compose_settings["fps"])
+    frame_counts = [max(1, bounds[i + 1] - bounds[i]) for i in range(len(scenes))]
+    animate_futures = with_store(animate_task).map(
+        keyframe_futures, [s["seed"] for s in scenes], frame_counts,
+        unmapped(animate_settings), unmapped(identities["animate"]),
+    )
+
+    alignment, record = _record("align", alignment_future)
+    stages.append(record)
+    keyframes = []
+    for scene, future in zip(scenes, keyframe_futures):
+        ref, record = _record("keyframe", future, scene["index"])
+        keyframes.append(ref)
+        stages.append(record)
+    clips = []
+    for scene, future in zip(scenes, animate_futures):
+        ref, record = _record("animate", future, scene["index"])
+        clips.append(ref)
+        stages.append(record)
+
+    video, record = _record("compose", with_store(compose_task)(
+        narration, alignment, clips, compose_settings, return_state=True))
+    stages.append(record)
+
+    scene_rows = [
+        {**scene, "start": bounds[i] / compose_settings["fps"], "frames": frame_counts[i]}
+        for i, scene in enumerate(scenes)
+    ]
+    manifest = {
+        "story": {"title": plan["title"], "slug": plan["slug"], "sentences": len(plan["sentences"]),
+                  "words": sum(len(s["words"]) for s in plan["sentences"])},
+        "profile": profile,
+        "settings": settings,
+        "models": identities,
+        "seeds": [scene["seed"] for scene in scenes],
+        "scenes": scene_rows,
+        "narration": {"duration": timing["duration"], **narration["meta"]},
+        "subtitles": alignment["meta"],
+        "video": video["meta"],
+        "stages": stages,
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    target = deliver.export(Path(out), plan["slug"], video, narration, alignment, keyframes, manifest)
+    computed = [f"{r['stage']}{'' if r['scene'] is None else '[' + str(r['scene']) + ']'} {r['seconds']:.1f}s"
+                for r in stages if not r["cached"]]
+    logger.info("computed: %s; cached: %d of %d stages",
+                ", ".join(computed) or "nothing", sum(r["cached"] for r in stages), len(stages))
+    logger.info("video: %s", target / "video.mp4")
+    return str(target / "video.mp4")

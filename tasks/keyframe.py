@@ -1,0 +1,58 @@
+"""Keyframe: one picture per scene, SDXL base then the SDXL refiner, handed over in latent space.
+
+The base runs the first `high_noise_frac` of one denoising schedule and returns latents;
+the refiner continues the same schedule from those latents (the "ensemble of experts"
+use of the refiner), so the image is decoded once, at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from tasks import models
+from tasks.caching import ArtifactPolicy, run_stage
+
+STAGE_VERSION = 1
+
+
+def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: int, settings: dict):
+    """Run the ensemble; returns (PIL image, base latents)."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(seed)
+    common = dict(
+        prompt=prompt,
+        negative_prompt=negative_prompt or None,
+        num_inference_steps=settings["num_inference_steps"],
+        guidance_scale=settings.get("guidance_scale", 5.0),
+        generator=generator,
+    )
+    split = settings.get("high_noise_frac", 0.8)
+    latents = base(
+        **common, width=settings["width"], height=settings["height"],
+        denoising_end=split, output_type="latent",
+    ).images
+    image = refiner(**common, image=latents, denoising_start=split).images[0]
+    return image, latents
+
+
+def keyframe(scene: dict, settings: dict, directory: Path) -> dict:
+    base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
+    with models.MODEL_LOCK:
+        image, latents = base_then_refiner(
+            base, refiner, scene["prompt"], scene.get("negative_prompt", ""), scene["seed"], settings,
+        )
+    image.save(directory / "keyframe.png")
+    return {
+        "seed": scene["seed"],
+        "prompt": scene["prompt"],
+        "size": [image.width, image.height],
+        "latent_shape": list(latents.shape),
+    }
+
+
+@task(name="keyframe", cache_policy=ArtifactPolicy(stage="keyframe", version=STAGE_VERSION))
+def keyframe_task(scene: dict, settings: dict, models_used: dict) -> dict:
+    return run_stage("keyframe", lambda directory: keyframe(scene, settings, directory))

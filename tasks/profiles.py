@@ -1,0 +1,52 @@
+"""Profiles: named YAML files of stage settings under deployments/profiles/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "deployments" / "profiles"
+STAGES = ("plan", "narrate", "keyframe", "animate", "compose")
+
+
+class ProfileError(ValueError):
+    """A profile that does not exist or cannot be used."""
+
+
+def available() -> list[str]:
+    return sorted(path.stem for path in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name: str) -> dict:
+    """The profile's settings by stage. Raises ProfileError with a one-line reason."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ProfileError(f"invalid profile name {name!r}")
+    path = PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ProfileError(f"unknown profile {name!r} (available: {', '.join(available())})")
+    try:
+        profile = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ProfileError(f"profile {name!r} is not valid YAML: {error}".splitlines()[0]) from None
+    if not isinstance(profile, dict):
+        raise ProfileError(f"profile {name!r} must be a mapping of stage settings")
+    missing = [stage for stage in STAGES if not isinstance(profile.get(stage), dict)]
+    if missing:
+        raise ProfileError(f"profile {name!r} lacks settings for: {', '.join(missing)}")
+    _check_sizes(name, profile)
+    profile["name"] = name
+    return profile
+
+
+def _check_sizes(name: str, profile: dict) -> None:
+    # Both diffusion models work on 8x-downsampled latents; x264 with yuv420p needs even sizes.
+    for stage, multiple in (("keyframe", 8), ("animate", 8), ("compose", 2)):
+        settings = profile[stage]
+        width, height = settings.get("width"), settings.get("height")
+        for label, value in (("width", width), ("height", height)):
+            if not isinstance(value, int) or not 16 <= value <= 4096 or value % multiple:
+                raise ProfileError(
+                    f"profile {name!r}: {stage}.{label}={value!r} must be an integer "
+                    f"from 16 to 4096 and a multiple of {multiple}"
+                )
