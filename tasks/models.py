@@ -250,9 +250,16 @@ def device_and_dtype():
     return "cpu", torch.float32
 
 
-@functools.lru_cache(maxsize=4)
 def sdxl_ensemble(base_spec: str, refiner_spec: str):
     """SDXL base and refiner, sharing text_encoder_2 and the VAE; loaded once per process."""
+    # Scenes run in threads: the lock makes the first caller load while the others wait
+    # (diffusers' lazy imports are not safe to race either).
+    with MODEL_LOCK:
+        return _load_sdxl_ensemble(base_spec, refiner_spec)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_sdxl_ensemble(base_spec: str, refiner_spec: str):
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
     device, dtype = device_and_dtype()
@@ -265,8 +272,14 @@ def sdxl_ensemble(base_spec: str, refiner_spec: str):
     return base.to(device), refiner.to(device)
 
 
-@functools.lru_cache(maxsize=2)
 def svd(spec: str):
+    """The SVD img2vid pipeline, loaded once per process."""
+    with MODEL_LOCK:
+        return _load_svd(spec)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_svd(spec: str):
     from diffusers import StableVideoDiffusionPipeline
 
     device, dtype = device_and_dtype()

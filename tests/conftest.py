@@ -1,0 +1,93 @@
+"""Shared fixtures: one real Prefect server per test session, and isolated stores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real `prefect server start` on 127.0.0.1, shared by every test that renders."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield {"url": url, "home": home}
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def models_home(tmp_path_factory):
+    """Tiny models are built once per session and shared (building is deterministic)."""
+    return tmp_path_factory.mktemp("faceless-models")
+
+
+def make_env(prefect_server, faceless_home: Path, models_home: Path) -> dict:
+    # Each render environment gets its own artifact store; the tiny models are linked in
+    # so every store does not rebuild them.
+    faceless_home.mkdir(parents=True, exist_ok=True)
+    link = faceless_home / "models"
+    if not link.exists():
+        link.symlink_to(models_home, target_is_directory=True)
+    env = {**os.environ, "FACELESS_HOME": str(faceless_home), "PREFECT_API_URL": prefect_server["url"],
+           "PREFECT_HOME": str(prefect_server["home"]), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return env
+
+
+def render(env: dict, story_file: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would; returns the finished process."""
+    result = subprocess.run(
+        [str(BIN / "faceless"), "render", str(story_file), "--out", str(out), *extra],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"render failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture
+def store_env(prefect_server, models_home, tmp_path):
+    """A fresh artifact store (and output folder) for one test, on the shared server."""
+    return make_env(prefect_server, tmp_path / "faceless-home", models_home)
