@@ -23,6 +23,9 @@ from pathlib import Path
 
 from tasks import store
 
+# transformers prints advice at import (e.g. that torchvision is absent): keep logs for errors.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
 TINY_VERSION = 1  # bump when a tiny recipe changes, so old builds are not reused
 

@@ -20,7 +20,9 @@ from tasks.caching import ArtifactPolicy, run_stage
 MAX_STORY_CHARS = 20_000  # about 3,500 words, a 20-minute narration: far past a short
 STAGE_VERSION = 1
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”’»)\]]*\s+")
+# A sentence ends at . ! ? (or their CJK forms), optionally followed by one closing quote
+# or bracket, then whitespace. Lookbehinds keep the punctuation with its sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|(?<=[.!?…。！？][\"'”’»)\]])\s+")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 
 

@@ -91,15 +91,15 @@ def load(stage: str, key: str, verify: bool = True) -> dict | None:
             return None
         if verify and file_sha256(path) != digest:
             return None
-    return _ref(directory, manifest)
+    return _ref(manifest)
 
 
-def _ref(directory: Path, manifest: dict) -> dict:
+def _ref(manifest: dict) -> dict:
+    # No absolute path inside: Prefect keeps this record, and FACELESS_HOME may move.
     return {
         "kind": "artifact",
         "stage": manifest["stage"],
         "key": manifest["key"],
-        "path": str(directory),
         "files": manifest["files"],
         "meta": manifest.get("meta", {}),
         "seconds": manifest.get("seconds", 0.0),
@@ -161,7 +161,7 @@ def produce(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    ref = _ref(final, manifest)
+    ref = _ref(manifest)
     ref["cached"] = False
     return ref
 
@@ -181,7 +181,7 @@ def path_of(ref: dict, name: str) -> Path:
     """A file inside an artifact, by its name in the manifest."""
     if name not in ref["files"]:
         raise KeyError(f"{ref['stage']} artifact {ref['key']} has no file {name!r}")
-    return Path(ref["path"]) / name
+    return artifact_dir(ref["stage"], ref["key"]) / name
 
 
 def write_json(path: Path, data: Any) -> None:
