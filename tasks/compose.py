@@ -36,17 +36,17 @@ def frame_boundaries(scene_starts: list[float], duration: float, fps: int) -> li
     return bounds
 
 
-def _caption_schedule(timing: dict, renderer: CaptionRenderer, style: dict, fps: int, total: int):
-    """For each output frame, the key of the overlay to show (or None)."""
+def caption_schedule(phrase_list, fps: int, total: int) -> list[tuple[int, int] | None]:
+    """For each output frame, (phrase, word being spoken) to show, or None between phrases."""
     schedule: list[tuple[int, int] | None] = [None] * total
-    for p_index, phrase in enumerate(phrases(timing["words"], int(style.get("max_words", 4)))):
-        first, last = round(phrase.start * fps), min(total, round(phrase.end * fps))
+    for p_index, phrase in enumerate(phrase_list):
+        first, last = max(0, round(phrase.start * fps)), min(total, round(phrase.end * fps))
         starts = [w["start"] for w in phrase.words]
-        for f in range(max(0, first), last):
+        for f in range(first, last):
             t = f / fps
             spoken = max((i for i, s in enumerate(starts) if s <= t), default=0)
             schedule[f] = (p_index, spoken)
-    return schedule, phrases(timing["words"], int(style.get("max_words", 4)))
+    return schedule
 
 
 def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings: dict, directory: Path) -> dict:
@@ -57,7 +57,8 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
     total = max(1, round(timing["duration"] * fps))
     style = settings["captions"]
     renderer = CaptionRenderer(style, width, height)
-    schedule, phrase_list = _caption_schedule(timing, renderer, style, fps, total)
+    phrase_list = phrases(timing["words"], int(style.get("max_words", 4)))
+    schedule = caption_schedule(phrase_list, fps, total)
     overlays: dict[tuple[int, int], tuple] = {}
 
     output = directory / "video.mp4"
