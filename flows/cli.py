@@ -1,7 +1,10 @@
-"""`faceless render STORY_FILE [--profile NAME] [--out DIR]`: run the story-to-video flow.
+"""The `faceless` command.
 
-Inputs are checked before Prefect starts, so a bad story, profile or missing model is one
-line on stderr in well under a second. The last line printed on stdout is the video's path.
+    faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR]
+    faceless resume FLOW_RUN_ID
+
+Inputs are checked before Prefect starts, so a bad story, profile, folder or missing model
+is one line on stderr in well under a second. The last line on stdout is the video's path.
 """
 
 from __future__ import annotations
@@ -21,47 +24,101 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser("render", help="render a story file into <out>/<story>/video.mp4")
     render.add_argument("story_file", help="UTF-8 text file with the story")
-    render.add_argument("--profile", default="offline", help="settings profile (default: offline)")
+    render.add_argument("--profile", default="offline", help="profile name or a .yaml file (default: offline)")
     render.add_argument("--out", default="./out", help="output folder (default: ./out)")
+    resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
+    resume.add_argument("flow_run_id", help="the story-to-video flow run to resume")
     return parser
 
 
-def _check_inputs(story_file: str, profile_name: str) -> None:
-    from flows.story_to_video import model_identities
-    from tasks.plan import normalise_story, read_story_file
+def _check_inputs(parameters: dict) -> None:
+    from flows.deliver import output_folder
+    from flows.story_to_video import model_identities, story_input
+    from tasks.plan import normalise_story
     from tasks.profiles import load_profile
 
-    normalise_story(read_story_file(story_file))
-    model_identities(load_profile(profile_name))
+    normalise_story(story_input(parameters.get("story"), parameters.get("story_file"))[0])
+    output_folder(parameters.get("out", "./out"))
+    model_identities(load_profile(parameters.get("profile", "offline")))
+    from tasks.gpu import parse_faults
+
+    parse_faults(os.environ.get("FACELESS_FAULT", ""))
+
+
+def _run_parameters(flow_run_id: str) -> dict:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    try:
+        run_id = UUID(flow_run_id)
+    except ValueError:
+        raise ValueError(f"{flow_run_id!r} is not a flow run id") from None
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(run_id)
+        except Exception:
+            raise ValueError(f"no flow run {flow_run_id} on the Prefect server in use") from None
+        flow = client.read_flow(run.flow_id)
+    if flow.name != "story-to-video":
+        raise ValueError(f"flow run {flow_run_id} is a {flow.name!r} run, not story-to-video")
+    return dict(run.parameters)
+
+
+def _render(parameters: dict) -> int:
+    import torch
+
+    from flows.story_to_video import story_to_video
+
+    try:
+        state = story_to_video(**parameters, return_state=True)
+    except KeyboardInterrupt:
+        print("faceless: interrupted; run the same command again to resume from the finished stages",
+              file=sys.stderr)
+        return 130
+    if state.is_completed():
+        print(state.result())
+        return 0
+    run_id = state.state_details.flow_run_id
+    try:
+        state.result()
+        error: BaseException = RuntimeError(f"the flow run ended {state.name}")
+    except BaseException as raised:  # the flow's own logs above carry the details
+        error = raised
+    if isinstance(error, torch.OutOfMemoryError):  # its message already says how to resume
+        print(f"faceless: error: {error}", file=sys.stderr)
+    else:
+        print(f"faceless: error: {type(error).__name__}: {error}; to resume from the finished stages, "
+              f"run the same command again or `faceless resume {run_id}`", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from tasks.models import ModelMissingError
-    from tasks.plan import StoryError
-    from tasks.profiles import ProfileError
 
-    expected = (StoryError, ProfileError, ModelMissingError, FileNotFoundError, ValueError)
+    expected = (ValueError, ModelMissingError, FileNotFoundError)  # StoryError, ProfileError, ... are ValueErrors
     try:
-        _check_inputs(args.story_file, args.profile)
+        if args.command == "resume":
+            parameters = _run_parameters(args.flow_run_id)
+        else:
+            parameters = {
+                "story_file": str(Path(args.story_file).expanduser().absolute()),
+                "profile": args.profile,
+                "out": args.out,
+            }
+        _check_inputs(parameters)
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)
         return 2
+    if args.command == "render":
+        # Absolute paths, so `faceless resume` works from any folder.
+        from flows.deliver import output_folder
 
-    from flows.story_to_video import story_to_video
-
-    try:
-        video = story_to_video(story_file=str(Path(args.story_file)), profile=args.profile, out=args.out)
-    except KeyboardInterrupt:
-        print("faceless: interrupted; run the same command again to resume from the finished stages",
-              file=sys.stderr)
-        return 130
-    except Exception as error:  # the flow's own logs above carry the details
-        print(f"faceless: error: {type(error).__name__}: {error}; "
-              f"run the same command again to resume from the finished stages", file=sys.stderr)
-        return 1
-    print(video)
-    return 0
+        parameters["out"] = str(output_folder(args.out))
+        if args.profile.endswith((".yaml", ".yml")):
+            parameters["profile"] = str(Path(args.profile).expanduser().absolute())
+    return _render(parameters)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import deliver
-from tasks import models, store
+from tasks import gpu, models, store
 from tasks.align import align_task
 from tasks.animate import animate_task
 from tasks.caching import with_store
@@ -77,6 +77,7 @@ def story_to_video(
     logger = get_run_logger()
     started = time.perf_counter()
     text, title = story_input(story, story_file)
+    deliver.output_folder(out)  # refuse a bad folder before any work, not after
     settings = load_profile(profile)
     identities = model_identities(settings)
     compose_settings = settings["compose"]
@@ -98,8 +99,9 @@ def story_to_video(
         [{"index": s["index"], "text": s["text"], "words": s["words"]} for s in plan["sentences"]],
         settings["narrate"], identities["narrate"],
     )
-    keyframe_futures = with_store(keyframe_task).map(
-        [{"prompt": s["prompt"], "negative_prompt": s["negative_prompt"], "seed": s["seed"]} for s in scenes],
+    keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
+        [{"index": s["index"], "prompt": s["prompt"], "negative_prompt": s["negative_prompt"], "seed": s["seed"]}
+         for s in scenes],
         unmapped(settings["keyframe"]), unmapped(identities["keyframe"]),
     )
     narration, record = _record("narrate", narration_future)
@@ -111,8 +113,8 @@ def story_to_video(
     starts = [spans[scene["sentences"][0]]["start"] for scene in scenes]
     bounds = frame_boundaries(starts, timing["duration"], compose_settings["fps"])
     frame_counts = [max(1, bounds[i + 1] - bounds[i]) for i in range(len(scenes))]
-    animate_futures = with_store(animate_task).map(
-        keyframe_futures, [s["seed"] for s in scenes], frame_counts,
+    animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
+        keyframe_futures, [s["index"] for s in scenes], [s["seed"] for s in scenes], frame_counts,
         unmapped(animate_settings), unmapped(identities["animate"]),
     )
 

@@ -18,8 +18,8 @@ from PIL import Image
 
 from prefect import task
 
-from tasks import models, store
-from tasks.caching import ArtifactPolicy, run_stage
+from tasks import gpu, models, store
+from tasks.caching import ArtifactPolicy
 
 STAGE_VERSION = 1
 CLIP_CRF = 14  # an intermediate: compose re-encodes it, so keep it near-lossless
@@ -37,20 +37,19 @@ def svd_window(pipe, image: Image.Image, settings: dict, seed: int) -> list[Imag
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
-    with models.MODEL_LOCK:
-        result = pipe(
-            image,
-            width=settings["width"],
-            height=settings["height"],
-            num_frames=settings["num_frames"],
-            num_inference_steps=settings["num_inference_steps"],
-            motion_bucket_id=settings["motion_bucket_id"],
-            noise_aug_strength=settings["noise_aug_strength"],
-            fps=settings["fps"],
-            decode_chunk_size=settings["decode_chunk_size"],
-            generator=generator,
-            output_type="pil",
-        )
+    result = pipe(
+        image,
+        width=settings["width"],
+        height=settings["height"],
+        num_frames=settings["num_frames"],
+        num_inference_steps=settings["num_inference_steps"],
+        motion_bucket_id=settings["motion_bucket_id"],
+        noise_aug_strength=settings["noise_aug_strength"],
+        fps=settings["fps"],
+        decode_chunk_size=settings["decode_chunk_size"],
+        generator=generator,
+        output_type="pil",
+    )
     return list(result.frames[0])
 
 
@@ -118,7 +117,7 @@ def write_clip(path: Path, frames, size: tuple[int, int], fps: int) -> None:
             container.mux(packet)
 
 
-def animate(keyframe_png: Path, seed: int, frame_count: int, settings: dict, directory: Path) -> dict:
+def animate(keyframe_png: Path, scene: int, seed: int, frame_count: int, settings: dict, directory: Path) -> dict:
     if frame_count < 1:
         raise ValueError(f"a scene needs at least one frame, got {frame_count}")
     out_size = (settings["out_width"], settings["out_height"])
@@ -126,7 +125,9 @@ def animate(keyframe_png: Path, seed: int, frame_count: int, settings: dict, dir
     pipe = models.svd(settings["model"])
     with Image.open(keyframe_png) as image:
         keyframe = image.convert("RGB")
-    frames = generate(pipe, keyframe, settings, frame_count, out_fps, seed)
+    with models.MODEL_LOCK, gpu.memory_knobs(pipe, settings):
+        gpu.inject_fault("animate", scene)
+        frames = generate(pipe, keyframe, settings, frame_count, out_fps, seed)
 
     frames_dir = directory / "frames"
     frames_dir.mkdir()
@@ -143,7 +144,8 @@ def animate(keyframe_png: Path, seed: int, frame_count: int, settings: dict, dir
     return {"generated_frames": len(frames), "frame_count": frame_count, "stretch": settings["stretch"], "seed": seed}
 
 
-@task(name="animate", cache_policy=ArtifactPolicy(stage="animate", version=STAGE_VERSION))
-def animate_task(keyframe: dict, seed: int, frame_count: int, settings: dict, models_used: dict) -> dict:
-    return run_stage("animate", lambda directory: animate(
-        store.path_of(keyframe, "keyframe.png"), seed, frame_count, settings, directory))
+@task(name="animate", cache_policy=ArtifactPolicy(stage="animate", version=STAGE_VERSION),
+      retry_condition_fn=gpu.retry_on_oom)
+def animate_task(keyframe: dict, scene: int, seed: int, frame_count: int, settings: dict, models_used: dict) -> dict:
+    return gpu.run_gpu_stage("animate", scene, settings, lambda directory, applied: animate(
+        store.path_of(keyframe, "keyframe.png"), scene, seed, frame_count, applied, directory))

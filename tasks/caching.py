@@ -41,16 +41,16 @@ class ArtifactPolicy(CachePolicy):
         return prefect_key(self.stage, key)
 
 
-def run_stage(stage: str, build: Callable[[Path], dict]) -> dict:
+def run_stage(stage: str, build: Callable[[Path], dict], degraded: Any = None) -> dict:
     """The body of every stage task: return the artifact for this task's inputs, building
     it if needed. The key is the one ArtifactPolicy computed from the task's parameters."""
     transaction = get_transaction()
     if transaction is None or not transaction.key:
         raise RuntimeError(f"stage {stage} must run as a task with ArtifactPolicy")
     key = transaction.key.removeprefix(prefect_key(stage, ""))
-    return store.produce(stage, key, build, attempts=task_run.run_count or 1)
+    return store.produce(stage, key, build, attempts=task_run.run_count or 1, degraded=degraded)
 
 
-def with_store(task):
+def with_store(task, retries: int = 0):
     """The task with results persisted next to the artifacts of the current FACELESS_HOME."""
-    return task.with_options(result_storage=records_dir(), persist_result=True)
+    return task.with_options(result_storage=records_dir(), persist_result=True, retries=retries)

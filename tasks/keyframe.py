@@ -11,8 +11,8 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks import models
-from tasks.caching import ArtifactPolicy, run_stage
+from tasks import gpu, models
+from tasks.caching import ArtifactPolicy
 
 STAGE_VERSION = 1
 
@@ -40,7 +40,8 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
 
 def keyframe(scene: dict, settings: dict, directory: Path) -> dict:
     base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
-    with models.MODEL_LOCK:
+    with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
+        gpu.inject_fault("keyframe", scene.get("index"))
         image, latents = base_then_refiner(
             base, refiner, scene["prompt"], scene.get("negative_prompt", ""), scene["seed"], settings,
         )
@@ -53,6 +54,8 @@ def keyframe(scene: dict, settings: dict, directory: Path) -> dict:
     }
 
 
-@task(name="keyframe", cache_policy=ArtifactPolicy(stage="keyframe", version=STAGE_VERSION))
+@task(name="keyframe", cache_policy=ArtifactPolicy(stage="keyframe", version=STAGE_VERSION),
+      retry_condition_fn=gpu.retry_on_oom)
 def keyframe_task(scene: dict, settings: dict, models_used: dict) -> dict:
-    return run_stage("keyframe", lambda directory: keyframe(scene, settings, directory))
+    return gpu.run_gpu_stage("keyframe", scene["index"], settings,
+                             lambda directory, applied: keyframe(scene, applied, directory))

@@ -19,23 +19,29 @@ def available() -> list[str]:
 
 
 def load_profile(name: str) -> dict:
-    """The profile's settings by stage. Raises ProfileError with a one-line reason."""
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ProfileError(f"invalid profile name {name!r}")
-    path = PROFILES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ProfileError(f"unknown profile {name!r} (available: {', '.join(available())})")
+    """The profile's settings by stage, from a name under deployments/profiles/ or a path to a
+    YAML file of your own. Raises ProfileError with a one-line reason."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ProfileError(f"profile file not found: {path}")
+    else:
+        path = PROFILES_DIR / f"{name}.yaml"
+        if not name or not name.replace("-", "").replace("_", "").isalnum() or not path.is_file():
+            raise ProfileError(f"unknown profile {name!r} (available: {', '.join(available())}, or a .yaml path)")
     try:
         profile = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise ProfileError(f"profile {name!r} is not valid YAML: {error}".splitlines()[0]) from None
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ProfileError(f"profile {name!r} is not valid YAML{line}: {getattr(error, 'problem', None) or error}") from None
     if not isinstance(profile, dict):
         raise ProfileError(f"profile {name!r} must be a mapping of stage settings")
     missing = [stage for stage in STAGES if not isinstance(profile.get(stage), dict)]
     if missing:
         raise ProfileError(f"profile {name!r} lacks settings for: {', '.join(missing)}")
     _check_sizes(name, profile)
-    profile["name"] = name
+    profile["name"] = profile.get("name") or path.stem
     return profile
 
 

@@ -11,6 +11,8 @@ manifest says, is not an artifact: readers treat it as a cache miss and it is re
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -127,6 +129,28 @@ def produce(
         return existing
     final = artifact_dir(stage, key)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # Two renders of the same story build each artifact once: the second waits on the first's
+    # lock and then finds the finished artifact. The OS drops a dead process's flock, so a
+    # killed render never blocks the next one.
+    with exclusive_lock(final.parent / f".{key}.lock"):
+        existing = load(stage, key)
+        if existing is not None:
+            return existing
+        return _build(stage, key, final, build, attempts, degraded)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path):
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(stage: str, key: str, final: Path, build: Callable[[Path], dict | None],
+           attempts: int, degraded: Any) -> dict:
     _sweep_stale_temporaries(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=final.parent))
     try:
@@ -151,13 +175,7 @@ def produce(
         write_json(tmp / MANIFEST, manifest)
         if final.exists():  # an incomplete or corrupt earlier attempt
             shutil.rmtree(final)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # Another process finished the same artifact first; theirs is as good as ours.
-            if load(stage, key) is None:
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

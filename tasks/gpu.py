@@ -1,0 +1,178 @@
+"""Out-of-memory handling for the model stages: retry only on OOM, stepping down a ladder.
+
+A profile gives each model stage a `degrade` ladder, e.g. for animate::
+
+    degrade:
+      - {decode_chunk_size: 2}
+      - {forward_chunking: true}
+      - {model_cpu_offload: true}
+      - {num_frames: 14}
+
+Attempt 1 uses the profile's settings; attempt k adds the first k-1 rungs. Prefect retries
+the task (only when the failure was torch.OutOfMemoryError) as many times as there are rungs.
+
+FACELESS_FAULT (contract) injects real OOMs where a model runs, to test all this:
+``<stage>:oom:<n>`` fails the first n attempts of every task of the stage, and
+``<stage>[<scene>]:oom:<n>`` only that scene's; several faults are separated by commas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import re
+from typing import Any, Callable
+
+from prefect.runtime import flow_run, task_run
+
+from tasks.caching import run_stage
+
+_FAULT = re.compile(r"^(?P<stage>[a-z]+)(?:\[(?P<scene>\d+)\])?:oom:(?P<count>\d+)$")
+
+
+class FaultSpecError(ValueError):
+    """FACELESS_FAULT that does not follow <stage>[<scene>]:oom:<n>."""
+
+
+def parse_faults(spec: str) -> list[tuple[str, int | None, int]]:
+    faults = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        match = _FAULT.match(part)
+        if not match:
+            raise FaultSpecError(f"FACELESS_FAULT entry {part!r} is not <stage>[<scene>]:oom:<n>")
+        scene = match["scene"]
+        faults.append((match["stage"], None if scene is None else int(scene), int(match["count"])))
+    return faults
+
+
+def attempt_number() -> int:
+    return task_run.run_count or 1
+
+
+def inject_fault(stage: str, scene: int | None) -> None:
+    """Raise a real torch.OutOfMemoryError here if FACELESS_FAULT asks for one now."""
+    spec = os.environ.get("FACELESS_FAULT", "")
+    if not spec:
+        return
+    attempt = attempt_number()
+    for fault_stage, fault_scene, count in parse_faults(spec):
+        if fault_stage == stage and fault_scene in (None, scene) and attempt <= count:
+            import torch
+
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory (injected by FACELESS_FAULT={spec}, attempt {attempt})")
+
+
+def degrade(settings: dict, attempt: int) -> tuple[dict, dict | None]:
+    """The settings for this attempt, and the rungs applied (None on the first attempt)."""
+    rungs = settings.get("degrade") or []
+    applied: dict = {}
+    for rung in rungs[:attempt - 1]:
+        applied.update(rung)
+    return {**settings, **applied}, (applied or None)
+
+
+def retries_for(settings: dict) -> int:
+    return len(settings.get("degrade") or [])
+
+
+def retry_on_oom(task, task_run_, state) -> bool:
+    """Prefect retry condition: retry out-of-memory failures, fail at once on anything else."""
+    import torch
+
+    try:
+        state.result()
+    except torch.OutOfMemoryError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.ipc_collect()
+    except ImportError:
+        pass
+
+
+def _logger():
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # called outside a flow or task run
+        return logging.getLogger("faceless")
+
+
+@contextlib.contextmanager
+def memory_knobs(pipe, settings: dict):
+    """Apply the memory-saving switches a degrade rung asked for, and undo them afterwards
+    (the pipeline is shared with later scenes, which should start from full settings)."""
+    import torch
+
+    undo: list[Callable[[], None]] = []
+    logger = _logger()
+    try:
+        if settings.get("attention_slicing") and hasattr(pipe, "enable_attention_slicing"):
+            pipe.enable_attention_slicing()
+            undo.append(pipe.disable_attention_slicing)
+        if settings.get("vae_tiling") and hasattr(pipe.vae, "enable_tiling"):
+            pipe.vae.enable_tiling()
+            undo.append(pipe.vae.disable_tiling)
+        if settings.get("forward_chunking") and hasattr(pipe.unet, "enable_forward_chunking"):
+            pipe.unet.enable_forward_chunking()
+            undo.append(lambda: _set_feed_forward_chunks(pipe.unet, None))
+        if settings.get("model_cpu_offload"):
+            if torch.cuda.is_available():
+                device = pipe.device
+                pipe.enable_model_cpu_offload()
+                undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
+            else:  # both offload methods raise without a GPU
+                logger.info("model_cpu_offload skipped: no GPU here")
+        yield
+    finally:
+        for step in reversed(undo):
+            step()
+
+
+def _set_feed_forward_chunks(model, chunk_size: int | None) -> None:
+    # SVD's UNet can enable feed-forward chunking but has no method to turn it off again.
+    for module in model.modules():
+        if hasattr(module, "set_chunk_feed_forward"):
+            module.set_chunk_feed_forward(chunk_size=chunk_size, dim=0)
+
+
+def run_gpu_stage(stage: str, scene: int | None, settings: dict, build: Callable[[Any, dict], dict]) -> dict:
+    """run_stage for a model stage: degrade by attempt, and turn an OOM into a fresh error that
+    holds no reference to the failed attempt's tensors."""
+    import torch
+
+    attempt = attempt_number()
+    applied, degraded = degrade(settings, attempt)
+    label = stage if scene is None else f"{stage}[{scene}]"
+    if attempt > 1:
+        free_memory()
+        _logger().warning("%s attempt %d after running out of memory: degraded with %s", label, attempt, degraded)
+    message = None
+    try:
+        return run_stage(stage, lambda directory: build(directory, applied), degraded=degraded)
+    except torch.OutOfMemoryError as error:
+        message = str(error).splitlines()[0] if str(error) else "out of memory"
+    # Outside the except block: the original exception, its traceback and every tensor its
+    # frames held are released before memory is freed and the fresh error is raised.
+    free_memory()
+    attempts = retries_for(settings) + 1
+    run_id = flow_run.id or "<flow-run-id>"
+    raise torch.OutOfMemoryError(
+        f"{label} ran out of memory on attempt {attempt} of {attempts} "
+        f"(degraded: {degraded or 'none'}): {message}. To resume once memory is free or the profile "
+        f"asks for less, render the same story again, or run `faceless resume {run_id}`"
+    )

@@ -1,0 +1,105 @@
+"""Bad input: one clear line on stderr, exit status 2, nothing written anywhere.
+And odd but valid text (emoji, numbers, accents, right-to-left, CJK) renders."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import srt
+import yaml
+
+from conftest import BIN, ROOT, render
+
+OFFLINE = ROOT / "deployments" / "profiles" / "offline.yaml"
+
+
+def run_cli(tmp_path: Path, *args: str, env: dict | None = None, cwd: Path | None = None):
+    environment = {"FACELESS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", **(env or {})}
+    return subprocess.run([str(BIN / "faceless"), *args], capture_output=True, text=True, timeout=120,
+                          env=environment, cwd=cwd or tmp_path)
+
+
+def assert_refused(result, message: str, tmp_path: Path) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists(), "bad input left an output folder"
+    assert not (tmp_path / "home" / "artifacts").exists(), "bad input wrote to the artifact store"
+
+
+def good_story(tmp_path: Path) -> Path:
+    story = tmp_path / "story.txt"
+    story.write_text("One sentence.", encoding="utf-8")
+    return story
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "the story is empty"),
+    (b"   \n\t  \n", "the story is empty"),
+    (b"caf\xe9 au lait", "is not UTF-8 text"),
+    (b"\xff\xfeS\x00t\x00o\x00r\x00y\x00", "is not UTF-8 text"),
+    (b"word " * 5000, "the limit is 20000"),
+])
+def test_bad_story(tmp_path, content, message):
+    story = tmp_path / "story.txt"
+    story.write_bytes(content)
+    assert_refused(run_cli(tmp_path, "render", str(story), "--out", "out"), message, tmp_path)
+
+
+def test_missing_story_file(tmp_path):
+    assert_refused(run_cli(tmp_path, "render", "missing.txt", "--out", "out"), "story file not found", tmp_path)
+
+
+def test_unknown_profile(tmp_path):
+    result = run_cli(tmp_path, "render", str(good_story(tmp_path)), "--profile", "nope", "--out", "out")
+    assert_refused(result, "unknown profile 'nope'", tmp_path)
+
+
+def test_malformed_profile_yaml(tmp_path):
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("plan: {sentences_per_scene: 2\nnarrate: [", encoding="utf-8")
+    result = run_cli(tmp_path, "render", str(good_story(tmp_path)), "--profile", str(profile), "--out", "out")
+    assert_refused(result, "is not valid YAML (line", tmp_path)
+
+
+@pytest.mark.parametrize("stage, field, value, message", [
+    ("keyframe", "width", 100, "keyframe.width=100 must be an integer from 16 to 4096 and a multiple of 8"),
+    ("animate", "height", -448, "animate.height=-448"),
+    ("compose", "width", 721, "compose.width=721"),
+    ("compose", "height", 100000, "compose.height=100000"),
+])
+def test_sizes_the_models_cannot_take(tmp_path, stage, field, value, message):
+    settings = yaml.safe_load(OFFLINE.read_text())
+    settings[stage][field] = value
+    profile = tmp_path / "sizes.yaml"
+    profile.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    result = run_cli(tmp_path, "render", str(good_story(tmp_path)), "--profile", str(profile), "--out", "out")
+    assert_refused(result, message, tmp_path)
+
+
+def test_out_that_escapes_the_working_folder(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_cli(tmp_path, "render", str(good_story(tmp_path)), "--out", "../../elsewhere", cwd=work)
+    assert_refused(result, "escapes the working folder", tmp_path)
+
+
+def test_malformed_fault_spec(tmp_path):
+    result = run_cli(tmp_path, "render", str(good_story(tmp_path)), "--out", "out",
+                     env={"FACELESS_FAULT": "animate:explode"})
+    assert_refused(result, "is not <stage>[<scene>]:oom:<n>", tmp_path)
+
+
+def test_odd_but_valid_text_renders(store_env, tmp_path):
+    text = ('Zoë said “hello” to 3 friends 😀 at 7:30.\n'
+            'مرحبا بالعالم.\n'
+            '你好，世界。\n'
+            'Ça va? Très bien — merci!')
+    story = tmp_path / "odd.txt"
+    story.write_text(text, encoding="utf-8")
+    render(store_env, story, tmp_path / "out")
+    cues = list(srt.parse((tmp_path / "out" / "odd" / "subtitles.srt").read_text(encoding="utf-8")))
+    assert " ".join(c.content for c in cues).split() == text.split()
+    assert (tmp_path / "out" / "odd" / "video.mp4").stat().st_size > 0

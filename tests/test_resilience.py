@@ -1,0 +1,153 @@
+"""Faults injected for real: out-of-memory errors, a SIGKILLed render, a changed byte, two
+renders at once. Every run is the CLI against the session's real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import srt
+
+from conftest import BIN, ROOT, render
+
+STORY = (
+    "A small fox found a golden key under the old oak tree. "
+    "She opened the door in the hill and stepped into a room full of stars. "
+    "An owl asked her what she wished for. "
+    "She wished for the sun to rise again. "
+    "The owl laughed and showed her the dawn. "
+    "The fox went home with the key and the light."
+)
+
+
+def write_story(tmp_path: Path, text: str = STORY, name: str = "fox.txt") -> Path:
+    story = tmp_path / name
+    story.write_text(text, encoding="utf-8")
+    return story
+
+
+def manifest_of(out: Path, slug: str = "fox") -> dict:
+    return json.loads((out / slug / "manifest.json").read_text())
+
+
+def computed(manifest: dict) -> set:
+    return {(s["stage"], s["scene"]) for s in manifest["stages"] if not s["cached"]}
+
+
+def task_run_counts(flow_run_id: str) -> dict[str, list[int]]:
+    """How many times each task of a flow run ran, from the Prefect server itself."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    counts: dict[str, list[int]] = {}
+    for run in runs:
+        counts.setdefault(run.task_key.split(".")[-1].split("-")[0], []).append(run.run_count)
+    return counts
+
+
+def test_oom_on_first_attempt_of_every_animate_task_degrades_and_completes(store_env, tmp_path, monkeypatch):
+    story, out = write_story(tmp_path), tmp_path / "out"
+    render({**store_env, "FACELESS_FAULT": "animate:oom:1"}, story, out)
+    manifest = manifest_of(out)
+    animate = [s for s in manifest["stages"] if s["stage"] == "animate"]
+    assert len(animate) == 3
+    for entry in animate:
+        assert entry["attempts"] == 2 and entry["degraded"] == {"decode_chunk_size": 2}
+    for entry in manifest["stages"]:
+        if entry["stage"] != "animate":
+            assert entry["attempts"] == 1 and entry["degraded"] is None, entry
+    # The server agrees: every upstream task ran once, every animate task twice.
+    monkeypatch.setenv("PREFECT_API_URL", store_env["PREFECT_API_URL"])
+    counts = task_run_counts(manifest["flow_run_id"])
+    assert counts["animate_task"] == [2, 2, 2]
+    for name in ("plan_task", "narrate_task", "align_task", "keyframe_task", "compose_task"):
+        assert set(counts[name]) == {1}, name
+
+
+def test_oom_on_every_attempt_fails_clearly_and_prefect_retry_resumes(store_env, tmp_path):
+    story, out = write_story(tmp_path), tmp_path / "out"
+    failed = render({**store_env, "FACELESS_FAULT": "animate[1]:oom:99"}, story, out, check=False)
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert "animate[1] ran out of memory on attempt 5 of 5" in message
+    assert "faceless resume " in message
+    assert not (out / "fox").exists(), "a failed render must not leave deliverables"
+    run_id = message.split("faceless resume ")[1].strip("`. ")
+
+    # Prefect's own retry of that run, without the fault, picks up where it stopped.
+    retried = subprocess.run(
+        [str(BIN / "prefect"), "flow-run", "retry", run_id, "--entrypoint", "flows/story_to_video.py:story_to_video"],
+        cwd=ROOT, env=store_env, capture_output=True, text=True, timeout=600)
+    assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-3000:]
+    manifest = manifest_of(out)
+    assert computed(manifest) == {("animate", 1), ("compose", None)}
+    assert manifest["flow_run_id"] == run_id
+
+
+def test_render_killed_while_animating_resumes_from_finished_scenes(store_env, tmp_path):
+    story, out = write_story(tmp_path), tmp_path / "out"
+    animate_dir = Path(store_env["FACELESS_HOME"]) / "artifacts" / "animate"
+    process = subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out)],
+                               env=store_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(animate_dir.glob("*/manifest.json")):
+        assert process.poll() is None, "render ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {p.parent.name for p in animate_dir.glob("*/manifest.json")}
+    assert 1 <= len(finished) < 3 and not (out / "fox").exists()
+
+    render(store_env, story, out)
+    manifest = manifest_of(out)
+    for entry in manifest["stages"]:
+        if entry["stage"] in ("plan", "narrate", "align", "keyframe"):
+            assert entry["cached"], entry
+        if entry["stage"] == "animate":
+            assert entry["cached"] == (entry["key"] in finished), entry
+    assert ("compose", None) in computed(manifest)
+
+
+def test_changed_byte_in_a_keyframe_is_recomputed_never_used(store_env, tmp_path):
+    story, out = write_story(tmp_path), tmp_path / "out"
+    render(store_env, story, out)
+    entry = next(s for s in manifest_of(out)["stages"] if s["stage"] == "keyframe" and s["scene"] == 1)
+    png = Path(store_env["FACELESS_HOME"]) / "artifacts" / "keyframe" / entry["key"] / "keyframe.png"
+    original = png.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF
+    png.write_bytes(bytes(damaged))
+
+    render(store_env, story, out)
+    # Rebuilt from its seed, byte for byte; what depends on it was built from those same bytes
+    # (its key names their hash), so it stays valid and cached.
+    assert computed(manifest_of(out)) == {("keyframe", 1)}
+    assert png.read_bytes() == original
+    assert (out / "fox" / "keyframes" / "scene-01.png").read_bytes() == original
+
+
+def test_two_renders_at_once_compute_each_stage_once(store_env, tmp_path):
+    story = write_story(tmp_path)
+    outs = [tmp_path / "out-a", tmp_path / "out-b"]
+    processes = [subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out)],
+                                  env=store_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for out in outs]
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+    manifests = [manifest_of(out) for out in outs]
+    for a, b in zip(manifests[0]["stages"], manifests[1]["stages"]):
+        assert a["key"] == b["key"]
+        assert [a["cached"], b["cached"]].count(False) == 1, (a, b)
+    for out in outs:
+        cues = list(srt.parse((out / "fox" / "subtitles.srt").read_text(encoding="utf-8")))
+        assert " ".join(c.content for c in cues).split() == STORY.split()
+        assert (out / "fox" / "video.mp4").stat().st_size > 0
