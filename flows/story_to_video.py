@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
+from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -118,6 +119,9 @@ def story_to_video(
         unmapped(animate_settings), unmapped(identities["animate"]),
     )
 
+    # Let every scene finish (or fail) before reporting: a failure at scene 7 still leaves
+    # scenes 1-6 done and cached for the resume.
+    wait([alignment_future, *keyframe_futures, *animate_futures])
     alignment, record = _record("align", alignment_future)
     stages.append(record)
     keyframes = []

@@ -152,3 +152,23 @@ def test_two_renders_at_once_compute_each_stage_once(store_env, tmp_path):
         cues = list(srt.parse((out / "fox" / "subtitles.srt").read_text(encoding="utf-8")))
         assert " ".join(c.content for c in cues).split() == STORY.split()
         assert (out / "fox" / "video.mp4").stat().st_size > 0
+
+
+def test_faceless_resume_reruns_a_failed_render_with_its_parameters(store_env, tmp_path):
+    story, out = write_story(tmp_path), tmp_path / "out"
+    failed = render({**store_env, "FACELESS_FAULT": "keyframe[2]:oom:99"}, story, out, check=False)
+    assert failed.returncode == 1 and "keyframe[2] ran out of memory" in failed.stderr
+    run_id = failed.stderr.strip().splitlines()[-1].split("faceless resume ")[1].strip("`. ")
+
+    # From another folder, with no story path or options given: they come from the run.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = subprocess.run([str(BIN / "faceless"), "resume", run_id], cwd=elsewhere, env=store_env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.strip().splitlines()[-1] == str(out / "fox" / "video.mp4")
+    manifest = manifest_of(out)
+    assert ("keyframe", 2) in computed(manifest)
+    assert all(s["cached"] for s in manifest["stages"] if s["stage"] in ("plan", "narrate", "align"))
+    # The other scenes finished before the failed run ended, so neither is redone.
+    assert all(s["cached"] for s in manifest["stages"] if s["stage"] in ("keyframe", "animate") and s["scene"] != 2)
