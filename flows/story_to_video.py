@@ -10,7 +10,6 @@ narration (the clip lasts as long as the scene is spoken).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
