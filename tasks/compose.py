@@ -10,13 +10,14 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from prefect import task
 
-from tasks import store
+from tasks import loudness, store
 from tasks.caching import ArtifactPolicy, run_stage
 from tasks.captions import CaptionRenderer, blend, phrases
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: loudness-normalised audio
 
 # mov_text needs an ASS-style header on the stream; the muxer turns it into a tx3g description.
 _ASS_HEADER = (
@@ -60,6 +61,10 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
     phrase_list = phrases(timing["words"], int(style.get("max_words", 4)))
     schedule = caption_schedule(phrase_list, fps, total)
     overlays: dict[tuple[int, int], tuple] = {}
+    target = settings.get("loudness", {})
+    samples, loudness_report = loudness.normalise(
+        read_audio(narration_wav, settings["audio_rate"]), settings["audio_rate"],
+        target.get("target_lufs", -14.0), target.get("true_peak_db", -1.0))
 
     output = directory / "video.mp4"
     with av.open(str(output), "w", options={"movflags": "+faststart"}) as container:
@@ -102,7 +107,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
             raise ValueError(f"scene clips hold {written} frames; the narration needs {total}")
         container.mux(video.encode())
 
-        _mux_audio(container, audio, narration_wav, settings["audio_rate"])
+        _mux_audio(container, audio, samples, settings["audio_rate"])
         for cue in timing["cues"]:
             # The encoder takes an ASS dialogue line; \N is its line break.
             text = "0,0,Default,,0,0,0,," + "\\N".join(cue["lines"])
@@ -117,21 +122,35 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
             container.mux(packet)
 
     return {"frames": written, "fps": fps, "size": [width, height], "duration": written / fps,
-            "caption_overlays": len(overlays)}
+            "caption_overlays": len(overlays), "loudness": loudness_report}
 
 
-def _mux_audio(container, stream, wav: Path, rate: int) -> None:
+def read_audio(wav: Path, rate: int) -> np.ndarray:
+    """The narration as mono float samples at the output rate."""
     import av
 
-    resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    pieces = []
     with av.open(str(wav)) as source:
         for frame in source.decode(audio=0):
             frame.pts = None
-            for resampled in resampler.resample(frame):
-                container.mux(stream.encode(resampled))
-    for resampled in resampler.resample(None):
-        container.mux(stream.encode(resampled))
-    container.mux(stream.encode(None))
+            pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+    pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+
+
+def _mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:
+    import av
+
+    for start in range(0, len(samples), 4096):
+        frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4096], format="flt", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def _bitrate(text: str | int) -> int:

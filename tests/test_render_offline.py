@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import srt
 import webvtt
@@ -165,3 +166,36 @@ def test_editing_one_sentence_reruns_only_what_it_touches(first):
                                   ("keyframe", 1), ("animate", 1), ("compose", None)}
     cues = list(srt.parse((out / "fox-and-key" / "subtitles.srt").read_text(encoding="utf-8")))
     assert " ".join(c.content for c in cues).split() == EDITED.split()
+
+
+def test_audio_is_loudness_normalised(first):
+    """Measured on the encoded MP4 (after AAC) with FFmpeg's own EBU R128 meter."""
+    import av.filter
+
+    with av.open(str(first["folder"] / "video.mp4")) as container:
+        stream = container.streams.audio[0]
+        graph = av.filter.Graph()
+        nodes = [graph.add_abuffer(template=stream), graph.add("ebur128", "metadata=1:peak=true"),
+                 graph.add("abuffersink")]
+        nodes[0].link_to(nodes[1])
+        nodes[1].link_to(nodes[2])
+        graph.configure()
+        metadata: dict = {}
+
+        def drain():
+            while True:
+                try:
+                    frame = graph.pull()
+                except (av.BlockingIOError, av.EOFError):
+                    return
+                metadata.update(frame.metadata)
+
+        for frame in container.decode(stream):
+            graph.push(frame)
+            drain()
+        graph.push(None)
+        drain()
+    integrated = float(metadata["lavfi.r128.I"])
+    true_peak_db = 20 * np.log10(float(metadata["lavfi.r128.true_peak"]))
+    assert -15.0 <= integrated <= -13.0
+    assert true_peak_db <= -1.0
