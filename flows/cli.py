@@ -1,6 +1,6 @@
 """The `faceless` command.
 
-    faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR]
+    faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH]
     faceless resume FLOW_RUN_ID
 
 Inputs are checked before Prefect starts, so a bad story, profile, folder or missing model
@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("story_file", help="UTF-8 text file with the story")
     render.add_argument("--profile", default="offline", help="profile name or a .yaml file (default: offline)")
     render.add_argument("--out", default="./out", help="output folder (default: ./out)")
+    render.add_argument("--size", help="output WIDTHxHEIGHT: 720x1280 (the profile's default), 1080x1920, "
+                                       "1920x1080, 1080x1080, ...")
     resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
     resume.add_argument("flow_run_id", help="the story-to-video flow run to resume")
     return parser
@@ -39,7 +41,7 @@ def _check_inputs(parameters: dict) -> None:
 
     normalise_story(story_input(parameters.get("story"), parameters.get("story_file"))[0])
     output_folder(parameters.get("out", "./out"))
-    model_identities(load_profile(parameters.get("profile", "offline")))
+    model_identities(load_profile(parameters.get("profile", "offline"), parameters.get("size")))
     from tasks.gpu import parse_faults
 
     parse_faults(os.environ.get("FACELESS_FAULT", ""))
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 "profile": args.profile,
                 "out": args.out,
             }
+            if args.size:
+                parameters["size"] = args.size
         _check_inputs(parameters)
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)

@@ -72,13 +72,15 @@ def story_to_video(
     story_file: str | None = None,
     profile: str = "offline",
     out: str = "./out",
+    size: str | None = None,
 ) -> str:
-    """Render a story into a narrated, captioned vertical video; returns the video's path."""
+    """Render a story into a narrated, captioned video (vertical unless `size`, e.g. 1920x1080,
+    says otherwise); returns the video's path."""
     logger = get_run_logger()
     started = time.perf_counter()
     text, title = story_input(story, story_file)
     deliver.output_folder(out)  # refuse a bad folder before any work, not after
-    settings = load_profile(profile)
+    settings = load_profile(profile, size)
     identities = model_identities(settings)
     compose_settings = settings["compose"]
     animate_settings = {

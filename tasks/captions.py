@@ -62,9 +62,11 @@ class CaptionRenderer:
     def __init__(self, style: dict, width: int, height: int):
         self.style = style
         self.width, self.height = width, height
-        self.font = load_font(style["font"], style["size"])
-        self.outline = int(style.get("outline_width", 4))
-        self.line_gap = int(style["size"] * 0.25)
+        # Style sizes are for a 720-pixel-wide vertical frame; scale with the frame's short side.
+        scale = min(width, height) / 720
+        self.font = load_font(style["font"], max(8, round(style["size"] * scale)))
+        self.outline = max(1, round(style.get("outline_width", 4) * scale))
+        self.line_gap = round(style["size"] * scale * 0.25)
 
     def _lines(self, texts: list[str]) -> list[list[int]]:
         """Word indexes per line, wrapping at the safe width (two lines at most for a phrase

@@ -7,6 +7,7 @@ so the video starts playing before it has fully downloaded.
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -61,10 +62,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
     phrase_list = phrases(timing["words"], int(style.get("max_words", 4)))
     schedule = caption_schedule(phrase_list, fps, total)
     overlays: dict[tuple[int, int], tuple] = {}
-    target = settings.get("loudness", {})
-    samples, loudness_report = loudness.normalise(
-        read_audio(narration_wav, settings["audio_rate"]), settings["audio_rate"],
-        target.get("target_lufs", -14.0), target.get("true_peak_db", -1.0))
+    m4a, loudness_report = loud_aac(narration_wav, settings)
 
     output = directory / "video.mp4"
     with av.open(str(output), "w", options={"movflags": "+faststart"}) as container:
@@ -74,9 +72,8 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
         # A keyframe every two seconds lets players seek quickly in a short.
         video.codec_context.gop_size = 2 * fps
 
-        audio = container.add_stream("aac", rate=settings["audio_rate"])
-        audio.bit_rate = _bitrate(settings["audio_bitrate"])
-        audio.layout = "mono"
+        audio_source = av.open(io.BytesIO(m4a))
+        audio = container.add_stream_from_template(audio_source.streams.audio[0])
 
         subtitles = container.add_stream("mov_text")
         subtitles.codec_context.subtitle_header = _ASS_HEADER.format(w=width, h=height, size=style["size"]).encode()
@@ -107,7 +104,11 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
             raise ValueError(f"scene clips hold {written} frames; the narration needs {total}")
         container.mux(video.encode())
 
-        _mux_audio(container, audio, samples, settings["audio_rate"])
+        for packet in audio_source.demux(audio_source.streams.audio[0]):
+            if packet.dts is not None:  # the demuxer ends with an empty flush packet
+                packet.stream = audio
+                container.mux(packet)
+        audio_source.close()
         for cue in timing["cues"]:
             # The encoder takes an ASS dialogue line; \N is its line break.
             text = "0,0,Default,,0,0,0,," + "\\N".join(cue["lines"])
@@ -139,18 +140,46 @@ def read_audio(wav: Path, rate: int) -> np.ndarray:
     return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
 
 
-def _mux_audio(container, stream, samples: np.ndarray, rate: int) -> None:
+def _encode_aac(samples: np.ndarray, rate: int, bitrate: int) -> bytes:
+    """AAC in an in-memory MP4, so it can be checked before it goes into the video."""
     import av
 
-    for start in range(0, len(samples), 4096):
-        frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4096], format="flt", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = start
-        frame.time_base = Fraction(1, rate)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.bit_rate, stream.layout = bitrate, "mono"
+        for start in range(0, len(samples), 4096):
+            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4096], format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def _decode(m4a: bytes) -> np.ndarray:
+    import av
+
+    with av.open(io.BytesIO(m4a)) as container:
+        return np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).astype(np.float32)
+
+
+def loud_aac(narration_wav: Path, settings: dict) -> tuple[bytes, dict]:
+    """The narration normalised and AAC-encoded, with its true peak checked after encoding:
+    the encoder can overshoot sharp onsets by a few dB, so the limiter is lowered until the
+    encoded audio, not just its input, stays under the ceiling."""
+    rate, target = settings["audio_rate"], settings.get("loudness", {})
+    samples = read_audio(narration_wav, rate)
+    ceiling = target.get("true_peak_db", -1.0)
+    for margin in (1.5, 2.5, 3.5, 5.0, 7.0):
+        normalised, report = loudness.normalise(samples, rate, target.get("target_lufs", -14.0), ceiling, margin)
+        m4a = _encode_aac(normalised, rate, _bitrate(settings["audio_bitrate"]))
+        if report["output_lufs"] is None:
+            break
+        encoded_lufs, encoded_peak = loudness.measure(_decode(m4a), rate)
+        report.update(encoded_lufs=round(encoded_lufs, 2), encoded_true_peak_db=round(encoded_peak, 2))
+        if encoded_peak <= ceiling:
+            break
+    return m4a, report
 
 
 def _bitrate(text: str | int) -> int:

@@ -73,11 +73,12 @@ def measure(samples: np.ndarray, rate: int) -> tuple[float, float]:
     return integrated, (20 * math.log10(peak) if peak > 0 else -math.inf)
 
 
-def normalise(samples: np.ndarray, rate: int, target_lufs: float = -14.0, ceiling_db: float = -1.0) -> tuple[np.ndarray, dict]:
+def normalise(samples: np.ndarray, rate: int, target_lufs: float = -14.0, ceiling_db: float = -1.0,
+              margin_db: float = _LIMITER_MARGIN_DB) -> tuple[np.ndarray, dict]:
     before, before_peak = measure(samples, rate)
     if not math.isfinite(before) or before <= _SILENCE_LUFS:  # nothing to normalise
         return samples, {"input_lufs": None, "output_lufs": None, "true_peak_db": None}
-    limit = 10 ** ((ceiling_db - _LIMITER_MARGIN_DB) / 20)
+    limit = 10 ** ((ceiling_db - margin_db) / 20)
     gain_db = target_lufs - before
     for _ in range(_ROUNDS):
         output, _ = filter_audio(samples, rate, [
@@ -93,5 +94,5 @@ def normalise(samples: np.ndarray, rate: int, target_lufs: float = -14.0, ceilin
     return output, {
         "input_lufs": round(before, 2), "input_true_peak_db": round(before_peak, 2),
         "gain_db": round(gain_db, 2), "output_lufs": round(loudness, 2), "true_peak_db": round(peak, 2),
-        "target_lufs": target_lufs, "ceiling_db": ceiling_db,
+        "target_lufs": target_lufs, "ceiling_db": ceiling_db, "limiter_db": round(ceiling_db - margin_db, 2),
     }

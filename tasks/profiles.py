@@ -18,7 +18,36 @@ def available() -> list[str]:
     return sorted(path.stem for path in PROFILES_DIR.glob("*.yaml"))
 
 
-def load_profile(name: str) -> dict:
+def parse_size(size: str) -> tuple[int, int]:
+    parts = size.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ProfileError(f"size {size!r} is not WIDTHxHEIGHT, e.g. 720x1280")
+    return int(parts[0]), int(parts[1])
+
+
+def _same_area(width: int, height: int, aspect: float) -> tuple[int, int]:
+    # Generate the pictures in the output's shape at the profile's cost (pixel count), so a
+    # 16:9 video gets landscape keyframes instead of a crop of portrait ones.
+    area = width * height
+    new_width = max(64, round((area * aspect) ** 0.5 / 8) * 8)
+    new_height = max(64, round(new_width / aspect / 8) * 8)
+    return new_width, new_height
+
+
+def apply_size(profile: dict, size: str) -> dict:
+    """The profile for another output size: compose at that size, keyframes and clips in its aspect."""
+    width, height = parse_size(size)
+    profile["compose"].update(width=width, height=height)
+    if width > 0 and height > 0:
+        aspect = width / height
+        for stage in ("keyframe", "animate"):
+            settings = profile[stage]
+            if abs(settings["width"] / settings["height"] - aspect) > 0.02 * aspect:
+                settings["width"], settings["height"] = _same_area(settings["width"], settings["height"], aspect)
+    return profile
+
+
+def load_profile(name: str, size: str | None = None) -> dict:
     """The profile's settings by stage, from a name under deployments/profiles/ or a path to a
     YAML file of your own. Raises ProfileError with a one-line reason."""
     if name.endswith((".yaml", ".yml")):
@@ -40,6 +69,8 @@ def load_profile(name: str) -> dict:
     missing = [stage for stage in STAGES if not isinstance(profile.get(stage), dict)]
     if missing:
         raise ProfileError(f"profile {name!r} lacks settings for: {', '.join(missing)}")
+    if size:
+        apply_size(profile, size)
     _check_sizes(name, profile)
     profile["name"] = profile.get("name") or path.stem
     return profile

@@ -79,6 +79,17 @@ def test_sizes_the_models_cannot_take(tmp_path, stage, field, value, message):
     assert_refused(result, message, tmp_path)
 
 
+@pytest.mark.parametrize("size, message", [
+    ("721x1280", "compose.width=721"),
+    ("720x1280x3", "is not WIDTHxHEIGHT"),
+    ("big", "is not WIDTHxHEIGHT"),
+    ("0x0", "compose.width=0"),
+])
+def test_impossible_output_size(tmp_path, size, message):
+    result = run_cli(tmp_path, "render", str(good_story(tmp_path)), "--size", size, "--out", "out")
+    assert_refused(result, message, tmp_path)
+
+
 def test_out_that_escapes_the_working_folder(tmp_path):
     work = tmp_path / "work"
     work.mkdir()

@@ -199,3 +199,21 @@ def test_audio_is_loudness_normalised(first):
     true_peak_db = 20 * np.log10(float(metadata["lavfi.r128.true_peak"]))
     assert -15.0 <= integrated <= -13.0
     assert true_peak_db <= -1.0
+
+
+def test_landscape_size_gets_landscape_pictures_without_distortion(first):
+    out = first["root"] / "out-landscape"
+    render(first["env"], first["story"], out, "--size", "640x360")
+    folder = out / "fox-and-key"
+    with av.open(str(folder / "video.mp4")) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (640, 360)
+        frames = sum(1 for _ in container.decode(video=0))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert frames == manifest["video"]["frames"]
+    # Keyframes are generated in the output's aspect (same pixel budget), not cropped from portrait.
+    from PIL import Image
+
+    with Image.open(folder / "keyframes" / "scene-00.png") as keyframe:
+        assert keyframe.width > keyframe.height
+        assert abs(keyframe.width / keyframe.height - 16 / 9) < 0.05
