@@ -15,7 +15,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
-SAFE_WIDTH = 0.84  # of the frame width: clear of the side buttons of short-video apps
+# Horizontal safe area of a vertical short, as fractions of the width: the apps put their
+# like/comment/share column on the right, so captions are centred in what is left.
+SAFE_LEFT, SAFE_RIGHT = 0.06, 0.82
 HOLD_S = 0.5  # how long a phrase stays up after its last word when a pause follows
 
 
@@ -67,11 +69,13 @@ class CaptionRenderer:
         self.font = load_font(style["font"], max(8, round(style["size"] * scale)))
         self.outline = max(1, round(style.get("outline_width", 4) * scale))
         self.line_gap = round(style["size"] * scale * 0.25)
+        # Landscape and square videos have no app column on the right: centre them.
+        self.safe_left, self.safe_right = (SAFE_LEFT, SAFE_RIGHT) if height > width else (0.06, 0.94)
 
     def _lines(self, texts: list[str]) -> list[list[int]]:
         """Word indexes per line, wrapping at the safe width (two lines at most for a phrase
         of a few words; a longer word overflows rather than being split)."""
-        limit = self.width * SAFE_WIDTH
+        limit = self.width * (self.safe_right - self.safe_left)
         lines: list[list[int]] = [[]]
         for i, _ in enumerate(texts):
             candidate = " ".join(texts[j] for j in lines[-1] + [i])
@@ -93,7 +97,8 @@ class CaptionRenderer:
         space = self.font.getlength(" ")
         for row, indexes in enumerate(lines):
             widths = [self.font.getlength(texts[i]) for i in indexes]
-            x = (self.width - (sum(widths) + space * (len(indexes) - 1))) / 2
+            line_width = sum(widths) + space * (len(indexes) - 1)
+            x = self.width * (self.safe_left + self.safe_right) / 2 - line_width / 2
             y = pad + row * (line_h + self.line_gap)
             for i, w in zip(indexes, widths):
                 colour = self.style["highlight"] if i == highlight else self.style["color"]

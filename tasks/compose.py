@@ -18,7 +18,7 @@ from tasks import loudness, store
 from tasks.caching import ArtifactPolicy, run_stage
 from tasks.captions import CaptionRenderer, blend, phrases
 
-STAGE_VERSION = 2  # 2: loudness-normalised audio
+STAGE_VERSION = 3  # 2: loudness-normalised audio; 3: captions clear of the right-hand app column
 
 # mov_text needs an ASS-style header on the stream; the muxer turns it into a tx3g description.
 _ASS_HEADER = (
