@@ -23,7 +23,7 @@ from tasks import gpu, models, store
 from tasks.align import align_task
 from tasks.animate import animate_task
 from tasks.caching import with_store
-from tasks.compose import compose_task, frame_boundaries
+from tasks.compose import clip_lengths, compose_task, frame_boundaries, transition_handles
 from tasks.keyframe import keyframe_task
 from tasks.narrate import narrate_task, voice_identity
 from tasks.plan import StoryError, plan_task, read_story_file
@@ -114,7 +114,9 @@ def story_to_video(
     spans = {s["index"]: s for s in timing["sentences"]}
     starts = [spans[scene["sentences"][0]]["start"] for scene in scenes]
     bounds = frame_boundaries(starts, timing["duration"], compose_settings["fps"])
-    frame_counts = [max(1, bounds[i + 1] - bounds[i]) for i in range(len(scenes))]
+    half_fade = round(compose_settings.get("transition_s", 0.0) * compose_settings["fps"] / 2)
+    timeline = {"bounds": bounds, "handles": transition_handles(bounds, half_fade)}
+    frame_counts = [max(1, n) for n in clip_lengths(bounds, timeline["handles"])]
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
         keyframe_futures, [s["index"] for s in scenes], [s["seed"] for s in scenes], frame_counts,
         unmapped(animate_settings), unmapped(identities["animate"]),
@@ -137,11 +139,12 @@ def story_to_video(
         stages.append(record)
 
     video, record = _record("compose", with_store(compose_task)(
-        narration, alignment, clips, compose_settings, return_state=True))
+        narration, alignment, clips, timeline, compose_settings, return_state=True))
     stages.append(record)
 
     scene_rows = [
-        {**scene, "start": bounds[i] / compose_settings["fps"], "frames": frame_counts[i]}
+        {**scene, "start": bounds[i] / compose_settings["fps"], "frames": bounds[i + 1] - bounds[i],
+         "clip_frames": frame_counts[i]}
         for i, scene in enumerate(scenes)
     ]
     manifest = {

@@ -18,7 +18,7 @@ from tasks import loudness, store
 from tasks.caching import ArtifactPolicy, run_stage
 from tasks.captions import CaptionRenderer, blend, phrases
 
-STAGE_VERSION = 3  # 2: loudness-normalised audio; 3: captions clear of the right-hand app column
+STAGE_VERSION = 4  # 2: loudness; 3: captions clear of the app column; 4: cross-fades
 
 # mov_text needs an ASS-style header on the stream; the muxer turns it into a tx3g description.
 _ASS_HEADER = (
@@ -38,6 +38,61 @@ def frame_boundaries(scene_starts: list[float], duration: float, fps: int) -> li
     return bounds
 
 
+def transition_handles(bounds: list[int], half_frames: int) -> list[int]:
+    """Frames each scene boundary cross-fades on either side: index k is the boundary where
+    scene k begins (0 for the first scene, and one more 0 for the end). A short scene gets a
+    shorter fade, so two fades never overlap."""
+    handles = [0] * len(bounds)
+    for k in range(1, len(bounds) - 1):
+        handles[k] = max(0, min(half_frames, (bounds[k] - bounds[k - 1]) // 2, (bounds[k + 1] - bounds[k]) // 2))
+    return handles
+
+
+def clip_lengths(bounds: list[int], handles: list[int]) -> list[int]:
+    """Frames each scene's clip must hold: its own span plus the fades into and out of it."""
+    return [bounds[k + 1] - bounds[k] + handles[k] + handles[k + 1] for k in range(len(bounds) - 1)]
+
+
+def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
+    """The output frames (RGB arrays) in order: scene k's clip covers output frames
+    [bounds[k] - handles[k], bounds[k+1] + handles[k+1]); where two clips cover a frame
+    (a fade), they are mixed with a linear ramp."""
+    import av
+
+    opened: dict[int, tuple] = {}
+
+    def pull(k: int) -> np.ndarray:
+        if k not in opened:
+            container = av.open(str(clips[k]))
+            opened[k] = (container, container.decode(video=0))
+        try:
+            return next(opened[k][1]).to_ndarray(format="rgb24")
+        except StopIteration:
+            raise ValueError(f"clip {k} ({clips[k].parent.name}) has too few frames for its scene") from None
+
+    def close(k: int) -> None:
+        if k in opened:
+            opened.pop(k)[0].close()
+
+    try:
+        for f in range(bounds[-1]):
+            covering = [k for k in range(len(clips))
+                        if bounds[k] - handles[k] <= f < bounds[k + 1] + handles[k + 1]]
+            frames = [pull(k) for k in covering]
+            if len(frames) == 1:
+                yield frames[0]
+            else:  # a fade at the boundary where covering[1] begins
+                k = covering[1]
+                alpha = (f - (bounds[k] - handles[k]) + 0.5) / (2 * handles[k])
+                mixed = frames[0].astype(np.float32) * (1 - alpha) + frames[1].astype(np.float32) * alpha
+                yield (mixed + 0.5).astype(np.uint8)
+            for k in [k for k in opened if f + 1 >= bounds[k + 1] + handles[k + 1]]:
+                close(k)
+    finally:
+        for k in list(opened):
+            close(k)
+
+
 def caption_schedule(phrase_list, fps: int, total: int) -> list[tuple[int, int] | None]:
     """For each output frame, (phrase, word being spoken) to show, or None between phrases."""
     schedule: list[tuple[int, int] | None] = [None] * total
@@ -51,12 +106,14 @@ def caption_schedule(phrase_list, fps: int, total: int) -> list[tuple[int, int] 
     return schedule
 
 
-def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings: dict, directory: Path) -> dict:
+def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline: dict, settings: dict,
+            directory: Path) -> dict:
     import av
 
     timing = store.read_json(timing_file)
     width, height, fps = settings["width"], settings["height"], settings["fps"]
-    total = max(1, round(timing["duration"] * fps))
+    bounds, handles = timeline["bounds"], timeline["handles"]
+    total = bounds[-1]
     style = settings["captions"]
     renderer = CaptionRenderer(style, width, height)
     phrase_list = phrases(timing["words"], int(style.get("max_words", 4)))
@@ -80,26 +137,21 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
         subtitles.time_base = Fraction(1, 1000)
 
         written = 0
-        for clip in clips:
-            with av.open(str(clip)) as source:
-                for frame in source.decode(video=0):
-                    if written >= total:
-                        break
-                    pixels = frame.to_ndarray(format="rgb24")
-                    if pixels.shape[:2] != (height, width):
-                        raise ValueError(f"clip {clip.name} is {pixels.shape[1]}x{pixels.shape[0]}, expected {width}x{height}")
-                    key = schedule[written]
-                    if key is not None:
-                        if key not in overlays:
-                            texts = [w["text"] for w in phrase_list[key[0]].words]
-                            overlays[key] = renderer.overlay(texts, key[1])
-                        overlay, left, top = overlays[key]
-                        blend(pixels, overlay, left, top)
-                    out = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-                    out.pts = written
-                    out.time_base = Fraction(1, fps)
-                    container.mux(video.encode(out))
-                    written += 1
+        for pixels in timeline_frames(clips, bounds, handles):
+            if pixels.shape[:2] != (height, width):
+                raise ValueError(f"scene clips are {pixels.shape[1]}x{pixels.shape[0]}, expected {width}x{height}")
+            key = schedule[written]
+            if key is not None:
+                if key not in overlays:
+                    texts = [w["text"] for w in phrase_list[key[0]].words]
+                    overlays[key] = renderer.overlay(texts, key[1])
+                overlay, left, top = overlays[key]
+                blend(pixels, overlay, left, top)
+            out = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            out.pts = written
+            out.time_base = Fraction(1, fps)
+            container.mux(video.encode(out))
+            written += 1
         if written != total:
             raise ValueError(f"scene clips hold {written} frames; the narration needs {total}")
         container.mux(video.encode())
@@ -123,6 +175,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], settings:
             container.mux(packet)
 
     return {"frames": written, "fps": fps, "size": [width, height], "duration": written / fps,
+            "transition_frames": [2 * h for h in handles[1:-1]],
             "caption_overlays": len(overlays), "loudness": loudness_report}
 
 
@@ -188,7 +241,7 @@ def _bitrate(text: str | int) -> int:
 
 
 @task(name="compose", cache_policy=ArtifactPolicy(stage="compose", version=STAGE_VERSION))
-def compose_task(narration: dict, alignment: dict, clips: list[dict], settings: dict) -> dict:
+def compose_task(narration: dict, alignment: dict, clips: list[dict], timeline: dict, settings: dict) -> dict:
     return run_stage("compose", lambda directory: compose(
         store.path_of(narration, "narration.wav"), store.path_of(alignment, "words.json"),
-        [store.path_of(clip, "clip.mp4") for clip in clips], settings, directory))
+        [store.path_of(clip, "clip.mp4") for clip in clips], timeline, settings, directory))
