@@ -68,8 +68,6 @@ def _run_parameters(flow_run_id: str) -> dict:
 
 
 def _render(parameters: dict) -> int:
-    import torch
-
     from flows.story_to_video import story_to_video
 
     try:
@@ -87,6 +85,8 @@ def _render(parameters: dict) -> int:
         error: BaseException = RuntimeError(f"the flow run ended {state.name}")
     except BaseException as raised:  # the flow's own logs above carry the details
         error = raised
+    import torch  # only now: a cached render never needs to import it
+
     if isinstance(error, torch.OutOfMemoryError):  # its message already says how to resume
         print(f"faceless: error: {error}", file=sys.stderr)
     else:
