@@ -201,9 +201,7 @@ def _encode_aac(samples: np.ndarray, rate: int, bitrate: int) -> bytes:
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("aac", rate=rate)
         stream.bit_rate, stream.layout = bitrate, "mono"
-        for start in range(0, len(samples), 4096):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 4096], format="flt", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        for frame in loudness.audio_frames(samples, rate):
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return buffer.getvalue()

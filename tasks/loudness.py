@@ -9,6 +9,7 @@ gain corrected until the integrated loudness is on target.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -19,13 +20,13 @@ _ROUNDS = 8
 _SILENCE_LUFS = -69.0  # the meter reports -70 for silence
 
 
-def _frames(samples: np.ndarray, rate: int, size: int = 4096):
+def audio_frames(samples: np.ndarray, rate: int, size: int = 4096):
+    """Mono float samples as PyAV frames, timestamped in samples."""
     import av
 
     for start in range(0, len(samples), size):
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, start:start + size]), format="flt", layout="mono")
-        frame.sample_rate = rate
-        frame.pts = start
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
         yield frame
 
 
@@ -57,7 +58,7 @@ def filter_audio(samples: np.ndarray, rate: int, chain: list[tuple[str, str]]) -
             if frame.metadata:
                 metadata = dict(frame.metadata)
 
-    for frame in _frames(samples, rate):
+    for frame in audio_frames(samples, rate):
         graph.push(frame)
         drain()
     graph.push(None)

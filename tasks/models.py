@@ -180,16 +180,18 @@ def ensure_tiny(name: str) -> Path:
     if (directory / "model_index.json").is_file():
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
-    try:
-        _TINY_BUILDERS[name](tmp)
+    # The artifacts' own lock: renders started together build each model once.
+    with store.exclusive_lock(directory.parent / f".{directory.name}.lock"):
+        if (directory / "model_index.json").is_file():
+            return directory
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
         try:
+            _TINY_BUILDERS[name](tmp)
+            if directory.exists():  # a build killed after its rename started
+                shutil.rmtree(directory)
             os.rename(tmp, directory)
-        except OSError:  # built concurrently by another process
-            if not (directory / "model_index.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
