@@ -36,12 +36,15 @@ def _parser() -> argparse.ArgumentParser:
 def _check_inputs(parameters: dict) -> None:
     from flows.deliver import output_folder
     from flows.story_to_video import model_identities, story_input
+    from tasks.captions import check_fonts
     from tasks.plan import normalise_story
     from tasks.profiles import load_profile
 
-    normalise_story(story_input(parameters.get("story"), parameters.get("story_file"))[0])
+    text = normalise_story(story_input(parameters.get("story"), parameters.get("story_file"))[0])
     output_folder(parameters.get("out", "./out"))
-    model_identities(load_profile(parameters.get("profile", "offline"), parameters.get("size")))
+    settings = load_profile(parameters.get("profile", "offline"), parameters.get("size"))
+    model_identities(settings)
+    check_fonts(text, settings["compose"]["captions"])
     from tasks.gpu import parse_faults
 
     parse_faults(os.environ.get("FACELESS_FAULT", ""))

@@ -23,6 +23,7 @@ from tasks import gpu, models, store
 from tasks.align import align_task
 from tasks.animate import animate_task
 from tasks.caching import with_store
+from tasks.captions import check_fonts
 from tasks.compose import clip_lengths, compose_task, frame_boundaries, transition_handles
 from tasks.keyframe import keyframe_task
 from tasks.narrate import narrate_task, voice_identity
@@ -82,6 +83,7 @@ def story_to_video(
     deliver.output_folder(out)  # refuse a bad folder before any work, not after
     settings = load_profile(profile, size)
     identities = model_identities(settings)
+    check_fonts(text, settings["compose"]["captions"])  # fail now, not at compose
     compose_settings = settings["compose"]
     animate_settings = {
         **settings["animate"],

@@ -8,13 +8,14 @@ overlay.
 from __future__ import annotations
 
 import functools
+import glob
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, features
 
-FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 # Horizontal safe area of a vertical short, as fractions of the width: the apps put their
 # like/comment/share column on the right, so captions are centred in what is left.
 SAFE_LEFT, SAFE_RIGHT = 0.06, 0.82
@@ -48,65 +49,222 @@ def phrases(words: list[dict], max_words: int) -> list[Phrase]:
     return result
 
 
-@functools.lru_cache(maxsize=8)
-def load_font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    path = Path(name)
-    if not path.is_file():
-        path = next((p for d in FONT_DIRS if d.is_dir() for p in d.rglob(name)), None)
-    if path is None:
-        raise FileNotFoundError(f"caption font {name!r} not found in {', '.join(map(str, FONT_DIRS))}; set compose.captions.font to a .ttf path")
-    return ImageFont.truetype(str(path), size)
+class CaptionFontError(ValueError):
+    """A caption has letters that none of the profile's fonts can draw."""
+
+
+# Where fonts are looked up by file name, after an explicit path: the system's font folders,
+# then any font a Python package ships (the default fonts come from PyPI, so a fresh
+# machine has them without a system package).
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
+_FONT_SUFFIXES = {".ttf", ".otf", ".ttc"}
+
+
+@functools.lru_cache(maxsize=1)
+def _package_fonts() -> dict[str, Path]:
+    import importlib.metadata
+
+    found: dict[str, Path] = {}
+    for dist in importlib.metadata.distributions():
+        for file in dist.files or ():
+            if Path(str(file)).suffix.lower() in _FONT_SUFFIXES:
+                found.setdefault(Path(str(file)).name, Path(dist.locate_file(file)))
+    return found
+
+
+@functools.lru_cache(maxsize=32)
+def find_font(name: str) -> Path:
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if name in _package_fonts():
+        return _package_fonts()[name]
+    for folder in FONT_DIRS:
+        if folder.is_dir():
+            match = next(folder.rglob(glob.escape(name)), None)
+            if match is not None:
+                return match
+    raise CaptionFontError(
+        f"caption font {name!r} (compose.captions.fonts) not found: give a .ttf/.otf path, or a file name "
+        f"installed in {', '.join(map(str, FONT_DIRS))} or shipped by a Python package")
+
+
+@functools.lru_cache(maxsize=32)
+def _codepoints(path: Path) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    with TTFont(str(path), lazy=True, fontNumber=0) as font:
+        return frozenset(font.getBestCmap())
+
+
+@functools.lru_cache(maxsize=64)
+def _face(path: Path, size: int, weight: str | None) -> ImageFont.FreeTypeFont:
+    font = ImageFont.truetype(str(path), size)
+    if weight:
+        try:  # a variable font: pick its named instance (Bold, SemiBold, ...)
+            font.set_variation_by_name(weight)
+        except OSError:
+            pass  # not a variable font: its own weight is what it is
+    return font
+
+
+def font_names(style: dict) -> list[str]:
+    """The profile's fonts in order of preference: each character is drawn with the first
+    that has a glyph for it."""
+    names = style.get("fonts") or [style["font"]]
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _must_draw(char: str) -> bool:
+    # Letters, digits and combining marks must be drawn; a symbol no font has (an emoji, say)
+    # is left out of the burned caption, and stays in the subtitle files.
+    return unicodedata.category(char)[0] in "LNM"
+
+
+def _is_rtl(text: str) -> bool:
+    """Direction of a paragraph: that of its first strong character (Unicode's bidi rule)."""
+    for char in text:
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return True
+        if kind == "L":
+            return False
+    return False
+
+
+def check_fonts(text: str, style: dict) -> None:
+    """Refuse, before any rendering, a story whose letters the caption fonts cannot draw."""
+    paths = [find_font(name) for name in font_names(style)]
+    covered = frozenset().union(*(_codepoints(path) for path in paths))
+    missing = sorted({c for c in text if _must_draw(c) and ord(c) not in covered and not c.isspace()})
+    if missing:
+        shown = ", ".join(f"{c!r} U+{ord(c):04X}" for c in missing[:8])
+        raise CaptionFontError(
+            f"no caption font draws {shown}{' ...' if len(missing) > 8 else ''}: add a font that covers "
+            f"them to compose.captions.fonts (now {font_names(style)})")
+    if any(_is_rtl(c) for c in text) and not features.check("raqm"):
+        raise CaptionFontError("right-to-left captions need Pillow with libraqm (its wheels have it)")
+
+
+class _Fonts:
+    """The profile's fonts at one size, and which of them draws each character."""
+
+    def __init__(self, style: dict, size: int):
+        self.paths = [find_font(name) for name in font_names(style)]
+        self.faces = [_face(path, size, style.get("weight")) for path in self.paths]
+        self.cmaps = [_codepoints(path) for path in self.paths]
+
+    def runs(self, text: str) -> list[tuple[str, ImageFont.FreeTypeFont]]:
+        """Split text into runs drawn with one font each. Spaces and punctuation stay with the
+        run they are in when its font has them, so a word is not broken up needlessly."""
+        runs: list[tuple[str, int]] = []
+        for char in text:
+            if runs and ord(char) in self.cmaps[runs[-1][1]] and not _must_draw(char):
+                chosen = runs[-1][1]
+            else:
+                chosen = next((i for i, cmap in enumerate(self.cmaps) if ord(char) in cmap), None)
+                if chosen is None:
+                    continue  # an undrawable symbol; letters were refused by check_fonts
+            if runs and runs[-1][1] == chosen:
+                runs[-1] = (runs[-1][0] + char, chosen)
+            else:
+                runs.append((char, chosen))
+        return [(run, self.faces[i]) for run, i in runs]
+
+    def width(self, text: str) -> float:
+        return sum(face.getlength(run) for run, face in self.runs(text))
+
+    def metrics(self, texts: list[str]) -> tuple[int, int]:
+        """Ascent and descent of a line: the largest of the fonts the text uses, so mixed
+        scripts share a baseline and a Latin phrase is not spaced for Arabic's tall marks."""
+        used = {id(face): face for text in texts for _, face in self.runs(text)} or {0: self.faces[0]}
+        pairs = [face.getmetrics() for face in used.values()]
+        return max(a for a, _ in pairs), max(d for _, d in pairs)
 
 
 class CaptionRenderer:
     """Draws caption overlays for frames of a given size, with the profile's style."""
 
+    MAX_LINES = 2
+    SHRINK = (1.0, 0.9, 0.8, 0.7)  # font scales tried to keep a phrase within two lines
+
     def __init__(self, style: dict, width: int, height: int):
         self.style = style
         self.width, self.height = width, height
         # Style sizes are for a 720-pixel-wide vertical frame; scale with the frame's short side.
-        scale = min(width, height) / 720
-        self.font = load_font(style["font"], max(8, round(style["size"] * scale)))
-        self.outline = max(1, round(style.get("outline_width", 4) * scale))
-        self.line_gap = round(style["size"] * scale * 0.25)
+        self.scale = min(width, height) / 720
+        self.size = max(8, round(style["size"] * self.scale))
+        self.outline = max(1, round(style.get("outline_width", 4) * self.scale))
         # Landscape and square videos have no app column on the right: centre them.
         self.safe_left, self.safe_right = (SAFE_LEFT, SAFE_RIGHT) if height > width else (0.06, 0.94)
+        self.limit = self.width * (self.safe_right - self.safe_left)
 
-    def _lines(self, texts: list[str]) -> list[list[int]]:
-        """Word indexes per line, wrapping at the safe width (two lines at most for a phrase
-        of a few words; a longer word overflows rather than being split)."""
-        limit = self.width * (self.safe_right - self.safe_left)
-        lines: list[list[int]] = [[]]
-        for i, _ in enumerate(texts):
-            candidate = " ".join(texts[j] for j in lines[-1] + [i])
-            if lines[-1] and self.font.getlength(candidate) > limit:
-                lines.append([i])
+    def _lines(self, texts: list[str], fonts: _Fonts) -> list[list[tuple[int, str]]]:
+        """(word index, text) pieces per line, wrapping at the safe width. A word wider than a
+        line (a sentence of Chinese or Japanese has no spaces) is broken between characters."""
+        pieces: list[tuple[int, str]] = []
+        for i, text in enumerate(texts):
+            if fonts.width(text) <= self.limit:
+                pieces.append((i, text))
+                continue
+            piece = ""
+            for char in text:
+                # Punctuation never starts a line (。 ， ？ stay with the word before them).
+                if piece and fonts.width(piece + char) > self.limit and unicodedata.category(char)[0] != "P":
+                    pieces.append((i, piece))
+                    piece = ""
+                piece += char
+            pieces.append((i, piece))
+        lines: list[list[tuple[int, str]]] = [[]]
+        for i, piece in pieces:
+            candidate = " ".join(p for _, p in lines[-1] + [(i, piece)])
+            if lines[-1] and fonts.width(candidate) > self.limit:
+                lines.append([(i, piece)])
             else:
-                lines[-1].append(i)
+                lines[-1].append((i, piece))
         return lines
 
     def overlay(self, texts: list[str], highlight: int) -> tuple[np.ndarray, int, int]:
         """RGBA overlay (as an array) of the phrase and where its top-left goes on the frame."""
-        lines = self._lines(texts)
-        ascent, descent = self.font.getmetrics()
+        for shrink in self.SHRINK:
+            fonts = _Fonts(self.style, max(8, round(self.size * shrink)))
+            lines = self._lines(texts, fonts)
+            if len(lines) <= self.MAX_LINES:
+                break
+        ascent, descent = fonts.metrics(texts)
         line_h = ascent + descent
+        line_gap = round(line_h * 0.15)
         pad = self.outline + 2
-        box_h = len(lines) * line_h + (len(lines) - 1) * self.line_gap + 2 * pad
+        box_h = len(lines) * line_h + (len(lines) - 1) * line_gap + 2 * pad
         image = Image.new("RGBA", (self.width, box_h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(image)
-        space = self.font.getlength(" ")
-        for row, indexes in enumerate(lines):
-            widths = [self.font.getlength(texts[i]) for i in indexes]
-            line_width = sum(widths) + space * (len(indexes) - 1)
-            x = self.width * (self.safe_left + self.safe_right) / 2 - line_width / 2
-            y = pad + row * (line_h + self.line_gap)
-            for i, w in zip(indexes, widths):
+        rtl = _is_rtl(" ".join(texts))
+        space = fonts.width(" ")
+        centre = self.width * (self.safe_left + self.safe_right) / 2
+        for row, line in enumerate(lines):
+            widths = [fonts.width(piece) for _, piece in line]
+            line_width = sum(widths) + space * (len(line) - 1)
+            baseline = pad + row * (line_h + line_gap) + ascent
+            # Words run right to left in a right-to-left phrase; each word is shaped on its own.
+            order = list(zip(line, widths))[::-1] if rtl else list(zip(line, widths))
+            x = centre - line_width / 2
+            for (i, piece), w in order:
                 colour = self.style["highlight"] if i == highlight else self.style["color"]
-                draw.text((x, y), texts[i], font=self.font, fill=colour,
-                          stroke_width=self.outline, stroke_fill=self.style["outline"])
+                self._draw_word(draw, x, baseline, piece, fonts, colour)
                 x += w + space
         top = int(self.height * (1 - self.style.get("bottom_margin", 0.22))) - box_h
         return np.asarray(image), 0, top
+
+    def _draw_word(self, draw: ImageDraw.ImageDraw, x: float, baseline: float, text: str, fonts: _Fonts,
+                   colour: str) -> None:
+        runs = fonts.runs(text)
+        if _is_rtl(text):
+            runs = runs[::-1]
+        for run, face in runs:
+            # "ls": x is the left edge and y the baseline, so runs in different fonts line up.
+            draw.text((x, baseline), run, font=face, fill=colour, anchor="ls",
+                      stroke_width=self.outline, stroke_fill=self.style["outline"])
+            x += face.getlength(run)
 
 
 def blend(frame: np.ndarray, overlay: np.ndarray, left: int, top: int) -> None:

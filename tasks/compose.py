@@ -18,7 +18,7 @@ from tasks import loudness, store
 from tasks.caching import ArtifactPolicy, run_stage
 from tasks.captions import CaptionRenderer, blend, phrases
 
-STAGE_VERSION = 4  # 2: loudness; 3: captions clear of the app column; 4: cross-fades
+STAGE_VERSION = 5  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: font fallback, RTL
 
 # mov_text needs an ASS-style header on the stream; the muxer turns it into a tx3g description.
 _ASS_HEADER = (

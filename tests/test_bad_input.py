@@ -48,6 +48,13 @@ def test_bad_story(tmp_path, content, message):
     assert_refused(run_cli(tmp_path, "render", str(story), "--out", "out"), message, tmp_path)
 
 
+def test_story_in_a_script_no_caption_font_draws(tmp_path):
+    story = tmp_path / "story.txt"
+    story.write_text("สวัสดี ชาวโลก", encoding="utf-8")  # Thai: not in the offline profile's fonts
+    result = run_cli(tmp_path, "render", str(story), "--out", "out")
+    assert_refused(result, "add a font that covers them to compose.captions.fonts", tmp_path)
+
+
 def test_missing_story_file(tmp_path):
     assert_refused(run_cli(tmp_path, "render", "missing.txt", "--out", "out"), "story file not found", tmp_path)
 

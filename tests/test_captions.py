@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.captions import CaptionRenderer, blend, phrases
-from tasks.compose import caption_schedule
+import pytest
+import yaml
 
-STYLE = {"font": "DejaVuSans-Bold.ttf", "size": 56, "color": "#FFFFFF", "highlight": "#FFD400",
-         "outline": "#000000", "outline_width": 4, "max_words": 3, "bottom_margin": 0.22}
+from tasks.captions import CaptionFontError, CaptionRenderer, _Fonts, blend, check_fonts, phrases
+from tasks.compose import caption_schedule
+from tasks.profiles import PROFILES_DIR
+
+# The shipped profile's caption style, so the fonts tested are the ones users get.
+STYLE = {**yaml.safe_load((PROFILES_DIR / "offline.yaml").read_text())["compose"]["captions"], "max_words": 3}
+LINES = {
+    "latin": "The quick brown fox",
+    "accented": "Zoë était très déçue, ça",
+    "cjk": "我们今天去公园 日本語のテキスト 한국어",
+    "arabic": "مرحبا بالعالم الجميل",
+}
 
 
 def words(texts, sentence_of=lambda i: 0):
@@ -44,3 +54,64 @@ def test_overlay_draws_the_highlight_colour_inside_the_safe_area():
     frame = np.zeros((1280, 720, 3), np.uint8)
     blend(frame, overlay, left, top)
     assert frame[top:top + overlay.shape[0]].max() == 255
+
+
+def _yellow(overlay):
+    rgb, alpha = overlay[..., :3], overlay[..., 3]
+    return (rgb[..., 0] > 240) & (rgb[..., 1] > 200) & (rgb[..., 2] < 40) & (alpha > 250)
+
+
+@pytest.mark.parametrize("script", LINES)
+def test_every_script_is_drawn_with_real_glyphs_not_boxes(script):
+    text = LINES[script]
+    check_fonts(text, STYLE)
+    renderer = CaptionRenderer(STYLE, 720, 1280)
+    overlay, _, _ = renderer.overlay(text.split(), highlight=0)
+    assert overlay[..., 3].max() == 255 and _yellow(overlay).sum() > 100
+    fonts = _Fonts(STYLE, 56)
+    runs = [run for word in text.split() for run in fonts.runs(word)]
+    assert "".join(run for run, _ in runs) == text.replace(" ", ""), "a character was dropped"
+    for run, face in runs:
+        drawn = np.asarray(face.getmask(run))
+        # U+FFFF is a noncharacter: every font draws it as its missing-glyph box (.notdef).
+        boxes = np.asarray(face.getmask("\uffff" * len(run)))
+        assert drawn.max() > 0, f"{run!r} drew nothing"
+        assert drawn.shape != boxes.shape or not np.array_equal(drawn, boxes), f"{run!r} drew boxes"
+        # Different characters must not all look alike (as boxes do).
+        if len(set(run)) > 1:
+            masks = {np.asarray(face.getmask(ch)).tobytes() for ch in set(run)}
+            assert len(masks) > 1, f"{run!r}: every character looks the same"
+
+
+def test_arabic_is_shaped_and_runs_right_to_left():
+    fonts = _Fonts(STYLE, 56)
+    [(run, face)] = fonts.runs("مرحبا")
+    joined = np.asarray(face.getmask("مرحبا"))
+    # Zero-width non-joiners stop the letters joining: shaping must make the two differ.
+    apart = np.asarray(face.getmask("\u200c".join("مرحبا")))
+    assert joined.shape != apart.shape or not np.array_equal(joined, apart), "letters are not joined"
+    renderer = CaptionRenderer({**STYLE, "max_words": 4}, 720, 1280)
+    overlay, _, _ = renderer.overlay(["مرحبا", "بالعالم"], highlight=0)
+    columns = np.nonzero(_yellow(overlay).any(axis=0))[0]
+    centre = 720 * 0.44  # the middle of the safe area
+    assert columns.min() > centre, "the first Arabic word should be on the right"
+    overlay, _, _ = renderer.overlay(["hello", "world"], highlight=0)
+    assert np.nonzero(_yellow(overlay).any(axis=0))[0].max() < centre, "the first English word should be on the left"
+
+
+def test_a_long_cjk_sentence_wraps_between_characters_within_two_lines():
+    renderer = CaptionRenderer(STYLE, 720, 1280)
+    text = "我们今天早上去公园散步然后在湖边喝茶聊天。"
+    overlay, _, _ = renderer.overlay([text], highlight=0)
+    one_line, _, _ = renderer.overlay(["我们"], highlight=0)
+    assert 1.5 * one_line.shape[0] < overlay.shape[0] < 2.5 * one_line.shape[0], "expected exactly two lines"
+    columns = np.nonzero(overlay[..., 3].max(axis=0))[0]
+    assert columns.min() >= 720 * 0.04 and columns.max() <= 720 * 0.84
+
+
+def test_letters_no_font_covers_are_refused_naming_the_setting():
+    check_fonts("A smile 🙂 is a symbol, left out of burned captions", STYLE)
+    with pytest.raises(CaptionFontError, match=r"U\+0E2A.*compose\.captions\.fonts"):
+        check_fonts("สวัสดี ชาวโลก", STYLE)  # Thai: none of the three fonts has it
+    with pytest.raises(CaptionFontError, match=r"'NoSuchFont\.ttf' \(compose\.captions\.fonts\) not found"):
+        check_fonts("hello", {**STYLE, "fonts": ["NoSuchFont.ttf"]})
