@@ -1,6 +1,6 @@
 """The `faceless` command.
 
-    faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH]
+    faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH] [--music FILE]
     faceless resume FLOW_RUN_ID
 
 Inputs are checked before Prefect starts, so a bad story, profile, folder or missing model
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--out", default="./out", help="output folder (default: ./out)")
     render.add_argument("--size", help="output WIDTHxHEIGHT: 720x1280 (the profile's default), 1080x1920, "
                                        "1920x1080, 1080x1080, ...")
+    render.add_argument("--music", help="background music (any audio file), looped and ducked under the voice")
     resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
     resume.add_argument("flow_run_id", help="the story-to-video flow run to resume")
     return parser
@@ -37,6 +38,7 @@ def _check_inputs(parameters: dict) -> None:
     from flows.deliver import output_folder
     from flows.story_to_video import model_identities, story_input
     from tasks.captions import check_fonts
+    from tasks.music import check_music
     from tasks.plan import normalise_story
     from tasks.profiles import load_profile
 
@@ -45,6 +47,8 @@ def _check_inputs(parameters: dict) -> None:
     settings = load_profile(parameters.get("profile", "offline"), parameters.get("size"))
     model_identities(settings)
     check_fonts(text, settings["compose"]["captions"])
+    if parameters.get("music"):
+        check_music(parameters["music"])
     from tasks.gpu import parse_faults
 
     parse_faults(os.environ.get("FACELESS_FAULT", ""))
@@ -114,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             if args.size:
                 parameters["size"] = args.size
+            if args.music:
+                parameters["music"] = str(Path(args.music).expanduser().absolute())
         _check_inputs(parameters)
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)

@@ -26,6 +26,7 @@ from tasks.caching import with_store
 from tasks.captions import check_fonts
 from tasks.compose import clip_lengths, compose_task, frame_boundaries, transition_handles
 from tasks.keyframe import keyframe_task
+from tasks.music import import_music
 from tasks.narrate import narrate_task, voice_identity
 from tasks.plan import StoryError, plan_task, read_story_file
 from tasks.profiles import load_profile
@@ -74,9 +75,11 @@ def story_to_video(
     profile: str = "offline",
     out: str = "./out",
     size: str | None = None,
+    music: str | None = None,
 ) -> str:
     """Render a story into a narrated, captioned video (vertical unless `size`, e.g. 1920x1080,
-    says otherwise); returns the video's path."""
+    says otherwise), with `music` (an audio file) ducked under the voice if given; returns the
+    video's path."""
     logger = get_run_logger()
     started = time.perf_counter()
     text, title = story_input(story, story_file)
@@ -84,6 +87,7 @@ def story_to_video(
     settings = load_profile(profile, size)
     identities = model_identities(settings)
     check_fonts(text, settings["compose"]["captions"])  # fail now, not at compose
+    music_ref = import_music(music) if music else None
     compose_settings = settings["compose"]
     animate_settings = {
         **settings["animate"],
@@ -141,7 +145,7 @@ def story_to_video(
         stages.append(record)
 
     video, record = _record("compose", with_store(compose_task)(
-        narration, alignment, clips, timeline, compose_settings, return_state=True))
+        narration, alignment, clips, timeline, compose_settings, music_ref, return_state=True))
     stages.append(record)
 
     scene_rows = [
@@ -160,6 +164,7 @@ def story_to_video(
         "narration": {"duration": timing["duration"], **narration["meta"]},
         "subtitles": alignment["meta"],
         "video": video["meta"],
+        "music": music_ref and {"file": Path(music).name, **music_ref["meta"]},
         "stages": stages,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
         "seconds": round(time.perf_counter() - started, 3),

@@ -8,17 +8,18 @@ so the video starts playing before it has fully downloaded.
 from __future__ import annotations
 
 import io
+import math
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from prefect import task
 
-from tasks import loudness, store
+from tasks import loudness, music, store
 from tasks.caching import ArtifactPolicy, run_stage
 from tasks.captions import CaptionRenderer, blend, phrases
 
-STAGE_VERSION = 5  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: font fallback, RTL
+STAGE_VERSION = 5  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music
 
 # mov_text needs an ASS-style header on the stream; the muxer turns it into a tx3g description.
 _ASS_HEADER = (
@@ -106,8 +107,18 @@ def caption_schedule(phrase_list, fps: int, total: int) -> list[tuple[int, int] 
     return schedule
 
 
+def video_options(settings: dict) -> dict[str, str]:
+    """x264 options from the profile: quality (crf) at a speed (preset), and optionally a
+    bitrate cap (maxrate with its VBV buffer) so a busy scene cannot exceed what platforms take."""
+    options = {"preset": settings["preset"], "crf": str(settings["crf"])}
+    if settings.get("maxrate"):
+        options["maxrate"] = str(settings["maxrate"])
+        options["bufsize"] = str(settings.get("bufsize") or settings["maxrate"])
+    return options
+
+
 def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline: dict, settings: dict,
-            directory: Path) -> dict:
+            directory: Path, music_file: Path | None = None) -> dict:
     import av
 
     timing = store.read_json(timing_file)
@@ -119,13 +130,13 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
     phrase_list = phrases(timing["words"], int(style.get("max_words", 4)))
     schedule = caption_schedule(phrase_list, fps, total)
     overlays: dict[tuple[int, int], tuple] = {}
-    m4a, loudness_report = loud_aac(narration_wav, settings)
+    m4a, loudness_report = loud_aac(narration_wav, settings, music_file)
 
     output = directory / "video.mp4"
     with av.open(str(output), "w", options={"movflags": "+faststart"}) as container:
         video = container.add_stream(settings["video_codec"], rate=Fraction(fps))
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"preset": settings["preset"], "crf": str(settings["crf"])}
+        video.options = video_options(settings)
         # A keyframe every two seconds lets players seek quickly in a short.
         video.codec_context.gop_size = 2 * fps
 
@@ -193,43 +204,58 @@ def read_audio(wav: Path, rate: int) -> np.ndarray:
     return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
 
 
-def _encode_aac(samples: np.ndarray, rate: int, bitrate: int) -> bytes:
+def _encode_aac(samples: np.ndarray, rate: int, bitrate: int, channels: int = 1) -> bytes:
     """AAC in an in-memory MP4, so it can be checked before it goes into the video."""
     import av
 
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("aac", rate=rate)
-        stream.bit_rate, stream.layout = bitrate, "mono"
-        for frame in loudness.audio_frames(samples, rate):
+        stream.bit_rate, stream.layout = bitrate, "mono" if channels == 1 else "stereo"
+        for frame in loudness.audio_frames(samples, rate, channels=channels):
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return buffer.getvalue()
 
 
 def _decode(m4a: bytes) -> np.ndarray:
+    """The first channel of the encoded audio (the others carry the same signal)."""
     import av
 
     with av.open(io.BytesIO(m4a)) as container:
-        return np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).astype(np.float32)
+        return np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)]).astype(np.float32)
 
 
-def loud_aac(narration_wav: Path, settings: dict) -> tuple[bytes, dict]:
-    """The narration normalised and AAC-encoded, with its true peak checked after encoding:
-    the encoder can overshoot sharp onsets by a few dB, so the limiter is lowered until the
-    encoded audio, not just its input, stays under the ceiling."""
+def loud_aac(narration_wav: Path, settings: dict, music_file: Path | None = None) -> tuple[bytes, dict]:
+    """The narration (with the music ducked under it, if any) normalised and AAC-encoded,
+    with its true peak checked after encoding: the encoder can overshoot sharp onsets by a few
+    dB, so the limiter is lowered until the encoded audio, not just its input, stays under
+    the ceiling."""
     rate, target = settings["audio_rate"], settings.get("loudness", {})
     samples = read_audio(narration_wav, rate)
+    music_report = None
+    if music_file is not None:
+        samples, music_report = music.mix(samples, music.read_music(music_file, rate), rate, settings.get("music", {}))
     ceiling = target.get("true_peak_db", -1.0)
+    channels = int(settings.get("audio_channels", 1))
+    # BS.1770 sums the channels' power: the same signal on two channels is 3 dB louder than
+    # on one, so each channel is normalised that much lower (true peak is per channel).
+    spread_db = 10 * math.log10(channels)
     for margin in (1.5, 2.5, 3.5, 5.0, 7.0):
-        normalised, report = loudness.normalise(samples, rate, target.get("target_lufs", -14.0), ceiling, margin)
-        m4a = _encode_aac(normalised, rate, _bitrate(settings["audio_bitrate"]))
+        normalised, report = loudness.normalise(samples, rate, target.get("target_lufs", -14.0) - spread_db,
+                                                ceiling, margin)
+        m4a = _encode_aac(normalised, rate, _bitrate(settings["audio_bitrate"]), channels)
         if report["output_lufs"] is None:
             break
+        report.update(channels=channels, output_lufs=round(report["output_lufs"] + spread_db, 2),
+                      target_lufs=target.get("target_lufs", -14.0))
         encoded_lufs, encoded_peak = loudness.measure(_decode(m4a), rate)
+        encoded_lufs += spread_db
         report.update(encoded_lufs=round(encoded_lufs, 2), encoded_true_peak_db=round(encoded_peak, 2))
         if encoded_peak <= ceiling:
             break
+    if music_report is not None:
+        report["music"] = music_report
     return m4a, report
 
 
@@ -239,7 +265,12 @@ def _bitrate(text: str | int) -> int:
 
 
 @task(name="compose", cache_policy=ArtifactPolicy(stage="compose", version=STAGE_VERSION))
-def compose_task(narration: dict, alignment: dict, clips: list[dict], timeline: dict, settings: dict) -> dict:
+def compose_task(narration: dict, alignment: dict, clips: list[dict], timeline: dict, settings: dict,
+                 music_ref: dict | None = None) -> dict:
+    music_file = None
+    if music_ref is not None:
+        [name] = music_ref["files"]
+        music_file = store.path_of(music_ref, name)
     return run_stage("compose", lambda directory: compose(
         store.path_of(narration, "narration.wav"), store.path_of(alignment, "words.json"),
-        [store.path_of(clip, "clip.mp4") for clip in clips], timeline, settings, directory))
+        [store.path_of(clip, "clip.mp4") for clip in clips], timeline, settings, directory, music_file))

@@ -20,12 +20,15 @@ _ROUNDS = 8
 _SILENCE_LUFS = -69.0  # the meter reports -70 for silence
 
 
-def audio_frames(samples: np.ndarray, rate: int, size: int = 4096):
-    """Mono float samples as PyAV frames, timestamped in samples."""
+def audio_frames(samples: np.ndarray, rate: int, size: int = 4096, channels: int = 1):
+    """Mono float samples as PyAV frames, timestamped in samples; with channels=2 the same
+    signal on both sides (planar stereo)."""
     import av
 
+    layout, fmt = ("mono", "flt") if channels == 1 else ("stereo", "fltp")
     for start in range(0, len(samples), size):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[None, start:start + size]), format="flt", layout="mono")
+        piece = np.repeat(samples[None, start:start + size], channels, axis=0)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(piece), format=fmt, layout=layout)
         frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
         yield frame
 

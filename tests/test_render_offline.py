@@ -79,6 +79,7 @@ def test_mp4_streams_are_publishable(first):
         assert video.average_rate == Fraction(24)
         audio = container.streams.audio[0]
         assert audio.codec_context.name == "aac"
+        assert audio.codec_context.channels == 2 and audio.codec_context.sample_rate == 48000
         assert container.streams.subtitles[0].codec_context.name == "mov_text"
         frame_times = [f.time for f in container.decode(video=0)]
     # Constant frame rate: every frame 1/24 s after the one before.
@@ -168,11 +169,12 @@ def test_editing_one_sentence_reruns_only_what_it_touches(first):
     assert " ".join(c.content for c in cues).split() == EDITED.split()
 
 
-def test_audio_is_loudness_normalised(first):
-    """Measured on the encoded MP4 (after AAC) with FFmpeg's own EBU R128 meter."""
+def loudness_of(video: Path) -> tuple[float, float]:
+    """Integrated loudness and true peak of an MP4's audio as encoded (after AAC), with
+    FFmpeg's own EBU R128 meter on all its channels."""
     import av.filter
 
-    with av.open(str(first["folder"] / "video.mp4")) as container:
+    with av.open(str(video)) as container:
         stream = container.streams.audio[0]
         graph = av.filter.Graph()
         nodes = [graph.add_abuffer(template=stream), graph.add("ebur128", "metadata=1:peak=true"),
@@ -195,22 +197,49 @@ def test_audio_is_loudness_normalised(first):
             drain()
         graph.push(None)
         drain()
-    integrated = float(metadata["lavfi.r128.I"])
-    true_peak_db = 20 * np.log10(float(metadata["lavfi.r128.true_peak"]))
+    return float(metadata["lavfi.r128.I"]), 20 * np.log10(float(metadata["lavfi.r128.true_peak"]))
+
+
+def test_audio_is_loudness_normalised(first):
+    integrated, true_peak_db = loudness_of(first["folder"] / "video.mp4")
     assert -15.0 <= integrated <= -13.0
     assert true_peak_db <= -1.0
 
 
-def test_landscape_size_gets_landscape_pictures_without_distortion(first):
+def write_music(path: Path, seconds: float = 3.0) -> None:
+    """A short stereo chord, AAC-encoded: the render loops it under the whole story."""
+    rate = 44100
+    t = np.arange(int(rate * seconds)) / rate
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330)) * 0.2
+    tone = np.stack([chord, np.roll(chord, 200)]).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "stereo"
+        for start in range(0, tone.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]),
+                                               format="fltp", layout="stereo")
+            frame.rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_landscape_size_with_music(first):
+    """A 16:9 variant with background music: landscape pictures without distortion, the
+    music ducked under the voice, and the mix still at -14 LUFS."""
     out = first["root"] / "out-landscape"
-    render(first["env"], first["story"], out, "--size", "640x360")
+    music = first["root"] / "chord.m4a"
+    write_music(music)
+    render(first["env"], first["story"], out, "--size", "640x360", "--music", str(music))
     folder = out / "fox-and-key"
+    integrated, true_peak_db = loudness_of(folder / "video.mp4")
+    assert -15.0 <= integrated <= -13.0 and true_peak_db <= -1.0
     with av.open(str(folder / "video.mp4")) as container:
         video = container.streams.video[0]
         assert (video.codec_context.width, video.codec_context.height) == (640, 360)
         frames = sum(1 for _ in container.decode(video=0))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert frames == manifest["video"]["frames"]
+    assert manifest["music"]["file"] == "chord.m4a" and manifest["video"]["loudness"]["music"]["loops"] > 1
     # Keyframes are generated in the output's aspect (same pixel budget), not cropped from portrait.
     from PIL import Image
 
