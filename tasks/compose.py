@@ -139,6 +139,9 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
         video.options = video_options(settings)
         # A keyframe every two seconds lets players seek quickly in a short.
         video.codec_context.gop_size = 2 * fps
+        # Frame threads: x264 encodes while this thread decodes, fades and captions the next
+        # frames (PyAV's default, slice threads, keeps the encoder's cores waiting on us).
+        video.thread_type = "FRAME"
 
         audio_source = av.open(io.BytesIO(m4a))
         audio = container.add_stream_from_template(audio_source.streams.audio[0])
