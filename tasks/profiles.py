@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "deployments" / "profiles"
-STAGES = ("plan", "narrate", "keyframe", "animate", "compose")
+STAGES = ("plan", "narrate", "keyframe", "animate", "compose")  # each needs a section (align is optional)
 
 
 class ProfileError(ValueError):
@@ -69,6 +69,10 @@ def load_profile(name: str, size: str | None = None) -> dict:
     missing = [stage for stage in STAGES if not isinstance(profile.get(stage), dict)]
     if missing:
         raise ProfileError(f"profile {name!r} lacks settings for: {', '.join(missing)}")
+    # align is optional: without it the subtitles are timed by the voice's own word times.
+    profile.setdefault("align", {"backend": "voice"})
+    if not isinstance(profile["align"], dict):
+        raise ProfileError(f"profile {name!r}: align must be a mapping of settings")
     if size:
         apply_size(profile, size)
     _check_sizes(name, profile)
