@@ -23,6 +23,7 @@ the picture stages.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -192,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             base, refiner, f"scene {index}, {profile['plan']['style']}", profile["plan"]["negative_prompt"],
             index, keyframe_settings))
         keyframes.append(image)
+    # As a studio render does: the SDXL pair leaves the GPU before SVD-XT loads.
     del base, refiner
     models.release()
+    gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
     pipe = timed("load svd-xt", svd)

@@ -65,7 +65,7 @@ def chunk_words(words: list[str], max_chars: int) -> list[list[str]]:
         if word in _DASHES and clauses[-1]:  # a spaced dash starts a new clause
             clauses.append([])
         clauses[-1].append(word)
-        if word.endswith(_CLAUSE_END) and word not in _DASHES:
+        if word.rstrip("\"'”’»").endswith(_CLAUSE_END) and word not in _DASHES:  # 'said,"' ends one too
             clauses.append([])
     clauses = [c for c in clauses if c]
     pieces = [piece for clause in clauses

@@ -47,6 +47,13 @@ def test_spaced_dash_starts_a_clause():
     assert [w for chunk in chunks for w in chunk] == words
 
 
+def test_a_comma_inside_closing_quotes_ends_a_clause():
+    words = '"I am here," she said, "and I will stay until the boats come home."'.split()
+    chunks = chunk_words(words, 40)
+    assert chunks[0] == ['"I', "am", 'here,"', "she", "said,"]
+    assert [w for chunk in chunks for w in chunk] == words
+
+
 def test_chunks_keep_story_word_positions():
     sentences = [{"index": 0, "text": "Short one.", "words": ["Short", "one."]},
                  {"index": 1, "text": LONG, "words": LONG.split()}]
