@@ -6,6 +6,10 @@
 Every stage is a cached task that returns a small reference to a file artifact. Keyframes
 start while the narration is being spoken; a scene's clip needs both its keyframe and the
 narration (the clip lasts as long as the scene is spoken).
+
+Profiles whose models share one GPU (`memory.release_between_stages`) run the model stages
+one family at a time instead: narrate and align, then every keyframe, then every clip, each
+family's models loaded once for all scenes and released before the next family loads.
 """
 
 from __future__ import annotations
@@ -42,12 +46,33 @@ def story_input(story: str | None, story_file: str | None) -> tuple[str, str | N
 
 
 def model_identities(profile: dict) -> dict:
-    """Model identity per stage; resolving real models here fails fast when weights are missing."""
+    """Model identity per stage. Fails first, in seconds, naming every model whose weights
+    are not on this machine (before any stage starts)."""
+    models.require(profile)
+    align = profile.get("align", {})
     return {
         "narrate": voice_identity(profile["narrate"]),
+        "align": (models.identity(align["model"], "ctranslate2") if align.get("backend") == "faster-whisper"
+                  else "the voice's own word times"),
         "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
         "animate": {"svd": models.identity(profile["animate"]["model"])},
     }
+
+
+def backends(profile: dict) -> dict:
+    """What made each part of the video, in words, for the manifest."""
+    return {
+        "narrate": profile["narrate"]["backend"],
+        "align": profile.get("align", {}).get("backend", "voice"),
+        "keyframe": "sdxl base + refiner",
+        "animate": "svd",
+    }
+
+
+def _release(logger, *families: str) -> None:
+    released = models.release(*families)
+    if released:
+        logger.info("released %s before the next model stage", ", ".join(released))
 
 
 def _record(stage: str, run, scene: int | None = None) -> tuple[dict, dict]:
@@ -82,6 +107,7 @@ def story_to_video(
     video's path."""
     logger = get_run_logger()
     started = time.perf_counter()
+    loads_before = dict(models.LOADS)
     text, title = story_input(story, story_file)
     deliver.output_folder(out)  # refuse a bad folder before any work, not after
     settings = load_profile(profile, size)
@@ -95,6 +121,7 @@ def story_to_video(
         "out_height": compose_settings["height"],
         "out_fps": compose_settings["fps"],
     }
+    one_family_at_a_time = bool(settings.get("memory", {}).get("release_between_stages"))
     stages: list[dict] = []
 
     plan_ref, record = _record("plan", with_store(plan_task)(text, title or "", settings["plan"], return_state=True))
@@ -107,14 +134,21 @@ def story_to_video(
         [{"index": s["index"], "text": s["text"], "words": s["words"]} for s in plan["sentences"]],
         settings["narrate"], identities["narrate"],
     )
+    if one_family_at_a_time:
+        narration, record = _record("narrate", narration_future)
+        stages.append(record)
+        alignment_future = with_store(align_task).submit(narration, settings["align"], identities["align"])
+        alignment_future.wait()
+        _release(logger, "bark", "whisper")
     keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
         [{"index": s["index"], "prompt": s["prompt"], "negative_prompt": s["negative_prompt"], "seed": s["seed"]}
          for s in scenes],
         unmapped(settings["keyframe"]), unmapped(identities["keyframe"]),
     )
-    narration, record = _record("narrate", narration_future)
-    stages.append(record)
-    alignment_future = with_store(align_task).submit(narration)
+    if not one_family_at_a_time:
+        narration, record = _record("narrate", narration_future)
+        stages.append(record)
+        alignment_future = with_store(align_task).submit(narration, settings["align"], identities["align"])
 
     timing = store.read_json(store.path_of(narration, "words.json"))
     spans = {s["index"]: s for s in timing["sentences"]}
@@ -123,6 +157,9 @@ def story_to_video(
     half_fade = round(compose_settings.get("transition_s", 0.0) * compose_settings["fps"] / 2)
     timeline = {"bounds": bounds, "handles": transition_handles(bounds, half_fade)}
     frame_counts = [max(1, n) for n in clip_lengths(bounds, timeline["handles"])]
+    if one_family_at_a_time:
+        wait(keyframe_futures)
+        _release(logger, "sdxl")
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
         keyframe_futures, [s["index"] for s in scenes], [s["seed"] for s in scenes], frame_counts,
         unmapped(animate_settings), unmapped(identities["animate"]),
@@ -159,6 +196,9 @@ def story_to_video(
         "profile": profile,
         "settings": settings,
         "models": identities,
+        "backends": backends(settings),
+        "model_loads": {family: count - loads_before.get(family, 0) for family, count in models.LOADS.items()
+                        if count > loads_before.get(family, 0)},
         "seeds": [scene["seed"] for scene in scenes],
         "scenes": scene_rows,
         "narration": {"duration": timing["duration"], **narration["meta"]},

@@ -1,7 +1,8 @@
 """Align: the story's own words on the narration's clock, as SRT and WebVTT cues.
 
 The text is always the story's (its spelling and punctuation); only the times come from
-the narration. Cues follow common timed-text rules: at most 2 lines of 42 characters, at
+the narration: from the voice itself (Piper), or heard in the audio by faster-whisper and
+mapped onto the story's words (tasks/whisper_align.py; Bark gives no word times). Cues follow common timed-text rules: at most 2 lines of 42 characters, at
 most 7 seconds, a cue never spans two sentences, and consecutive cues never overlap.
 """
 
@@ -130,8 +131,21 @@ def reading_speed(cues: list[Cue]) -> float:
     return round(chars / seconds, 2) if seconds > 0 else 0.0
 
 
-def align(words_file: Path, directory: Path) -> dict:
+def align(words_file: Path, directory: Path, settings: dict | None = None, wav: Path | None = None) -> dict:
     timing = store.read_json(words_file)
+    settings = settings or {"backend": "voice"}
+    backend = settings.get("backend", "voice")
+    if backend == "faster-whisper":
+        from tasks import whisper_align
+
+        heard = whisper_align.recognise(wav or words_file.parent / "narration.wav", settings)
+        words, counts = whisper_align.fit_words(timing, heard, float(settings.get("min_matched", 0.5)))
+        timing = {**timing, "words": words, "timed_by": "faster-whisper"}
+        extra = {"aligner": "faster-whisper", "heard_words": len(heard), **counts}
+    elif backend == "voice":
+        extra = {"aligner": "voice"}
+    else:
+        raise ValueError(f"unknown align backend {backend!r} (voice or faster-whisper)")
     cues = build_cues(timing["words"])
     (directory / "subtitles.srt").write_text(to_srt(cues), encoding="utf-8")
     (directory / "subtitles.vtt").write_text(to_vtt(cues), encoding="utf-8")
@@ -139,9 +153,10 @@ def align(words_file: Path, directory: Path) -> dict:
         **timing,
         "cues": [{"start": c.start, "end": c.end, "lines": c.lines, "words": c.words} for c in cues],
     })
-    return {"cues": len(cues), "words": len(timing["words"]), "chars_per_second": reading_speed(cues)}
+    return {"cues": len(cues), "words": len(timing["words"]), "chars_per_second": reading_speed(cues), **extra}
 
 
 @task(name="align", cache_policy=ArtifactPolicy(stage="align", version=STAGE_VERSION))
-def align_task(narration: dict) -> dict:
-    return run_stage("align", lambda directory: align(store.path_of(narration, "words.json"), directory))
+def align_task(narration: dict, settings: dict, model: str) -> dict:
+    return run_stage("align", lambda directory: align(
+        store.path_of(narration, "words.json"), directory, settings, store.path_of(narration, "narration.wav")))

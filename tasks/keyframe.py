@@ -34,6 +34,8 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
         **common, width=settings["width"], height=settings["height"],
         denoising_end=split, output_type="latent",
     ).images
+    if torch.isnan(latents).any():  # fp16 overflow shows up here first; a NaN image is black
+        raise FloatingPointError("SDXL base produced NaN latents: corrupt weights, or an overflow in fp16")
     image = refiner(**common, image=latents, denoising_start=split).images[0]
     return image, latents
 

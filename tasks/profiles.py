@@ -7,7 +7,13 @@ from pathlib import Path
 import yaml
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "deployments" / "profiles"
-STAGES = ("plan", "narrate", "keyframe", "animate", "compose")
+STAGES = ("plan", "narrate", "keyframe", "animate", "compose")  # each needs a section (align is optional)
+
+# What a backend uses when the profile does not say (the studio's models).
+DEFAULTS = {
+    ("narrate", "bark"): {"model": "hf:suno/bark-small", "voice_preset": "v2/en_speaker_6"},
+    ("align", "faster-whisper"): {"model": "hf:Systran/faster-whisper-large-v3", "language": "en"},
+}
 
 
 class ProfileError(ValueError):
@@ -69,6 +75,13 @@ def load_profile(name: str, size: str | None = None) -> dict:
     missing = [stage for stage in STAGES if not isinstance(profile.get(stage), dict)]
     if missing:
         raise ProfileError(f"profile {name!r} lacks settings for: {', '.join(missing)}")
+    # align is optional: without it the subtitles are timed by the voice's own word times.
+    profile.setdefault("align", {"backend": "voice"})
+    if not isinstance(profile["align"], dict):
+        raise ProfileError(f"profile {name!r}: align must be a mapping of settings")
+    for (stage, backend), defaults in DEFAULTS.items():
+        if profile[stage].get("backend") == backend:
+            profile[stage] = {**defaults, **profile[stage]}
     if size:
         apply_size(profile, size)
     _check_sizes(name, profile)

@@ -65,3 +65,11 @@ def test_offline_profile_has_no_cap_and_its_preset():
     compose = yaml.safe_load((PROFILES_DIR / "offline.yaml").read_text())["compose"]
     options = video_options(compose)
     assert options == {"preset": "veryfast", "crf": "23"}
+
+
+def test_studio_profile_encodes_with_the_original_pipelines_settings():
+    from tasks.profiles import load_profile
+
+    compose = load_profile("studio")["compose"]
+    assert video_options(compose) == {"preset": "slower", "crf": "18", "maxrate": "12M", "bufsize": "24M"}
+    assert compose["audio_bitrate"] == "320k" and compose["audio_channels"] == 2

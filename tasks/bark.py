@@ -1,0 +1,184 @@
+"""Bark narration: the story read sentence by sentence in one voice preset, at 24 kHz.
+
+Bark stops after about 14 s of audio (768 semantic tokens), so each sentence is spoken on its
+own, and a sentence too long for one generation is cut at clause boundaries (after , ; : or a
+dash), or between words when a clause alone is too long. Short silences go between the
+pieces of a sentence and longer ones between sentences.
+
+Bark gives no word times. Each word gets an estimate inside the piece of audio that speaks
+it (shared out by its length); the align stage replaces the estimates with times heard by a
+recogniser where it can.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks import models, store
+
+# Where a clause ends: the word carries the punctuation, or is a dash on its own.
+_CLAUSE_END = (",", ";", ":", "—", "–", "…", ")")
+_DASHES = {"-", "--", "—", "–"}
+
+
+@dataclass
+class Chunk:
+    sentence: int
+    words: list[str]  # the story's words, in order, exactly as written
+    first_word: int   # index of words[0] in the story's word list
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+def _length(words: list[str]) -> int:
+    return len(" ".join(words))
+
+
+def _even_split(words: list[str], max_chars: int) -> list[list[str]]:
+    """Split a run of words with no clause break into the fewest pieces of similar length."""
+    for count in range(math.ceil(_length(words) / max_chars), len(words) + 1):
+        target = _length(words) / count
+        pieces: list[list[str]] = [[]]
+        for word in words:
+            if pieces[-1] and _length(pieces[-1] + [word]) > target + 1 and len(pieces) < count:
+                pieces.append([])
+            pieces[-1].append(word)
+        if all(_length(p) <= max_chars for p in pieces):
+            return pieces
+    return [[w] for w in words]  # single words longer than max_chars stay whole
+
+
+def chunk_words(words: list[str], max_chars: int) -> list[list[str]]:
+    """The sentence's words in pieces of at most `max_chars` characters, cut at clause
+    boundaries where possible. Concatenated, the pieces are exactly `words`."""
+    if _length(words) <= max_chars:
+        return [list(words)]
+    clauses: list[list[str]] = [[]]
+    for word in words:
+        if word in _DASHES and clauses[-1]:  # a spaced dash starts a new clause
+            clauses.append([])
+        clauses[-1].append(word)
+        if word.rstrip("\"'”’»").endswith(_CLAUSE_END) and word not in _DASHES:  # 'said,"' ends one too
+            clauses.append([])
+    clauses = [c for c in clauses if c]
+    pieces = [piece for clause in clauses
+              for piece in ([clause] if _length(clause) <= max_chars else _even_split(clause, max_chars))]
+    # Join neighbouring clauses while they fit: fewer generations, natural phrasing.
+    chunks: list[list[str]] = []
+    for piece in pieces:
+        if chunks and _length(chunks[-1] + piece) <= max_chars:
+            chunks[-1] = chunks[-1] + piece
+        else:
+            chunks.append(list(piece))
+    return chunks
+
+
+def chunk_sentences(sentences: list[dict], max_chars: int) -> list[Chunk]:
+    chunks = []
+    word_index = 0
+    for sentence in sentences:
+        for words in chunk_words(sentence["words"], max_chars):
+            chunks.append(Chunk(sentence["index"], words, word_index))
+            word_index += len(words)
+    return chunks
+
+
+def estimate_word_times(words: list[str], start: float, end: float) -> list[tuple[float, float]]:
+    """Times for words spoken between start and end, each given a share by its length
+    (plus one for the gap after it): a fair guess when nothing better is known."""
+    weights = [len(w) + 1 for w in words]
+    total = sum(weights) or 1
+    times, cursor = [], start
+    for weight in weights:
+        step = (end - start) * weight / total
+        times.append((cursor, cursor + step))
+        cursor += step
+    return times
+
+
+def _chunk_seed(seed: int, text: str) -> int:
+    # Seeded by the text itself: an edit elsewhere in the story leaves this sentence's audio
+    # (and so its scene's length and clip) unchanged.
+    return (int(seed) + zlib.crc32(text.encode("utf-8"))) % (2**31)
+
+
+def speak(model, processor, text: str, settings: dict, seed: int) -> np.ndarray:
+    """One Bark generation: float32 audio at the model's sample rate."""
+    import torch
+
+    inputs = processor(text, voice_preset=settings["voice_preset"])
+    inputs = {k: (v.to(model.device) if hasattr(v, "to") else v) for k, v in inputs.items()}
+    options = {f"{stage}_temperature": settings[f"{stage}_temperature"]
+               for stage in ("semantic", "coarse", "fine") if f"{stage}_temperature" in settings}
+    if settings.get("semantic_max_new_tokens"):
+        options["semantic_max_new_tokens"] = int(settings["semantic_max_new_tokens"])
+    torch.manual_seed(_chunk_seed(settings.get("seed", 0), text))
+    with torch.inference_mode(), models.cpu_threads(model.device, settings.get("cpu_threads", 1)):
+        audio, lengths = model.generate(**inputs, do_sample=True, return_output_lengths=True, **options)
+    samples = audio[0, : int(lengths[0])] if lengths is not None else audio[0]
+    return samples.float().cpu().numpy().astype(np.float32)
+
+
+@dataclass
+class EstimatedWord:
+    sentence: int
+    index: int
+    text: str
+    start: float
+    end: float
+    estimated: bool = True
+
+
+def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict:
+    from tasks.narrate import write_wav
+
+    model, processor = models.bark(settings["model"])
+    rate = int(model.generation_config.sample_rate)
+    chunks = chunk_sentences(sentences, int(settings.get("max_chunk_chars", 180)))
+    sentence_pause = np.zeros(int(settings.get("sentence_pause_s", 0.35) * rate), dtype=np.float32)
+    clause_pause = np.zeros(int(settings.get("clause_pause_s", 0.12) * rate), dtype=np.float32)
+
+    pieces: list[np.ndarray] = []
+    cursor = 0
+    words: list[EstimatedWord] = []
+    spans: dict[int, dict] = {}
+    chunk_rows = []
+    with models.MODEL_LOCK:
+        for i, chunk in enumerate(chunks):
+            if i > 0:
+                pause = clause_pause if chunks[i - 1].sentence == chunk.sentence else sentence_pause
+                pieces.append(pause)
+                cursor += len(pause)
+            audio = speak(model, processor, chunk.text, settings, settings.get("seed", 0))
+            start, end = cursor / rate, (cursor + len(audio)) / rate
+            pieces.append(audio)
+            cursor += len(audio)
+            for offset, (text, (w_start, w_end)) in enumerate(zip(chunk.words, estimate_word_times(chunk.words, start, end))):
+                words.append(EstimatedWord(chunk.sentence, chunk.first_word + offset, text, w_start, w_end))
+            span = spans.setdefault(chunk.sentence, {"index": chunk.sentence, "start": start, "end": end})
+            span["end"] = end
+            chunk_rows.append({"sentence": chunk.sentence, "text": chunk.text, "start": start, "end": end})
+
+    audio = np.concatenate(pieces) if pieces else np.zeros(rate, dtype=np.float32)
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > 1.0:  # Bark can overshoot; compose normalises loudness later anyway
+        audio = audio / peak
+    write_wav(directory / "narration.wav", audio, rate)
+    duration = len(audio) / rate
+    store.write_json(directory / "words.json", {
+        "duration": duration,
+        "sample_rate": rate,
+        "timed_by": "estimate",
+        "sentences": [spans[s["index"]] for s in sentences if s["index"] in spans],
+        "chunks": chunk_rows,
+        "words": [asdict(w) for w in words],
+    })
+    return {"backend": "bark", "model": settings["model"], "voice_preset": settings["voice_preset"],
+            "duration": duration, "words": len(words), "chunks": len(chunks), "sample_rate": rate}

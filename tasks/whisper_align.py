@@ -1,0 +1,165 @@
+"""Word times heard by faster-whisper, mapped onto the story's own words.
+
+The recogniser's words are only a clock: subtitles keep the story's spelling and punctuation.
+Story words and heard words are compared in a normal form (lower case, no punctuation,
+numbers spelled out, so "40" meets "forty" and "Hello," meets "hello"), matched with a
+sequence diff that tolerates inserted and dropped words, and each story word takes the time
+of the heard words it matched. Words between matches get the time between their matched
+neighbours. A sentence where too little was matched (mumbled, garbled, a random model) keeps
+the narration's own estimate for all its words. Counts of aligned and estimated words go to
+the manifest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks import models
+
+
+@dataclass
+class Heard:
+    """One recognised word (faster-whisper's Word, without what we do not use)."""
+    text: str
+    start: float
+    end: float
+
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_SCALES = [(10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred")]
+
+
+def number_words(n: int) -> list[str]:
+    """An integer in English words, e.g. 1984 -> one thousand nine hundred eighty four."""
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        return [_TENS[n // 10]] + (number_words(n % 10) if n % 10 else [])
+    for value, name in _SCALES:
+        if n >= value:
+            rest = n % value
+            return number_words(n // value) + [name] + (number_words(rest) if rest else [])
+    return [str(n)]
+
+
+def normal_form(word: str) -> list[str]:
+    """The comparable pieces of one written or heard word (possibly none, e.g. a dash)."""
+    text = unicodedata.normalize("NFKC", word).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)  # 1,000 -> 1000
+    text = text.replace("%", " percent ").replace("&", " and ")
+    text = re.sub(r"(?<=\d)\.(?=\d)", " point ", text)
+    pieces = []
+    for token in re.findall(r"\w+", text):
+        if token.isdigit() and len(token) <= 12:
+            pieces.extend(number_words(int(token)))
+        else:
+            pieces.append(token.replace("_", ""))
+    return [p for p in pieces if p]
+
+
+def match_words(story_words: list[str], heard: list[Heard]) -> list[tuple[float, float] | None]:
+    """For each story word, the time span of the heard words it matched, or None."""
+    story_seq, story_owner = [], []
+    for i, word in enumerate(story_words):
+        for piece in normal_form(word):
+            story_seq.append(piece)
+            story_owner.append(i)
+    heard_seq, heard_owner = [], []
+    for j, word in enumerate(heard):
+        for piece in normal_form(word.text):
+            heard_seq.append(piece)
+            heard_owner.append(j)
+    spans: list[tuple[float, float] | None] = [None] * len(story_words)
+    matcher = difflib.SequenceMatcher(None, story_seq, heard_seq, autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            i, word = story_owner[block.a + k], heard[heard_owner[block.b + k]]
+            current = spans[i]
+            spans[i] = (word.start, word.end) if current is None else (min(current[0], word.start), max(current[1], word.end))
+    return spans
+
+
+def fill_between(spans: list[tuple[float, float] | None], begin: float, finish: float) -> list[tuple[float, float]]:
+    """Unmatched words share the time between their matched neighbours; all times are
+    clamped to [begin, finish] and made monotonic (no word starts before the last ended)."""
+    filled: list[tuple[float, float]] = []
+    i = 0
+    while i < len(spans):
+        floor = filled[-1][1] if filled else begin
+        if spans[i] is not None:
+            start = min(max(spans[i][0], floor), finish)
+            filled.append((start, min(max(start, spans[i][1]), finish)))
+            i += 1
+            continue
+        j = i
+        while j < len(spans) and spans[j] is None:
+            j += 1
+        right = min(max(floor, spans[j][0] if j < len(spans) else finish), finish)
+        step = (right - floor) / (j - i)
+        filled.extend((floor + k * step, floor + (k + 1) * step) for k in range(j - i))
+        i = j
+    return filled
+
+
+def _sentence_of(word: Heard, sentences: list[dict]) -> int | None:
+    """The sentence whose audio holds the heard word's middle (or the nearest one)."""
+    middle = (word.start + word.end) / 2
+    best, distance = None, float("inf")
+    for position, span in enumerate(sentences):
+        gap = 0.0 if span["start"] <= middle <= span["end"] else min(abs(middle - span["start"]), abs(middle - span["end"]))
+        if gap < distance:
+            best, distance = position, gap
+    return best
+
+
+def fit_words(timing: dict, heard: list[Heard], min_matched: float = 0.5) -> tuple[list[dict], dict]:
+    """The narration's words with heard times where the sentence matched well enough.
+    Returns (words, counts) with counts of aligned (heard) and estimated words."""
+    sentences = timing["sentences"]
+    by_sentence: dict[int, list[Heard]] = {}
+    for word in heard:
+        position = _sentence_of(word, sentences)
+        if position is not None:
+            by_sentence.setdefault(position, []).append(word)
+    words_of: dict[int, list[dict]] = {}
+    for word in timing["words"]:
+        words_of.setdefault(word["sentence"], []).append(word)
+
+    out: list[dict] = []
+    aligned = estimated = fallback_sentences = 0
+    for position, span in enumerate(sentences):
+        own = words_of.get(span["index"], [])
+        spans = match_words([w["text"] for w in own], by_sentence.get(position, []))
+        matched = sum(s is not None for s in spans)
+        if own and matched / len(own) >= min_matched:
+            times = fill_between(spans, span["start"], span["end"])
+            for word, (start, end), hit in zip(own, times, spans):
+                out.append({**word, "start": start, "end": end, "estimated": hit is None})
+            aligned += matched
+            estimated += len(own) - matched
+        else:  # the recogniser did not hear this sentence well: keep the narration's estimate
+            out.extend({**word, "estimated": True} for word in own)
+            estimated += len(own)
+            fallback_sentences += bool(own)
+    return out, {"aligned_words": aligned, "estimated_words": estimated, "estimated_sentences": fallback_sentences}
+
+
+def recognise(wav: Path, settings: dict) -> list[Heard]:
+    """Every word faster-whisper hears in the narration, with its start and end."""
+    model = models.whisper(settings["model"], settings.get("compute_type", "default"))
+    temperature = settings.get("temperature", [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    with models.MODEL_LOCK:
+        segments, _ = model.transcribe(
+            str(wav), language=settings.get("language", "en"), word_timestamps=True,
+            beam_size=int(settings.get("beam_size", 5)), temperature=temperature,
+            condition_on_previous_text=False,  # a misheard sentence must not derail the next
+            max_new_tokens=settings.get("max_new_tokens"), vad_filter=False,
+        )
+        return [Heard(w.word.strip(), float(w.start), float(w.end))
+                for segment in segments for w in (segment.words or []) if w.word.strip()]

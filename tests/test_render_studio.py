@@ -1,0 +1,103 @@
+"""The studio code path end to end on tiny models (`--profile tiny`), and `--profile studio`
+refusing at once on a machine without the weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import wave
+
+import av
+import pytest
+import srt
+import webvtt
+
+from conftest import BIN, make_env, render
+
+STORY = (
+    "Mira kept 12 paper boats on the windowsill of the tower room. "
+    "When the river rose, she set them sailing — one for every year her brother had been away, "
+    "each carrying a note folded small.\n"
+    "By morning, the boats had reached the sea."
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(prefect_server, models_home, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-e2e")
+    env = make_env(prefect_server, root / "home", models_home)
+    story = root / "paper-boats.txt"
+    story.write_text(STORY, encoding="utf-8")
+    out = root / "out"
+    started = time.monotonic()
+    result = render(env, story, out, "--profile", "tiny")
+    folder = out / "paper-boats"
+    return {"folder": folder, "result": result, "seconds": time.monotonic() - started,
+            "manifest": json.loads((folder / "manifest.json").read_text())}
+
+
+def test_tiny_profile_renders_through_the_studio_backends(tiny):
+    manifest = tiny["manifest"]
+    assert tiny["result"].stdout.strip().splitlines()[-1] == str(tiny["folder"] / "video.mp4")
+    assert manifest["backends"] == {"narrate": "bark", "align": "faster-whisper",
+                                    "keyframe": "sdxl base + refiner", "animate": "svd"}
+    assert manifest["models"]["narrate"].startswith("bark tiny:bark@")
+    assert manifest["models"]["align"].startswith("tiny:whisper@")
+    assert manifest["narration"]["backend"] == "bark" and manifest["narration"]["sample_rate"] == 24_000
+    assert len(manifest["scenes"]) == 2 and manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
+    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "keyframe", "animate", "compose"}
+
+
+def test_each_model_is_loaded_once_for_both_scenes(tiny):
+    assert tiny["manifest"]["model_loads"] == {"bark": 1, "whisper": 1, "sdxl": 1, "svd": 1}
+    log = tiny["result"].stderr
+    assert "released bark, whisper before the next model stage" in log
+    assert "released sdxl before the next model stage" in log
+
+
+def test_subtitles_are_exactly_the_story_words_with_alignment_counts(tiny):
+    words = STORY.split()
+    cues = list(srt.parse((tiny["folder"] / "subtitles.srt").read_text(encoding="utf-8")))
+    assert " ".join(c.content for c in cues).split() == words
+    assert " ".join(c.text for c in webvtt.read(str(tiny["folder"] / "subtitles.vtt"))).split() == words
+    subtitles = tiny["manifest"]["subtitles"]
+    assert subtitles["aligner"] == "faster-whisper"
+    assert subtitles["aligned_words"] + subtitles["estimated_words"] == len(words)
+
+
+def test_video_covers_the_bark_narration(tiny):
+    with wave.open(str(tiny["folder"] / "narration.wav")) as wav:
+        assert wav.getframerate() == 24_000
+        narration = wav.getnframes() / wav.getframerate()
+    with av.open(str(tiny["folder"] / "video.mp4")) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert abs(frames / 24 - narration) <= 1 / 24
+    assert tiny["seconds"] < 240
+
+
+def make_env_without_server(tmp_path):
+    env = {**os.environ, "FACELESS_HOME": str(tmp_path / "home")}
+    env.pop("PREFECT_API_URL", None)  # the refusal comes before Prefect would start
+    env.pop("HF_HUB_CACHE", None)  # so HF_HOME alone says where the cache is
+    return env
+
+
+def test_studio_without_weights_refuses_within_a_minute_naming_every_model(tmp_path):
+    story = tmp_path / "story.txt"
+    story.write_text(STORY, encoding="utf-8")
+    env = {**make_env_without_server(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    started = time.monotonic()
+    result = subprocess.run([str(BIN / "faceless"), "render", str(story), "--profile", "studio",
+                             "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    assert seconds < 60
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("faceless: error: ")
+    assert "Traceback" not in result.stderr
+    for repo in ("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0",
+                 "stabilityai/stable-video-diffusion-img2vid-xt", "suno/bark-small", "Systran/faster-whisper-large-v3"):
+        assert f"hf download {repo}" in lines[0]
+    assert not (tmp_path / "out").exists(), "nothing is written before the check"

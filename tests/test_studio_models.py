@@ -1,0 +1,114 @@
+"""Model wiring of the studio path on tiny models: ensemble hand-over in latents, chained SVD
+windows, models reused across scenes and released, and the missing-weights check."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from tasks import models
+from tasks.animate import generate
+from tasks.keyframe import base_then_refiner, keyframe
+from tasks.profiles import load_profile
+
+
+@pytest.fixture(scope="module")
+def tiny_home(models_home, tmp_path_factory):
+    home = tmp_path_factory.mktemp("studio-models")
+    (home / "models").symlink_to(models_home, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACELESS_HOME", str(home))
+        yield home
+
+
+def test_refiner_takes_the_base_latents_not_a_decoded_picture(tiny_home):
+    base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
+    settings = {"width": 64, "height": 96, "num_inference_steps": 10, "high_noise_frac": 0.8}
+    seen = {"encode": 0, "decode": 0, "refiner_inputs": []}
+    hooks = [
+        base.vae.encoder.register_forward_hook(lambda *a: seen.__setitem__("encode", seen["encode"] + 1)),
+        base.vae.decoder.register_forward_hook(lambda *a: seen.__setitem__("decode", seen["decode"] + 1)),
+        refiner.unet.register_forward_pre_hook(lambda module, args: seen["refiner_inputs"].append(args[0].clone())),
+    ]
+    try:
+        image, latents = base_then_refiner(base, refiner, "a fox", "blurry", 11, settings)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # Nothing was encoded back from pixels, and pixels were made once, at the very end.
+    assert seen["encode"] == 0 and seen["decode"] == 1
+    # 100 steps split at 0.8 is 80 + 20: here 10 steps, 8 base + 2 refiner UNet calls, the first
+    # of which denoises exactly the latents the base handed over (scaled by the scheduler).
+    assert len(seen["refiner_inputs"]) == 2
+    first = seen["refiner_inputs"][0]
+    assert first.shape[0] == 2 and first.shape[1:] == latents.shape[1:]  # with and without the prompt
+    ratio = (first[:1] / latents).flatten()
+    assert float(ratio.std()) < 1e-3, "the refiner's first input is the base latents, only rescaled"
+    assert image.size == (64, 96)
+
+
+class Recorder:
+    """The real SVD pipeline, with each window's conditioning image and output kept for the test."""
+
+    def __init__(self, pipe):
+        self.pipe, self.calls = pipe, []
+
+    def __call__(self, image, **kwargs):
+        result = self.pipe(image, **kwargs)
+        self.calls.append((image.copy(), [frame.copy() for frame in result.frames[0]]))
+        return result
+
+
+def test_chained_windows_continue_from_the_last_frame_without_repeating_it(tiny_home):
+    pipe = Recorder(models.svd("tiny:svd"))
+    settings = {"width": 64, "height": 64, "num_frames": 4, "num_inference_steps": 2, "motion_bucket_id": 180,
+                "noise_aug_strength": 0.02, "fps": 6, "decode_chunk_size": 4, "stretch": "chain"}
+    keyframe_image = Image.new("RGB", (90, 160), (200, 120, 40))
+    # 1.5 s at 24 fps output = 36 frames; at 6 generated frames a second that is 10 frames:
+    # 4 from the first window, then 3 new ones from each further window.
+    frames = generate(pipe, keyframe_image, settings, frame_count=36, out_fps=24, seed=5)
+    assert len(pipe.calls) == 3
+    assert len(frames) == 4 + 3 + 3
+    windows = [out for _, out in pipe.calls]
+    expected = windows[0] + windows[1][1:] + windows[2][1:]
+    assert [f.tobytes() for f in frames] == [f.tobytes() for f in expected]
+    for (condition, _), previous in zip(pipe.calls[1:], windows):
+        assert condition.tobytes() == previous[-1].tobytes(), "each window starts from the last frame"
+    # The first window is conditioned on the keyframe cropped to SVD's size, not stretched.
+    assert pipe.calls[0][0].size == (64, 64)
+
+
+def test_models_are_loaded_once_for_all_scenes_and_released_on_request(tiny_home, tmp_path):
+    settings = {"base": "tiny:sdxl-base", "refiner": "tiny:sdxl-refiner", "width": 64, "height": 64,
+                "num_inference_steps": 2, "high_noise_frac": 0.5}
+    models.sdxl_ensemble(settings["base"], settings["refiner"])
+    loads = models.LOADS["sdxl"]
+    for index in range(3):
+        folder = tmp_path / f"scene-{index}"
+        folder.mkdir()
+        keyframe({"index": index, "prompt": f"scene {index}", "seed": index}, settings, folder)
+        assert (folder / "keyframe.png").is_file()
+    assert models.LOADS["sdxl"] == loads, "three scenes, no reload"
+    pipelines = models.sdxl_ensemble(settings["base"], settings["refiner"])
+    assert models.release("sdxl") == ["sdxl"]
+    again = models.sdxl_ensemble(settings["base"], settings["refiner"])
+    assert models.LOADS["sdxl"] == loads + 1 and again[0] is not pipelines[0]
+
+
+def test_missing_weights_are_named_together_with_how_to_fetch_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf" / "hub"))
+    profile = load_profile("studio")
+    profile["keyframe"]["refiner"] = str(tmp_path / "no-such-folder")
+    with pytest.raises(models.ModelMissingError) as raised:
+        models.require(profile)
+    message = str(raised.value)
+    for repo in ("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-video-diffusion-img2vid-xt",
+                 "suno/bark-small", "Systran/faster-whisper-large-v3"):
+        assert repo in message and f"hf download {repo}" in message
+    assert "keyframe.refiner" in message and "no-such-folder" in message
+    assert "\n" not in message
+
+
+def test_tiny_profile_needs_nothing_from_the_hub():
+    models.require(load_profile("tiny"))
