@@ -16,6 +16,7 @@ reach the stack with PREFECT_API_URL=http://127.0.0.1:PORT/api (printed when it 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -84,9 +85,25 @@ def deploy(env: dict) -> None:
     _prefect("deploy", "--all", env=env)
 
 
-def start_worker(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL], cwd=ROOT, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+def online_workers(env: dict) -> list[str]:
+    request = urllib.request.Request(f"{env['PREFECT_API_URL']}/work_pools/{POOL}/workers/filter", data=b"{}",
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return [w["name"] for w in json.load(response) if w.get("status") == "ONLINE"]
+
+
+def start_worker(env: dict, log: Path, timeout: float = 120) -> subprocess.Popen:
+    """A worker on the pool, returned once the server has its first heartbeat (it is polling)."""
+    before = set(online_workers(env))
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL], cwd=ROOT, env=env,
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not set(online_workers(env)) - before:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            stop(worker)
+            raise RuntimeError(f"the worker did not come online; see {log}")
+        time.sleep(0.25)
+    return worker
 
 
 def stop(process: subprocess.Popen, timeout: float = 30) -> None:

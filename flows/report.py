@@ -40,6 +40,10 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _stage_name(row: dict) -> str:
     return row["stage"] if row["scene"] is None else f"{row['stage']}[{row['scene']}]"
 
@@ -51,7 +55,8 @@ def summary_markdown(manifest: dict, target: Path) -> str:
     lines = [
         f"# {story['title']}",
         "",
-        f"**{story['sentences']} sentences, {story['words']} words, {len(manifest['scenes'])} scenes** · "
+        f"**{_count(story['sentences'], 'sentence')}, {_count(story['words'], 'word')}, "
+        f"{_count(len(manifest['scenes']), 'scene')}** · "
         f"profile `{manifest['profile']}` · {video['size'][0]}x{video['size'][1]} at {video['fps']} fps · "
         f"{manifest['narration']['duration']:.1f} s of narration · rendered in {manifest['seconds']:.1f} s",
         "",
@@ -87,7 +92,8 @@ def summary_description(manifest: dict, target: Path) -> str:
     pictures = " ".join(
         f"![scene {i}]({thumbnail_uri(target / 'keyframes' / f'scene-{i:02d}.png', STRIP_WIDTH)})"
         for i in range(min(len(manifest["scenes"]), STRIP_SCENES)))
-    return (f"**{story['title']}**: {story['sentences']} sentences in {len(manifest['scenes'])} scenes, "
+    return (f"**{story['title']}**: {_count(story['sentences'], 'sentence')} in "
+            f"{_count(len(manifest['scenes']), 'scene')}, "
             f"{manifest['narration']['duration']:.1f} s of narration; {cached} of {len(stages)} stages cached, "
             f"{degraded} degraded; video `{target / 'video.mp4'}` {pictures}")
 

@@ -25,6 +25,7 @@ only when it really computes: a cached stage never runs its body, so it never wa
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -35,6 +36,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run, task_run
 
 from tasks.caching import run_stage
@@ -172,6 +174,18 @@ def _holding_gpu(work: Callable[[], Any]) -> Any:
     return work()
 
 
+@functools.lru_cache(maxsize=None)
+def _server_has_gpu_limit(api_url: str | None) -> bool:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(GPU_LIMIT)
+            return True
+        except ObjectNotFound:
+            return False
+
+
 def on_gpu(label: str, work: Callable[[], Any]) -> Any:
     """Run `work` (model loading and inference) holding the `gpu` slot.
 
@@ -179,12 +193,15 @@ def on_gpu(label: str, work: Callable[[], Any]) -> Any:
     stage's task run also counts the time spent waiting for the slot, this one only the time
     on the GPU, so the run page (and the tests) can see that GPU work never overlaps.
     Deployment runs insist on the limit (strict: a stack without it is a set-up error, not a
-    reason to share a GPU silently); a local `faceless render` uses it only if its server has it.
+    reason to share a GPU silently); a local `faceless render` uses it only if its server has
+    one (its temporary server has none).
     """
     if TaskRunContext.get() is None:  # the stage's plain function, called outside Prefect
         return work()
     strict = deployment.id is not None
-    with concurrency(GPU_LIMIT, occupy=1, strict=strict, lease_duration=GPU_LEASE_S, suppress_warnings=not strict,
+    if not strict and not _server_has_gpu_limit(os.environ.get("PREFECT_API_URL")):
+        return work()
+    with concurrency(GPU_LIMIT, occupy=1, strict=strict, lease_duration=GPU_LEASE_S,
                      raise_on_lease_renewal_failure=False):  # a server hiccup must not kill a render
         return _holding_gpu.with_options(task_run_name=f"gpu {label}")(work)
 
