@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,9 @@ def _prefect(*args: str, env: dict) -> None:
 
 
 def start_server(env: dict, port: int, log: Path, timeout: float = 120) -> subprocess.Popen:
+    with socket.socket() as probe:  # else the health check below would find the other server
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} is already in use; pick another with --port")
     server = subprocess.Popen(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
