@@ -1,11 +1,14 @@
 # Two commands for a fresh clone: `make render` and `make test`. Both set up .venv first.
+# `make stack` runs the local Prefect stack (server, work pool, gpu limit, deployments, worker)
+# in the foreground; Ctrl-C stops it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STORY ?= deployments/stories/alin-learns-to-code.txt
 OUT ?= out
+PORT ?= 4200
 
-.PHONY: setup render test clean
+.PHONY: setup render test stack chromium clean
 
 setup: $(VENV)/.installed
 
@@ -20,8 +23,17 @@ $(VENV)/.installed: pyproject.toml
 render: setup
 	$(BIN)/faceless render $(STORY) --out $(OUT)
 
-test: setup
+test: setup chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+stack: setup
+	$(BIN)/python deployments/stack.py --port $(PORT)
+
+# The UI test drives Debian's chromium through playwright (playwright's own browser download
+# needs a host that is not reachable here). Installed only if missing; needs root (CI is).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "make test needs chromium: apt-get install chromium" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

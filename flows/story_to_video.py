@@ -22,7 +22,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import deliver
+from flows import deliver, report
 from tasks import gpu, models, store
 from tasks.align import align_task
 from tasks.animate import animate_task
@@ -210,6 +210,7 @@ def story_to_video(
         "seconds": round(time.perf_counter() - started, 3),
     }
     target = deliver.export(Path(out), plan["slug"], video, narration, alignment, keyframes, manifest)
+    report.publish(manifest, target)
     computed = [f"{r['stage']}{'' if r['scene'] is None else '[' + str(r['scene']) + ']'} {r['seconds']:.1f}s"
                 for r in stages if not r["cached"]]
     logger.info("computed: %s; cached: %d of %d stages",

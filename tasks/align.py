@@ -136,9 +136,9 @@ def align(words_file: Path, directory: Path, settings: dict | None = None, wav: 
     settings = settings or {"backend": "voice"}
     backend = settings.get("backend", "voice")
     if backend == "faster-whisper":
-        from tasks import whisper_align
+        from tasks import gpu, whisper_align
 
-        heard = whisper_align.recognise(wav or words_file.parent / "narration.wav", settings)
+        heard = gpu.on_gpu("align", lambda: whisper_align.recognise(wav or words_file.parent / "narration.wav", settings))
         words, counts = whisper_align.fit_words(timing, heard, float(settings.get("min_matched", 0.5)))
         timing = {**timing, "words": words, "timed_by": "faster-whisper"}
         extra = {"aligner": "faster-whisper", "heard_words": len(heard), **counts}

@@ -20,6 +20,7 @@ from prefect import task
 
 from tasks import gpu, models, store
 from tasks.caching import ArtifactPolicy
+from tasks.progress import Progress
 
 STAGE_VERSION = 1
 CLIP_CRF = 14  # an intermediate: compose re-encodes it, so keep it near-lossless
@@ -33,7 +34,7 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
-def svd_window(pipe, image: Image.Image, settings: dict, seed: int) -> list[Image.Image]:
+def svd_window(pipe, image: Image.Image, settings: dict, seed: int, on_step=None) -> list[Image.Image]:
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -49,6 +50,7 @@ def svd_window(pipe, image: Image.Image, settings: dict, seed: int) -> list[Imag
         decode_chunk_size=settings["decode_chunk_size"],
         generator=generator,
         output_type="pil",
+        callback_on_step_end=on_step,
     )
     return list(result.frames[0])
 
@@ -58,16 +60,24 @@ def generated_frames_needed(settings: dict, frame_count: int, out_fps: int) -> i
     return max(2, math.ceil(frame_count / out_fps * settings["fps"]) + 1)
 
 
-def generate(pipe, keyframe: Image.Image, settings: dict, frame_count: int, out_fps: int, seed: int) -> list[Image.Image]:
+def windows_needed(settings: dict, frame_count: int, out_fps: int) -> int:
+    if settings["stretch"] != "chain":
+        return 1
+    extra = generated_frames_needed(settings, frame_count, out_fps) - settings["num_frames"]
+    return 1 + max(0, math.ceil(extra / max(1, settings["num_frames"] - 1)))
+
+
+def generate(pipe, keyframe: Image.Image, settings: dict, frame_count: int, out_fps: int, seed: int,
+             on_step=None) -> list[Image.Image]:
     start = fit(keyframe, settings["width"], settings["height"])
-    frames = svd_window(pipe, start, settings, seed)
+    frames = svd_window(pipe, start, settings, seed, on_step)
     if settings["stretch"] != "chain":
         return frames
     needed = generated_frames_needed(settings, frame_count, out_fps)
     window = 1
     while len(frames) < needed:
         # The next window starts from our last frame, which it repeats as its first: drop it.
-        frames.extend(svd_window(pipe, frames[-1], settings, seed + window)[1:])
+        frames.extend(svd_window(pipe, frames[-1], settings, seed + window, on_step)[1:])
         window += 1
     return frames
 
@@ -122,12 +132,20 @@ def animate(keyframe_png: Path, scene: int, seed: int, frame_count: int, setting
         raise ValueError(f"a scene needs at least one frame, got {frame_count}")
     out_size = (settings["out_width"], settings["out_height"])
     out_fps = settings["out_fps"]
-    pipe = models.svd(settings["model"])
     with Image.open(keyframe_png) as image:
         keyframe = image.convert("RGB")
-    with models.MODEL_LOCK, gpu.memory_knobs(pipe, settings):
-        gpu.inject_fault("animate", scene)
-        frames = generate(pipe, keyframe, settings, frame_count, out_fps, seed)
+    progress = Progress(f"denoise-animate-{scene:02d}", f"Scene {scene}: SVD denoising",
+                        settings["num_inference_steps"] * windows_needed(settings, frame_count, out_fps))
+
+    def on_gpu():
+        pipe = models.svd(settings["model"])
+        with models.MODEL_LOCK, gpu.memory_knobs(pipe, settings):
+            gpu.inject_fault("animate", scene)
+            return generate(pipe, keyframe, settings, frame_count, out_fps, seed, progress.step_callback())
+
+    # Only the model work holds the GPU; stretching and encoding the clip below is CPU work.
+    frames = gpu.on_gpu(f"animate[{scene}]", on_gpu)
+    progress.update(progress.total)
 
     frames_dir = directory / "frames"
     frames_dir.mkdir()

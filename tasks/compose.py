@@ -18,6 +18,7 @@ from prefect import task
 from tasks import loudness, music, store
 from tasks.caching import ArtifactPolicy, run_stage
 from tasks.captions import CaptionRenderer, blend, phrases
+from tasks.progress import Progress
 
 STAGE_VERSION = 5  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music
 
@@ -150,6 +151,8 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
         subtitles.codec_context.subtitle_header = _ASS_HEADER.format(w=width, h=height, size=style["size"]).encode()
         subtitles.time_base = Fraction(1, 1000)
 
+        progress = Progress("encode-video", f"Encoding {total} frames ({settings['video_codec']}, "
+                                            f"{settings['preset']})", total)
         written = 0
         for pixels in timeline_frames(clips, bounds, handles):
             if pixels.shape[:2] != (height, width):
@@ -166,6 +169,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
             out.time_base = Fraction(1, fps)
             container.mux(video.encode(out))
             written += 1
+            progress.update(written)
         if written != total:
             raise ValueError(f"scene clips hold {written} frames; the narration needs {total}")
         container.mux(video.encode())

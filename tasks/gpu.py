@@ -14,36 +14,53 @@ the task (only when the failure was torch.OutOfMemoryError) as many times as the
 FACELESS_FAULT (contract) injects real OOMs where a model runs, to test all this:
 ``<stage>:oom:<n>`` fails the first n attempts of every task of the stage, and
 ``<stage>[<scene>]:oom:<n>`` only that scene's; several faults are separated by commas.
+A suffix ``@<k>`` limits a fault to the flow run's k-th attempt: ``animate[1]:oom:99@1`` fails
+a deployment run, and its Retry (which keeps the run's environment) then runs clean.
+
+The GPU itself is shared through a Prefect global concurrency limit named `gpu` (created by
+the local stack, deployments/stack.py). A model stage takes the slot inside its task body,
+only when it really computes: a cached stage never runs its body, so it never waits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
 import re
 from typing import Any, Callable
 
-from prefect.runtime import flow_run, task_run
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
+from prefect.context import TaskRunContext
+from prefect.exceptions import ObjectNotFound
+from prefect.runtime import deployment, flow_run, task_run
 
 from tasks.caching import run_stage
 
-_FAULT = re.compile(r"^(?P<stage>[a-z]+)(?:\[(?P<scene>\d+)\])?:oom:(?P<count>\d+)$")
+_FAULT = re.compile(r"^(?P<stage>[a-z]+)(?:\[(?P<scene>\d+)\])?:oom:(?P<count>\d+)(?:@(?P<flow_attempt>\d+))?$")
+GPU_LIMIT = "gpu"
+# A killed holder keeps the slot until its lease runs out; a live one renews it in the background.
+GPU_LEASE_S = 60
 
 
 class FaultSpecError(ValueError):
     """FACELESS_FAULT that does not follow <stage>[<scene>]:oom:<n>."""
 
 
-def parse_faults(spec: str) -> list[tuple[str, int | None, int]]:
+def parse_faults(spec: str) -> list[tuple[str, int | None, int, int | None]]:
+    """(stage, scene or None, attempts to fail, flow run attempt or None) per entry."""
     faults = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         match = _FAULT.match(part)
         if not match:
-            raise FaultSpecError(f"FACELESS_FAULT entry {part!r} is not <stage>[<scene>]:oom:<n>")
-        scene = match["scene"]
-        faults.append((match["stage"], None if scene is None else int(scene), int(match["count"])))
+            raise FaultSpecError(f"FACELESS_FAULT entry {part!r} is not <stage>[<scene>]:oom:<n>[@<flow attempt>]")
+        scene, flow_attempt = match["scene"], match["flow_attempt"]
+        faults.append((match["stage"], None if scene is None else int(scene), int(match["count"]),
+                       None if flow_attempt is None else int(flow_attempt)))
     return faults
 
 
@@ -57,7 +74,9 @@ def inject_fault(stage: str, scene: int | None) -> None:
     if not spec:
         return
     attempt = attempt_number()
-    for fault_stage, fault_scene, count in parse_faults(spec):
+    for fault_stage, fault_scene, count, flow_attempt in parse_faults(spec):
+        if flow_attempt is not None and flow_attempt != (flow_run.run_count or 1):
+            continue
         if fault_stage == stage and fault_scene in (None, scene) and attempt <= count:
             import torch
 
@@ -148,6 +167,43 @@ def _set_feed_forward_chunks(model, chunk_size: int | None) -> None:
     for module in model.modules():
         if hasattr(module, "set_chunk_feed_forward"):
             module.set_chunk_feed_forward(chunk_size=chunk_size, dim=0)
+
+
+@task(name="gpu", cache_policy=NO_CACHE, persist_result=False)
+def _holding_gpu(work: Callable[[], Any]) -> Any:
+    return work()
+
+
+@functools.lru_cache(maxsize=None)
+def _server_has_gpu_limit(api_url: str | None) -> bool:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(GPU_LIMIT)
+            return True
+        except ObjectNotFound:
+            return False
+
+
+def on_gpu(label: str, work: Callable[[], Any]) -> Any:
+    """Run `work` (model loading and inference) holding the `gpu` slot.
+
+    The work runs as its own task run, `gpu <label>`, started once the slot is held: the
+    stage's task run also counts the time spent waiting for the slot, this one only the time
+    on the GPU, so the run page (and the tests) can see that GPU work never overlaps.
+    Deployment runs insist on the limit (strict: a stack without it is a set-up error, not a
+    reason to share a GPU silently); a local `faceless render` uses it only if its server has
+    one (its temporary server has none).
+    """
+    if TaskRunContext.get() is None:  # the stage's plain function, called outside Prefect
+        return work()
+    strict = deployment.id is not None
+    if not strict and not _server_has_gpu_limit(os.environ.get("PREFECT_API_URL")):
+        return work()
+    with concurrency(GPU_LIMIT, occupy=1, strict=strict, lease_duration=GPU_LEASE_S,
+                     raise_on_lease_renewal_failure=False):  # a server hiccup must not kill a render
+        return _holding_gpu.with_options(task_run_name=f"gpu {label}")(work)
 
 
 def run_gpu_stage(stage: str, scene: int | None, settings: dict, build: Callable[[Any, dict], dict]) -> dict:

@@ -13,12 +13,15 @@ from prefect import task
 
 from tasks import gpu, models
 from tasks.caching import ArtifactPolicy
+from tasks.progress import Progress
 
 STAGE_VERSION = 1
 
 
-def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: int, settings: dict):
-    """Run the ensemble; returns (PIL image, base latents)."""
+def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: int, settings: dict,
+                      on_step=None):
+    """Run the ensemble; returns (PIL image, base latents). `on_step` is a diffusers
+    callback_on_step_end called after every denoising step of both models."""
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -28,6 +31,7 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
         num_inference_steps=settings["num_inference_steps"],
         guidance_scale=settings.get("guidance_scale", 5.0),
         generator=generator,
+        callback_on_step_end=on_step,
     )
     split = settings.get("high_noise_frac", 0.8)
     latents = base(
@@ -41,12 +45,19 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
 
 
 def keyframe(scene: dict, settings: dict, directory: Path) -> dict:
-    base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
-    with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
-        gpu.inject_fault("keyframe", scene.get("index"))
-        image, latents = base_then_refiner(
-            base, refiner, scene["prompt"], scene.get("negative_prompt", ""), scene["seed"], settings,
-        )
+    index = scene.get("index", 0)
+    progress = Progress(f"denoise-keyframe-{index:02d}", f"Scene {index}: SDXL base + refiner denoising",
+                        settings["num_inference_steps"])
+
+    def on_gpu():
+        base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
+        with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
+            gpu.inject_fault("keyframe", scene.get("index"))
+            return base_then_refiner(base, refiner, scene["prompt"], scene.get("negative_prompt", ""),
+                                     scene["seed"], settings, on_step=progress.step_callback())
+
+    image, latents = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
+    progress.update(progress.total)
     image.save(directory / "keyframe.png")
     return {
         "seed": scene["seed"],

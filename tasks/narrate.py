@@ -173,9 +173,12 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
     if backend == "piper":
         return narrate_piper(sentences, settings, directory)
     if backend == "bark":
+        from tasks import gpu
         from tasks.bark import narrate_bark
 
-        return narrate_bark(sentences, settings, directory)
+        # Bark is a GPU model: it takes the `gpu` slot like keyframe and animate (Piper runs
+        # on the CPU and does not).
+        return gpu.on_gpu("narrate", lambda: narrate_bark(sentences, settings, directory))
     raise ValueError(f"unknown narrate backend {backend!r} (piper or bark)")
 
 

@@ -14,7 +14,8 @@ LADDER = {"decode_chunk_size": 8, "degrade": [{"decode_chunk_size": 4}, {"decode
 
 
 def test_fault_spec_parses_stage_scene_and_count():
-    assert gpu.parse_faults("animate:oom:2, keyframe[3]:oom:1") == [("animate", None, 2), ("keyframe", 3, 1)]
+    assert gpu.parse_faults("animate:oom:2, keyframe[3]:oom:1, animate[1]:oom:99@1") == [
+        ("animate", None, 2, None), ("keyframe", 3, 1, None), ("animate", 1, 99, 1)]
     with pytest.raises(gpu.FaultSpecError):
         gpu.parse_faults("animate:boom:1")
 

@@ -1,0 +1,183 @@
+"""The local Prefect stack for Faceless, in one command; Ctrl-C (or SIGTERM) stops all of it.
+
+    .venv/bin/python deployments/stack.py [--port 4200]      (or: make stack)
+
+brings up, in this order:
+  1. `prefect server start` on 127.0.0.1 (UI and API at http://127.0.0.1:PORT)
+  2. the process work pool `faceless`
+  3. the global concurrency limit `gpu` (1 slot: model stages take it inside their tasks)
+  4. every deployment in prefect.yaml (`prefect deploy --all`)
+  5. a worker on the pool; deployment runs start in their own processes from this clone
+
+State lives in $PREFECT_HOME (default ~/.prefect), artifacts in $FACELESS_HOME. Other shells
+reach the stack with PREFECT_API_URL=http://127.0.0.1:PORT/api (printed when it is up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+POOL = "faceless"
+GPU_LIMIT = "gpu"
+
+
+def stack_env(port: int, base: dict | None = None) -> dict:
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",  # what the UI in the browser calls
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # no phoning home (there may be no network)
+        "DO_NOT_TRACK": "1",
+    })
+    # A stage waiting for the GPU asks again after at most this long (Prefect's default, 30 s,
+    # would leave the GPU idle between short stages).
+    env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "2")
+    return env
+
+
+def _prefect(*args: str, env: dict) -> None:
+    result = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+
+def start_server(env: dict, port: int, log: Path, timeout: float = 120) -> subprocess.Popen:
+    with socket.socket() as probe:  # else the health check below would find the other server
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise RuntimeError(f"port {port} is already in use; pick another with --port")
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env={k: v for k, v in env.items() if k != "PREFECT_API_URL"},
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop(server)
+            raise RuntimeError(f"prefect server did not start; see {log}")
+        time.sleep(0.25)
+
+
+def create_pool(env: dict) -> None:
+    _prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
+
+
+def create_gpu_limit(env: dict, slots: int = 1) -> None:
+    code = ("import sys; from prefect.client.orchestration import get_client\n"
+            "with get_client(sync_client=True) as c: c.upsert_global_concurrency_limit_by_name(sys.argv[1], int(sys.argv[2]))")
+    subprocess.run([sys.executable, "-c", code, GPU_LIMIT, str(slots)], cwd=ROOT, env=env, check=True)
+
+
+def deploy(env: dict) -> None:
+    _prefect("deploy", "--all", env=env)
+
+
+def online_workers(env: dict) -> list[str]:
+    request = urllib.request.Request(f"{env['PREFECT_API_URL']}/work_pools/{POOL}/workers/filter", data=b"{}",
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return [w["name"] for w in json.load(response) if w.get("status") == "ONLINE"]
+
+
+def start_worker(env: dict, log: Path, timeout: float = 120) -> subprocess.Popen:
+    """A worker on the pool, returned once the server has its first heartbeat (it is polling)."""
+    before = set(online_workers(env))
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL], cwd=ROOT, env=env,
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not set(online_workers(env)) - before:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            stop(worker)
+            raise RuntimeError(f"the worker did not come online; see {log}")
+        time.sleep(0.25)
+    return worker
+
+
+def stop(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM to the process's group (a worker's flow runs, the server's services), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("--logs", type=Path, default=None, help="folder for server.log and worker.log "
+                        "(default: $PREFECT_HOME, else ~/.prefect)")
+    args = parser.parse_args(argv)
+    env = stack_env(args.port)
+    logs = args.logs or Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    logs.mkdir(parents=True, exist_ok=True)
+
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    processes: list[subprocess.Popen] = []
+    try:
+        for label, step in (
+            (f"server on http://127.0.0.1:{args.port}", lambda: processes.append(
+                start_server(env, args.port, logs / "server.log"))),
+            (f"work pool {POOL!r}", lambda: create_pool(env)),
+            (f"global concurrency limit {GPU_LIMIT!r} (1 slot)", lambda: create_gpu_limit(env)),
+            ("deployments from prefect.yaml", lambda: deploy(env)),
+            (f"worker on {POOL!r}", lambda: processes.append(start_worker(env, logs / "worker.log"))),
+        ):
+            started = time.perf_counter()
+            step()
+            print(f"stack: {label}: {time.perf_counter() - started:.1f} s", flush=True)
+            if stopping:
+                return 130
+        print(f"stack: ready. UI http://127.0.0.1:{args.port}; in another shell:\n"
+              f"  export PREFECT_API_URL={env['PREFECT_API_URL']}\n"
+              f"  prefect deployment run 'story-to-video/offline' --param story_file=deployments/stories/"
+              f"alin-learns-to-code.txt --watch\n"
+              f"stack: logs in {logs}; Ctrl-C stops the worker and the server", flush=True)
+        while not stopping:
+            for process in processes:
+                if process.poll() is not None:
+                    print(f"stack: the {process.args[1]} exited ({process.returncode}); "
+                          f"stopping; see {logs}", file=sys.stderr, flush=True)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except RuntimeError as error:
+        print(f"stack: error: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        for process in reversed(processes):  # the worker first, so its runs end while the server is up
+            stop(process)
+        print("stack: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""What a finished run shows on its Prefect UI page: a markdown summary and a table of stages.
+
+Both are made at flow level from the manifest: a cached task never runs its body, so a
+summary made inside the stages would be missing exactly when a re-render is all cache hits.
+
+The Prefect UI shows image artifacts only as a link, and it cannot reach files on the
+worker's disk. So each keyframe goes into the summary as a small JPEG `data:` URI: the
+markdown renderer draws it inline, with nothing to serve and nothing to break when the
+store moves. The run page itself lists artifacts by key and description, and renders the
+description as markdown in its list view: the summary's description is a one-paragraph
+summary with a strip of small keyframes, so the run page shows both without a click
+(checked in Chromium by tests/test_deployments.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+THUMB_WIDTH = 180  # in the summary: enough to recognise a scene, a few kB a scene
+STRIP_WIDTH = 54   # in the run page's list of artifacts
+STRIP_SCENES = 12
+
+
+def thumbnail_uri(png: Path, width: int = THUMB_WIDTH) -> str:
+    with Image.open(png) as image:
+        image = image.convert("RGB")
+        height = max(1, round(image.height * width / image.width))
+        small = image.resize((width, height), Image.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _stage_name(row: dict) -> str:
+    return row["stage"] if row["scene"] is None else f"{row['stage']}[{row['scene']}]"
+
+
+def summary_markdown(manifest: dict, target: Path) -> str:
+    story, video, stages = manifest["story"], manifest["video"], manifest["stages"]
+    cached = sum(1 for r in stages if r["cached"])
+    retried = [r for r in stages if r["attempts"] > 1 or r["degraded"]]
+    lines = [
+        f"# {story['title']}",
+        "",
+        f"**{_count(story['sentences'], 'sentence')}, {_count(story['words'], 'word')}, "
+        f"{_count(len(manifest['scenes']), 'scene')}** · "
+        f"profile `{manifest['profile']}` · {video['size'][0]}x{video['size'][1]} at {video['fps']} fps · "
+        f"{manifest['narration']['duration']:.1f} s of narration · rendered in {manifest['seconds']:.1f} s",
+        "",
+        f"**Video:** `{target / 'video.mp4'}`  ",
+        f"**Folder:** `{target}` (narration.wav, subtitles.srt, subtitles.vtt, keyframes/, manifest.json)",
+        "",
+        f"**Cache:** {cached} of {len(stages)} stages cached; computed: "
+        + (", ".join(f"{_stage_name(r)} {r['seconds']:.1f} s" for r in stages if not r["cached"]) or "nothing"),
+        "",
+        "**Retries and degradations:** "
+        + ("; ".join(f"{_stage_name(r)}: {r['attempts']} attempts, degraded with `{r['degraded']}`" for r in retried)
+           or "none"),
+        "",
+        "## Scenes",
+        "",
+        "| scene | keyframe | starts at | length | prompt |",
+        "|---|---|---|---|---|",
+    ]
+    fps = video["fps"]
+    for i, scene in enumerate(manifest["scenes"]):
+        png = target / "keyframes" / f"scene-{i:02d}.png"
+        lines.append(
+            f"| {scene['index']} | ![scene {scene['index']} keyframe]({thumbnail_uri(png)}) | "
+            f"{scene['start']:.2f} s | {scene['frames'] / fps:.2f} s | {_cell(scene['prompt'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_description(manifest: dict, target: Path) -> str:
+    """The summary in brief, with the keyframes: what the run page shows of the summary."""
+    story, stages = manifest["story"], manifest["stages"]
+    cached = sum(1 for r in stages if r["cached"])
+    degraded = sum(1 for r in stages if r["degraded"])
+    pictures = " ".join(
+        f"![scene {i}]({thumbnail_uri(target / 'keyframes' / f'scene-{i:02d}.png', STRIP_WIDTH)})"
+        for i in range(min(len(manifest["scenes"]), STRIP_SCENES)))
+    return (f"**{story['title']}**: {_count(story['sentences'], 'sentence')} in "
+            f"{_count(len(manifest['scenes']), 'scene')}, "
+            f"{manifest['narration']['duration']:.1f} s of narration; {cached} of {len(stages)} stages cached, "
+            f"{degraded} degraded; video `{target / 'video.mp4'}` {pictures}")
+
+
+def stage_rows(stages: list[dict]) -> list[dict]:
+    return [{"stage": _stage_name(r), "state": "cached" if r["cached"] else "computed",
+             "seconds": round(r["seconds"], 2), "attempts": r["attempts"],
+             "degraded": "" if not r["degraded"] else str(r["degraded"]), "key": r["key"]}
+            for r in stages]
+
+
+def publish(manifest: dict, target: Path) -> None:
+    """The run's summary (`<slug>-summary`) and stage table (`<slug>-stages`) artifacts."""
+    slug = manifest["story"]["slug"]
+    create_markdown_artifact(summary_markdown(manifest, target), key=f"{slug}-summary",
+                             description=summary_description(manifest, target))
+    create_table_artifact(stage_rows(manifest["stages"]), key=f"{slug}-stages",
+                          description="Stages of this run: computed or cached, seconds, attempts, degradation")

@@ -1,0 +1,282 @@
+"""Deployments on a real local stack: the documented `deployments/stack.py` brings up a Prefect
+server, the process work pool, the `gpu` limit, `prefect deploy --all` and a worker; runs go
+through `prefect deployment run` and `prefect flow-run retry` as a user would type them, and a
+headless Chromium looks at a finished run's page. One stack for the whole module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT, _free_port
+
+STORIES = {
+    # Two sentences each: one scene, so one keyframe and one clip per story.
+    "fox": "A small fox found a golden key under the old oak tree. She opened the door in the hill.",
+    "heron": ("The river ran silver and slow under the autumn moon while the whole valley slept. "
+              "A grey heron waited by the reeds without moving, as patient as the stones of the old bridge."),
+    "baker": ("The baker lit the great stone oven long before dawn, humming the song his mother taught him. "
+              "By sunrise the bread had risen like a small golden sun over the sleeping street."),
+    "kite": ("A red kite climbed over the green hill, higher than the church and the tallest poplar. "
+             "The girl laughed and let out all of its string until it was only a spark in the sky."),
+    "lamp": "The lighthouse keeper polished the great lamp every evening. Ships came home safely all winter.",
+}
+CPU_STAGES = ("plan", "narrate", "align", "compose")
+
+
+def write_story(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.txt"
+    path.write_text(STORIES[name], encoding="utf-8")
+    return path
+
+
+def api(stack: dict, path: str, body: dict | None = None):
+    request = urllib.request.Request(
+        f"{stack['url']}{path}", method="POST" if body is not None else "GET",
+        headers={"Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def prefect(stack: dict, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "prefect"), *args], cwd=ROOT, env=stack["env"], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_id_of(output: str) -> str:
+    match = re.search(r"UUID:\s*([0-9a-f-]{36})", output)
+    assert match, output[-3000:]
+    return match.group(1)
+
+
+def task_runs(stack: dict, flow_run_id: str) -> list[dict]:
+    return api(stack, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
+
+
+def artifacts(stack: dict, flow_run_id: str) -> dict[str, dict]:
+    found = api(stack, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+    return {a["key"]: a for a in found if a["key"]}
+
+
+def interval(run: dict) -> tuple[dt.datetime, dt.datetime]:
+    return dt.datetime.fromisoformat(run["start_time"]), dt.datetime.fromisoformat(run["end_time"])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, models_home):
+    home = tmp_path_factory.mktemp("stack")
+    faceless_home = home / "faceless"
+    faceless_home.mkdir()
+    (faceless_home / "models").symlink_to(models_home, target_is_directory=True)
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "FACELESS_HOME": str(faceless_home),
+           # The worker asks for new runs every 2 s instead of 10 s: shorter tests, same code path.
+           "PREFECT_WORKER_QUERY_SECONDS": "2",
+           # No cron run of the nightly batch in the middle of a test (the schedule is checked below).
+           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    process = subprocess.Popen([str(BIN / "python"), "deployments/stack.py", "--port", str(port), "--logs", str(home)],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    deadline = time.monotonic() + 300
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith("stack: ready") or time.monotonic() > deadline:
+            break
+    if not output or not output[-1].startswith("stack: ready"):
+        process.kill()
+        raise RuntimeError("stack did not come up:\n" + "".join(output)[-4000:])
+    url = f"http://127.0.0.1:{port}/api"
+    yield {"process": process, "output": output, "url": url, "ui": f"http://127.0.0.1:{port}", "home": home,
+           "env": {**env, "PREFECT_API_URL": url}, "runs": {}}
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+
+
+def test_stack_brings_up_pool_gpu_limit_and_every_deployment(stack):
+    steps = "".join(stack["output"])
+    for step in ("server on http://127.0.0.1:", "work pool 'faceless'", "global concurrency limit 'gpu'",
+                 "deployments from prefect.yaml", "worker on 'faceless'"):
+        assert f"stack: {step}" in steps, steps
+    pool = api(stack, "/work_pools/faceless")
+    assert pool["type"] == "process"
+    limit = api(stack, "/v2/concurrency_limits/gpu")
+    assert limit["limit"] == 1 and limit["active"]
+    flows = {f["id"]: f["name"] for f in api(stack, "/flows/filter", {})}
+    names = {f"{flows[d['flow_id']]}/{d['name']}": d for d in api(stack, "/deployments/filter", {})}
+    assert {"story-to-video/offline", "story-to-video/studio", "story-to-video/fast", "story-to-video/tiny",
+            "story-batch/nightly"} <= set(names)
+    for profile in ("offline", "studio", "fast", "tiny"):
+        deployment = names[f"story-to-video/{profile}"]
+        assert deployment["parameters"] == {"profile": profile}
+        assert deployment["work_pool_name"] == "faceless"
+        # Runs change into this clone first.
+        assert deployment["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+    nightly = names["story-batch/nightly"]
+    assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 2 * * *"]
+    assert nightly["parameters"]["stories"] == "deployments/stories"
+    workers = api(stack, "/work_pools/faceless/workers/filter", {})
+    assert workers and workers[0]["status"] == "ONLINE"
+
+
+def test_deployment_run_renders_the_story_with_keyed_artifacts(stack, tmp_path):
+    story, out = write_story(tmp_path, "fox"), tmp_path / "out"
+    result = prefect(stack, "deployment", "run", "story-to-video/offline", "--param", f"story_file={story}",
+                     "--param", f"out={out}", "--watch")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert (out / "fox" / "video.mp4").stat().st_size > 0
+    run_id = run_id_of(result.stdout)
+    keyed = artifacts(stack, run_id)
+    assert keyed["fox-summary"]["type"] == "markdown" and keyed["fox-stages"]["type"] == "table"
+    summary = keyed["fox-summary"]["data"]
+    assert summary.startswith("# fox") and "## Scenes" in summary and str(out / "fox" / "video.mp4") in summary
+    assert "data:image/jpeg;base64," in summary and "data:image/jpeg;base64," in keyed["fox-summary"]["description"]
+    stages = json.loads(keyed["fox-stages"]["data"])
+    assert [row["stage"] for row in stages] == ["plan", "narrate", "align", "keyframe[0]", "animate[0]", "compose"]
+    assert all(row["state"] == "computed" for row in stages)
+    # Progress bars for denoising (both models) and encoding, each driven to the end.
+    for key in ("denoise-keyframe-00", "denoise-animate-00", "encode-video"):
+        assert keyed[key]["type"] == "progress" and float(keyed[key]["data"]) == 100.0, keyed[key]
+    stack["runs"]["finished"] = run_id
+
+
+def test_failed_deployment_run_resumes_with_prefect_flow_run_retry(stack, tmp_path):
+    story, out = write_story(tmp_path, "lamp"), tmp_path / "out"
+    # Out of memory on every attempt of scene 0's animate, during the run's first attempt only;
+    # the job variable stays with the run, as a real memory shortage would until it is freed.
+    failed = prefect(stack, "deployment", "run", "story-to-video/offline", "--param", f"story_file={story}",
+                     "--param", f"out={out}", "--job-variable", 'env={"FACELESS_FAULT": "animate[0]:oom:99@1"}',
+                     "--watch")
+    assert failed.returncode != 0 and "Failed" in failed.stdout, failed.stdout[-3000:]
+    run_id = run_id_of(failed.stdout)
+    assert not (out / "lamp").exists()
+    first = task_runs(stack, run_id)
+    animate = [t for t in first if t["name"].startswith("animate")]
+    assert [t["run_count"] for t in animate] == [5] and animate[0]["state_type"] == "FAILED"
+
+    retried = prefect(stack, "flow-run", "retry", run_id)
+    assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-2000:]
+    deadline = time.monotonic() + 600
+    while True:
+        run = api(stack, f"/flow_runs/{run_id}")
+        if run["run_count"] >= 2 and run["state_type"] in ("COMPLETED", "FAILED", "CRASHED"):
+            break
+        assert time.monotonic() < deadline, run["state_name"]
+        time.sleep(2)
+    assert run["state_type"] == "COMPLETED", run["state"]
+    manifest = json.loads((out / "lamp" / "manifest.json").read_text())
+    assert manifest["flow_run_id"] == run_id
+    assert {(s["stage"], s["scene"]) for s in manifest["stages"] if not s["cached"]} == {("animate", 0), ("compose", None)}
+    # The server agrees: the retry's plan, narrate, align and keyframe task runs came back Cached.
+    second = [t for t in task_runs(stack, run_id) if t["id"] not in {f["id"] for f in first}]
+    states = {t["name"].rsplit("-", 1)[0]: t["state_name"] for t in second if not t["name"].startswith("gpu")}
+    assert states == {"plan": "Cached", "narrate": "Cached", "align": "Cached", "keyframe": "Cached",
+                      "animate": "Completed", "compose": "Completed"}, states
+
+
+def test_batch_shares_the_gpu_and_overlaps_cpu_stages(stack, tmp_path):
+    folder, out = tmp_path / "stories", tmp_path / "out"
+    for name in ("heron", "baker", "kite"):
+        write_story(folder, name)
+    result = prefect(stack, "deployment", "run", "story-batch/nightly", "--param", f"stories={folder}",
+                     "--param", f"out={out}", "--watch")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    batch_id = run_id_of(result.stdout)
+    for name in ("heron", "baker", "kite"):
+        assert (out / name / "video.mp4").stat().st_size > 0
+
+    children = api(stack, "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [batch_id]}}})
+    assert sorted(c["name"] for c in children) == ["baker", "heron", "kite"]
+    assert all(c["state_type"] == "COMPLETED" and c["deployment_id"] for c in children)
+    assert len({c["id"] for c in children}) == 3
+
+    # The batch's page ends with its table: a row per story, state, duration and link.
+    table = artifacts(stack, batch_id)["story-batch"]["data"]
+    for child in children:
+        assert re.search(rf"\| {child['name']}\.txt \| Completed \| [0-9.]+ s \| \[{child['name']}\]"
+                         rf"\({re.escape(stack['ui'])}/runs/flow-run/{child['id']}\) \|", table), table
+
+    runs = {c["name"]: task_runs(stack, c["id"]) for c in children}
+    # GPU work (the `gpu <stage>` task runs, held inside the `gpu` slot) never overlaps.
+    gpu = sorted((interval(t) for story in runs.values() for t in story if t["name"].startswith("gpu ")))
+    assert len(gpu) == 6, [t["name"] for story in runs.values() for t in story]
+    for (_, end), (start, _) in zip(gpu, gpu[1:]):
+        assert start >= end, gpu
+    # CPU stages of different stories do run at the same time.
+    cpu = [(story, t["name"], *interval(t)) for story, story_runs in runs.items() for t in story_runs
+           if t["name"].rsplit("-", 1)[0] in CPU_STAGES and t["state_name"] == "Completed"]
+    overlapping = [(a[:2], b[:2]) for a in cpu for b in cpu
+                   if a[0] < b[0] and a[2] < b[3] and b[2] < a[3]]
+    assert overlapping, cpu
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "chromium is not installed: `make test` installs it (apt-get install chromium)"
+    return path
+
+
+def test_run_page_shows_the_summary_and_a_keyframe_in_chromium(stack, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    run_id = stack["runs"].get("finished")
+    assert run_id, "needs the finished run of test_deployment_run_renders_the_story_with_keyed_artifacts"
+    shots = Path(os.environ.get("FACELESS_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        # Playwright gives the browser a fresh profile of its own; the flags keep it off the network.
+        browser = playwright.chromium.launch(executable_path=chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{stack['ui']}/runs/flow-run/{run_id}", wait_until="networkidle", timeout=60_000)
+            page.get_by_text("Artifacts", exact=True).first.click()
+            # The list view renders each artifact's description (markdown) under its key.
+            page.locator(".p-button-group__button").nth(1).click()
+            # The summary's entry: the nearest block around its key that holds pictures.
+            card = page.get_by_text("fox-summary", exact=True).locator("xpath=ancestor::*[.//img][1]")
+            card.first.wait_for(timeout=30_000)
+            text = card.first.inner_text()
+            assert "fox" in text and "stages cached" in text and "video.mp4" in text, text
+            images = card.first.locator("img[src^='data:image/jpeg;base64,']")
+            images.first.wait_for(state="visible", timeout=30_000)
+            assert images.first.evaluate("img => img.complete && img.naturalWidth") > 0
+            page.screenshot(path=str(shots / "run-page.png"), full_page=True)
+
+            # One click further: the whole summary, keyframes and scene table.
+            page.get_by_text("fox-summary", exact=True).first.click()
+            page.get_by_role("heading", name="Scenes").wait_for(timeout=30_000)
+            assert page.get_by_text("stages cached").first.is_visible()
+            keyframe = page.locator("img[alt='scene 0 keyframe']")
+            keyframe.wait_for(state="visible", timeout=30_000)
+            assert keyframe.evaluate("img => img.complete && img.naturalWidth") == 180
+            page.screenshot(path=str(shots / "summary-artifact.png"), full_page=True)
+        finally:
+            browser.close()
+    print(f"screenshots: {shots / 'run-page.png'} {shots / 'summary-artifact.png'}")
+
+
+def test_stack_stops_again(stack):
+    process = stack["process"]
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, rest
+    assert "stack: stopped" in rest
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{stack['url']}/health", timeout=5)
