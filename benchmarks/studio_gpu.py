@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             index, keyframe_settings))
         keyframes.append(image)
     # As a studio render does: the SDXL pair leaves the GPU before SVD-XT loads.
-    del base, refiner
+    base = refiner = None  # drop our references so release() can free them
     models.release()
     gc.collect()
     if device == "cuda":

@@ -90,3 +90,25 @@ def render(env: dict, story_file: Path, out: Path, *extra: str, check: bool = Tr
 def store_env(prefect_server, models_home, tmp_path):
     """A fresh artifact store (and output folder) for one test, on the shared server."""
     return make_env(prefect_server, tmp_path / "faceless-home", models_home)
+
+
+def write_music(path: Path, seconds: float = 3.0) -> None:
+    """A short stereo chord, AAC-encoded (a stand-in for a user's music file)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    rate = 44100
+    t = np.arange(int(rate * seconds)) / rate
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330)) * 0.2
+    tone = np.stack([chord, np.roll(chord, 200)]).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "stereo"
+        for start in range(0, tone.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]),
+                                               format="fltp", layout="stereo")
+            frame.rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))

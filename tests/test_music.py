@@ -4,11 +4,11 @@ voice speaks, and refused up front when the file is not audio."""
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
 
+from conftest import write_music
 from tasks import loudness
 from tasks.music import MusicError, check_music, ducking_gain, mix, read_music
 
@@ -55,20 +55,8 @@ def test_the_dip_starts_before_the_voice_and_recovers_after_it():
 
 
 def test_music_files_are_decoded_by_ffmpeg_and_bad_ones_refused(tmp_path):
-    import av
-
     song = tmp_path / "song.m4a"
-    with av.open(str(song), "w") as container:
-        stream = container.add_stream("aac", rate=44100)
-        stream.layout = "stereo"
-        t = np.arange(44100 * 2) / 44100
-        tone = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)]).astype(np.float32) * 0.2
-        for start in range(0, tone.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                               layout="stereo")
-            frame.rate, frame.pts, frame.time_base = 44100, start, Fraction(1, 44100)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    write_music(song, seconds=2.0)
     samples = read_music(check_music(song), RATE)
     assert samples.ndim == 1 and abs(samples.size - 2 * RATE) < 0.05 * RATE
     not_audio = tmp_path / "notes.mp3"

@@ -13,7 +13,7 @@ import pytest
 import srt
 import webvtt
 
-from conftest import make_env, render
+from conftest import make_env, render, write_music
 
 STORY = (
     "A small fox found a golden key under the old oak tree. "
@@ -204,23 +204,6 @@ def test_audio_is_loudness_normalised(first):
     integrated, true_peak_db = loudness_of(first["folder"] / "video.mp4")
     assert -15.0 <= integrated <= -13.0
     assert true_peak_db <= -1.0
-
-
-def write_music(path: Path, seconds: float = 3.0) -> None:
-    """A short stereo chord, AAC-encoded: the render loops it under the whole story."""
-    rate = 44100
-    t = np.arange(int(rate * seconds)) / rate
-    chord = sum(np.sin(2 * np.pi * f * t) for f in (220, 277, 330)) * 0.2
-    tone = np.stack([chord, np.roll(chord, 200)]).astype(np.float32)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=rate)
-        stream.layout = "stereo"
-        for start in range(0, tone.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]),
-                                               format="fltp", layout="stereo")
-            frame.rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
 
 
 def test_landscape_size_with_music(first):
