@@ -41,7 +41,7 @@ def prepare(story: Path, work: Path, x264: dict) -> Path:
     os.environ["FACELESS_HOME"] = str(work / "home")
     from tasks import store
     from tasks.captions import CaptionRenderer, phrases
-    from tasks.compose import _decode, caption_schedule, loud_aac
+    from tasks.compose import _decode, caption_schedule, loud_aac, transition_handles
     from tasks.plan import slugify
 
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
@@ -55,8 +55,6 @@ def prepare(story: Path, work: Path, x264: dict) -> Path:
     bounds = [s["start"] for s in manifest["scenes"]]
     bounds = [round(b * fps) for b in bounds] + [manifest["video"]["frames"]]
     half = round(settings["transition_s"] * fps / 2)
-    from tasks.compose import transition_handles
-
     handles = transition_handles(bounds, half)
     narration = store.artifact_dir("narrate", keys[("narrate", None)]) / "narration.wav"
     words = store.artifact_dir("align", keys[("align", None)]) / "words.json"

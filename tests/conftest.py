@@ -63,6 +63,16 @@ def models_home(tmp_path_factory):
     return tmp_path_factory.mktemp("faceless-models")
 
 
+@pytest.fixture(scope="module")
+def tiny_home(models_home, tmp_path_factory):
+    """A fresh FACELESS_HOME for one test module, sharing the session's built tiny models."""
+    home = tmp_path_factory.mktemp("home")
+    (home / "models").symlink_to(models_home, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACELESS_HOME", str(home))
+        yield home
+
+
 def make_env(prefect_server, faceless_home: Path, models_home: Path) -> dict:
     # Each render environment gets its own artifact store; the tiny models are linked in
     # so every store does not rebuild them.

@@ -70,15 +70,6 @@ def test_estimated_word_times_tile_the_span():
     assert times[1][1] - times[1][0] > times[0][1] - times[0][0]
 
 
-@pytest.fixture(scope="module")
-def tiny_home(models_home, tmp_path_factory):
-    home = tmp_path_factory.mktemp("bark-home")
-    (home / "models").symlink_to(models_home, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FACELESS_HOME", str(home))
-        yield home
-
-
 SETTINGS = {"backend": "bark", "model": "tiny:bark", "voice_preset": "v2/en_speaker_6", "max_chunk_chars": 120,
             "clause_pause_s": 0.1, "sentence_pause_s": 0.3, "semantic_max_new_tokens": 30, "seed": 7}
 

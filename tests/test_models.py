@@ -9,12 +9,8 @@ from tasks.keyframe import base_then_refiner
 
 
 @pytest.fixture(scope="module")
-def ensemble(models_home, tmp_path_factory):
-    home = tmp_path_factory.mktemp("models-test")
-    (home / "models").symlink_to(models_home, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FACELESS_HOME", str(home))
-        yield models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
+def ensemble(tiny_home):
+    return models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
 
 
 def test_refiner_shares_text_encoder_2_and_vae_with_the_base(ensemble):

@@ -12,15 +12,6 @@ from tasks.keyframe import base_then_refiner, keyframe
 from tasks.profiles import load_profile
 
 
-@pytest.fixture(scope="module")
-def tiny_home(models_home, tmp_path_factory):
-    home = tmp_path_factory.mktemp("studio-models")
-    (home / "models").symlink_to(models_home, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FACELESS_HOME", str(home))
-        yield home
-
-
 def test_refiner_takes_the_base_latents_not_a_decoded_picture(tiny_home):
     base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
     settings = {"width": 64, "height": 96, "num_inference_steps": 10, "high_noise_frac": 0.8}

@@ -6,7 +6,6 @@ import json
 import wave
 
 import numpy as np
-import pytest
 import srt
 
 from tasks.align import align
@@ -92,15 +91,6 @@ def test_heard_words_only_count_in_their_own_sentence():
                                        Heard("1984", 2.6, 2.9)])
     assert counts["aligned_words"] == 3 and counts["estimated_sentences"] == 1
     assert words[1]["start"] == timing["words"][1]["start"]
-
-
-@pytest.fixture(scope="module")
-def tiny_home(models_home, tmp_path_factory):
-    home = tmp_path_factory.mktemp("whisper-home")
-    (home / "models").symlink_to(models_home, target_is_directory=True)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FACELESS_HOME", str(home))
-        yield home
 
 
 SETTINGS = {"backend": "faster-whisper", "model": "tiny:whisper", "language": "en", "beam_size": 1,
