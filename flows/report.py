@@ -56,7 +56,7 @@ def summary_markdown(manifest: dict, target: Path) -> str:
         f"# {story['title']}",
         "",
         f"**{_count(story['sentences'], 'sentence')}, {_count(story['words'], 'word')}, "
-        f"{_count(len(manifest['scenes']), 'scene')}** · "
+        f"{_count(len(manifest['scenes']), 'shot')}** · "
         f"profile `{manifest['profile']}` · {video['size'][0]}x{video['size'][1]} at {video['fps']} fps · "
         f"{manifest['narration']['duration']:.1f} s of narration · rendered in {manifest['seconds']:.1f} s",
         "",
@@ -72,14 +72,14 @@ def summary_markdown(manifest: dict, target: Path) -> str:
         "",
         "## Scenes",
         "",
-        "| scene | keyframe | starts at | length | prompt |",
+        "| shot | keyframe | starts at | length | prompt |",
         "|---|---|---|---|---|",
     ]
     fps = video["fps"]
     for i, scene in enumerate(manifest["scenes"]):
         png = target / "keyframes" / f"scene-{i:02d}.png"
         lines.append(
-            f"| {scene['index']} | ![scene {scene['index']} keyframe]({thumbnail_uri(png)}) | "
+            f"| {scene['index']} | ![shot {scene['index']} keyframe]({thumbnail_uri(png)}) | "
             f"{scene['start']:.2f} s | {scene['frames'] / fps:.2f} s | {_cell(scene['prompt'])} |")
     return "\n".join(lines) + "\n"
 
@@ -93,7 +93,7 @@ def summary_description(manifest: dict, target: Path) -> str:
         f"![scene {i}]({thumbnail_uri(target / 'keyframes' / f'scene-{i:02d}.png', STRIP_WIDTH)})"
         for i in range(min(len(manifest["scenes"]), STRIP_SCENES)))
     return (f"**{story['title']}**: {_count(story['sentences'], 'sentence')} in "
-            f"{_count(len(manifest['scenes']), 'scene')}, "
+            f"{_count(len(manifest['scenes']), 'shot')}, "
             f"{manifest['narration']['duration']:.1f} s of narration; {cached} of {len(stages)} stages cached, "
             f"{degraded} degraded; video `{target / 'video.mp4'}` {pictures}")
 

@@ -1,15 +1,14 @@
 """The story-to-video flow: wiring of the stages, no media or model code.
 
-    plan -> narrate -> align --------------------------\
-         -> keyframe[scene] -> animate[scene] ----------> compose -> <out>/<slug>/
+    plan -> narrate -> align -> storyboard -> keyframe[shot] -> animate[shot] -> compose -> <out>/<slug>/
 
-Every stage is a cached task that returns a small reference to a file artifact. Keyframes
-start while the narration is being spoken; a scene's clip needs both its keyframe and the
-narration (the clip lasts as long as the scene is spoken).
+Every stage is a cached task that returns a small reference to a file artifact. The
+storyboard cuts the narration into shots on its word times, so the pictures wait for the
+words; each shot's clip needs its keyframe and its length.
 
 Profiles whose models share one GPU (`memory.release_between_stages`) run the model stages
-one family at a time instead: narrate and align, then every keyframe, then every clip, each
-family's models loaded once for all scenes and released before the next family loads.
+one family at a time: narrate and align, then every keyframe, then every clip, each family's
+models loaded once for all shots and released before the next family loads.
 """
 
 from __future__ import annotations
@@ -23,17 +22,19 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import deliver, report
+from flows.timeline import shot_timeline
 from tasks import gpu, models, store
 from tasks.align import align_task
 from tasks.animate import animate_task
 from tasks.caching import with_store
 from tasks.captions import check_fonts
-from tasks.compose import clip_lengths, compose_task, frame_boundaries, transition_handles
+from tasks.compose import compose_task
 from tasks.keyframe import keyframe_task
 from tasks.music import import_music
 from tasks.narrate import narrate_task, voice_identity
-from tasks.plan import StoryError, plan_task, read_story_file
+from tasks.plan import StoryError, plan_task, read_story_file, split_front_matter
 from tasks.profiles import load_profile
+from tasks.storyboard import storyboard_task
 
 
 def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
@@ -109,10 +110,11 @@ def story_to_video(
     started = time.perf_counter()
     loads_before = dict(models.LOADS)
     text, title = story_input(story, story_file)
+    _, body = split_front_matter(text)  # refuse malformed front matter before any work
     deliver.output_folder(out)  # refuse a bad folder before any work, not after
     settings = load_profile(profile, size)
     identities = model_identities(settings)
-    check_fonts(text, settings["compose"]["captions"])  # fail now, not at compose
+    check_fonts(body, settings["compose"]["captions"])  # fail now, not at compose
     music_ref = import_music(music) if music else None
     compose_settings = settings["compose"]
     animate_settings = {
@@ -126,69 +128,63 @@ def story_to_video(
 
     plan_ref, record = _record("plan", with_store(plan_task)(text, title or "", settings["plan"], return_state=True))
     stages.append(record)
-    plan = store.read_json(store.path_of(plan_ref, "scenes.json"))
-    scenes = plan["scenes"]
-    logger.info("%s: %d sentences in %d scenes", plan["title"], len(plan["sentences"]), len(scenes))
+    plan = store.read_json(store.path_of(plan_ref, "plan.json"))
 
-    narration_future = with_store(narrate_task).submit(
+    narration, record = _record("narrate", with_store(narrate_task)(
         [{"index": s["index"], "text": s["text"], "words": s["words"]} for s in plan["sentences"]],
-        settings["narrate"], identities["narrate"],
-    )
+        settings["narrate"], identities["narrate"], return_state=True))
+    stages.append(record)
+    alignment, record = _record("align", with_store(align_task)(
+        narration, settings["align"], identities["align"], return_state=True))
+    stages.append(record)
     if one_family_at_a_time:
-        narration, record = _record("narrate", narration_future)
-        stages.append(record)
-        alignment_future = with_store(align_task).submit(narration, settings["align"], identities["align"])
-        alignment_future.wait()
         _release(logger, "bark", "whisper")
+
+    board, record = _record("storyboard", with_store(storyboard_task)(
+        plan_ref, alignment, settings["plan"], return_state=True))
+    stages.append(record)
+    shots = store.read_json(store.path_of(board, "shots.json"))["shots"]
+    logger.info("%s: %d sentences in %d shots", plan["title"], len(plan["sentences"]), len(shots))
+    indexes = [shot["index"] for shot in shots]
+
     keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
-        [{"index": s["index"], "prompt": s["prompt"], "negative_prompt": s["negative_prompt"], "seed": s["seed"]}
-         for s in scenes],
+        [{k: shot[k] for k in ("prompt", "prompt_2", "negative_prompt", "seed")} for shot in shots], indexes,
         unmapped(settings["keyframe"]), unmapped(identities["keyframe"]),
     )
-    if not one_family_at_a_time:
-        narration, record = _record("narrate", narration_future)
-        stages.append(record)
-        alignment_future = with_store(align_task).submit(narration, settings["align"], identities["align"])
-
-    timing = store.read_json(store.path_of(narration, "words.json"))
-    spans = {s["index"]: s for s in timing["sentences"]}
-    starts = [spans[scene["sentences"][0]]["start"] for scene in scenes]
-    bounds = frame_boundaries(starts, timing["duration"], compose_settings["fps"])
-    half_fade = round(compose_settings.get("transition_s", 0.0) * compose_settings["fps"] / 2)
-    timeline = {"bounds": bounds, "handles": transition_handles(bounds, half_fade)}
-    frame_counts = [max(1, n) for n in clip_lengths(bounds, timeline["handles"])]
+    duration = store.read_json(store.path_of(narration, "words.json"))["duration"]
+    timeline = shot_timeline([shot["start"] for shot in shots], duration, compose_settings)
     if one_family_at_a_time:
         wait(keyframe_futures)
         _release(logger, "sdxl")
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
-        keyframe_futures, [s["index"] for s in scenes], [s["seed"] for s in scenes], frame_counts,
+        keyframe_futures, indexes, [shot["seed"] for shot in shots], timeline["clip_frames"],
         unmapped(animate_settings), unmapped(identities["animate"]),
     )
 
-    # Let every scene finish (or fail) before reporting: a failure at scene 7 still leaves
-    # scenes 1-6 done and cached for the resume.
-    wait([alignment_future, *keyframe_futures, *animate_futures])
-    alignment, record = _record("align", alignment_future)
-    stages.append(record)
-    keyframes = []
-    for scene, future in zip(scenes, keyframe_futures):
-        ref, record = _record("keyframe", future, scene["index"])
+    # Let every shot finish (or fail) before reporting: a failure at shot 7 still leaves
+    # shots 1-6 done and cached for the resume.
+    wait([*keyframe_futures, *animate_futures])
+    keyframes, clips = [], []
+    for index, future in zip(indexes, keyframe_futures):
+        ref, record = _record("keyframe", future, index)
         keyframes.append(ref)
         stages.append(record)
-    clips = []
-    for scene, future in zip(scenes, animate_futures):
-        ref, record = _record("animate", future, scene["index"])
+    for index, future in zip(indexes, animate_futures):
+        ref, record = _record("animate", future, index)
         clips.append(ref)
         stages.append(record)
 
     video, record = _record("compose", with_store(compose_task)(
-        narration, alignment, clips, timeline, compose_settings, music_ref, return_state=True))
+        narration, alignment, clips, {"bounds": timeline["bounds"], "handles": timeline["handles"]},
+        compose_settings, music_ref, return_state=True))
     stages.append(record)
 
+    bounds, fps = timeline["bounds"], compose_settings["fps"]
     scene_rows = [
-        {**scene, "start": bounds[i] / compose_settings["fps"], "frames": bounds[i + 1] - bounds[i],
-         "clip_frames": frame_counts[i]}
-        for i, scene in enumerate(scenes)
+        {**shot, "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
+         "clip_frames": timeline["clip_frames"][i],
+         **{k: clips[i]["meta"][k] for k in ("windows", "fps_conditioning", "interpolation")}}
+        for i, shot in enumerate(shots)
     ]
     manifest = {
         "story": {"title": plan["title"], "slug": plan["slug"], "sentences": len(plan["sentences"]),
@@ -199,9 +195,9 @@ def story_to_video(
         "backends": backends(settings),
         "model_loads": {family: count - loads_before.get(family, 0) for family, count in models.LOADS.items()
                         if count > loads_before.get(family, 0)},
-        "seeds": [scene["seed"] for scene in scenes],
+        "seeds": [shot["seed"] for shot in shots],
         "scenes": scene_rows,
-        "narration": {"duration": timing["duration"], **narration["meta"]},
+        "narration": {"duration": duration, **narration["meta"]},
         "subtitles": alignment["meta"],
         "video": video["meta"],
         "music": music_ref and {"file": Path(music).name, **music_ref["meta"]},

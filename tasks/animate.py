@@ -1,16 +1,17 @@
-"""Animate: a scene's keyframe brought to motion by Stable Video Diffusion, as long as its narration.
+"""Animate: a shot's keyframe brought to motion by Stable Video Diffusion, as long as its narration.
 
-SVD makes a short window of frames (25 at most, as trained). The profile's `stretch` says how
-that window covers the scene: `chain` generates further windows, each conditioned on the
-last frame of the one before (the repeated frame is dropped); `interpolate` cross-fades
-between the generated frames; `pingpong` plays them forward and back. A slow push-in
-(`zoom`) hides the seams. The result is `clip.mp4` at the output size, frame rate and exact
-frame count, plus the generated frames themselves in `frames/`.
+One SVD window (25 frames for SVD-XT, as trained) covers the whole shot: the window's frames
+are spread over the shot's length, and SVD is told so through its fps micro-conditioning,
+chosen per shot inside the profile's `fps_range`. Motion-compensated interpolation
+(tasks/interpolate.py) then brings the frames to the output rate. Only a shot too long for
+one window at the lowest allowed fps gets a second window (`max_windows`), conditioned on the
+last frame of the first; chained windows drift in colour and identity, so they stay rare.
+A slow push-in (`zoom`) runs over the shot. The result is `clip.mp4` at the output size,
+frame rate and exact frame count, plus the generated frames themselves in `frames/`.
 """
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from prefect import task
 
 from tasks import gpu, models, store
 from tasks.caching import ArtifactPolicy
+from tasks.interpolate import interpolate
 from tasks.progress import Progress
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: one window per shot, fps conditioning per shot, motion interpolation
 CLIP_CRF = 14  # an intermediate: compose re-encodes it, so keep it near-lossless
 
 
@@ -34,7 +36,7 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
-def svd_window(pipe, image: Image.Image, settings: dict, seed: int, on_step=None) -> list[Image.Image]:
+def svd_window(pipe, image: Image.Image, settings: dict, fps: int, seed: int, on_step=None) -> list[Image.Image]:
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -46,7 +48,7 @@ def svd_window(pipe, image: Image.Image, settings: dict, seed: int, on_step=None
         num_inference_steps=settings["num_inference_steps"],
         motion_bucket_id=settings["motion_bucket_id"],
         noise_aug_strength=settings["noise_aug_strength"],
-        fps=settings["fps"],
+        fps=fps,
         decode_chunk_size=settings["decode_chunk_size"],
         generator=generator,
         output_type="pil",
@@ -55,54 +57,28 @@ def svd_window(pipe, image: Image.Image, settings: dict, seed: int, on_step=None
     return list(result.frames[0])
 
 
-def generated_frames_needed(settings: dict, frame_count: int, out_fps: int) -> int:
-    """Generated frames that cover `frame_count` output frames at SVD's own fps."""
-    return max(2, math.ceil(frame_count / out_fps * settings["fps"]) + 1)
+def window_plan(seconds: float, settings: dict) -> tuple[int, int]:
+    """SVD windows and fps conditioning for a clip of `seconds`: the fewest windows (up to
+    `max_windows`) whose frames, spread over the clip, come at least `fps_range[0]` a second;
+    the conditioning is that rate, clamped to `fps_range`."""
+    low, high = settings["fps_range"]
+    intervals = settings["num_frames"] - 1
+    windows = 1
+    while windows < settings.get("max_windows", 2) and windows * intervals / seconds < low:
+        windows += 1
+    return windows, int(min(high, max(low, round(windows * intervals / seconds))))
 
 
-def windows_needed(settings: dict, frame_count: int, out_fps: int) -> int:
-    if settings["stretch"] != "chain":
-        return 1
-    extra = generated_frames_needed(settings, frame_count, out_fps) - settings["num_frames"]
-    return 1 + max(0, math.ceil(extra / max(1, settings["num_frames"] - 1)))
-
-
-def generate(pipe, keyframe: Image.Image, settings: dict, frame_count: int, out_fps: int, seed: int,
+def generate(pipe, keyframe: Image.Image, settings: dict, windows: int, fps: int, seed: int,
              on_step=None) -> list[Image.Image]:
-    start = fit(keyframe, settings["width"], settings["height"])
-    frames = svd_window(pipe, start, settings, seed, on_step)
-    if settings["stretch"] != "chain":
-        return frames
-    needed = generated_frames_needed(settings, frame_count, out_fps)
-    window = 1
-    while len(frames) < needed:
+    frames = svd_window(pipe, fit(keyframe, settings["width"], settings["height"]), settings, fps, seed, on_step)
+    for window in range(1, windows):
         # The next window starts from our last frame, which it repeats as its first: drop it.
-        frames.extend(svd_window(pipe, frames[-1], settings, seed + window, on_step)[1:])
-        window += 1
+        frames.extend(svd_window(pipe, frames[-1], settings, fps, seed + window, on_step)[1:])
     return frames
 
 
-def source_position(index: int, frame_count: int, generated: int, settings: dict, out_fps: int) -> float:
-    """Where output frame `index` falls in the generated frames (fractional = blend)."""
-    if generated == 1 or frame_count == 1:
-        return 0.0
-    stretch = settings["stretch"]
-    if stretch == "interpolate":
-        return index * (generated - 1) / (frame_count - 1)
-    position = index * settings["fps"] / out_fps
-    if stretch == "pingpong":
-        period = 2 * (generated - 1)
-        phase = position % period
-        return phase if phase <= generated - 1 else period - phase
-    if stretch == "chain":
-        return min(position, generated - 1)
-    raise ValueError(f"unknown stretch {stretch!r} (interpolate, pingpong or chain)")
-
-
-def output_frame(frames: list[Image.Image], position: float, progress: float, zoom: float, size: tuple[int, int]) -> Image.Image:
-    low = int(math.floor(position))
-    high = min(low + 1, len(frames) - 1)
-    frame = frames[low] if high == low or position == low else Image.blend(frames[low], frames[high], position - low)
+def output_frame(frame: Image.Image, progress: float, zoom: float, size: tuple[int, int]) -> Image.Image:
     # Crop to the output aspect, tighter as the scene goes on, and scale in one resample.
     width, height = size
     scale = 1.0 + zoom * progress
@@ -127,24 +103,25 @@ def write_clip(path: Path, frames, size: tuple[int, int], fps: int) -> None:
             container.mux(packet)
 
 
-def animate(keyframe_png: Path, scene: int, seed: int, frame_count: int, settings: dict, directory: Path) -> dict:
+def animate(keyframe_png: Path, shot: int, seed: int, frame_count: int, settings: dict, directory: Path) -> dict:
     if frame_count < 1:
-        raise ValueError(f"a scene needs at least one frame, got {frame_count}")
+        raise ValueError(f"a shot needs at least one frame, got {frame_count}")
     out_size = (settings["out_width"], settings["out_height"])
     out_fps = settings["out_fps"]
+    windows, fps = window_plan(frame_count / out_fps, settings)
     with Image.open(keyframe_png) as image:
         keyframe = image.convert("RGB")
-    progress = Progress(f"denoise-animate-{scene:02d}", f"Scene {scene}: SVD denoising",
-                        settings["num_inference_steps"] * windows_needed(settings, frame_count, out_fps))
+    progress = Progress(f"denoise-animate-{shot:02d}", f"Shot {shot}: SVD denoising",
+                        settings["num_inference_steps"] * windows)
 
     def on_gpu():
         pipe = models.svd(settings["model"])
         with models.MODEL_LOCK, gpu.memory_knobs(pipe, settings):
-            gpu.inject_fault("animate", scene)
-            return generate(pipe, keyframe, settings, frame_count, out_fps, seed, progress.step_callback())
+            gpu.inject_fault("animate", shot)
+            return generate(pipe, keyframe, settings, windows, fps, seed, progress.step_callback())
 
-    # Only the model work holds the GPU; stretching and encoding the clip below is CPU work.
-    frames = gpu.on_gpu(f"animate[{scene}]", on_gpu)
+    # Only the model work holds the GPU; interpolating and encoding the clip below is CPU work.
+    frames = gpu.on_gpu(f"animate[{shot}]", on_gpu)
     progress.update(progress.total)
 
     frames_dir = directory / "frames"
@@ -153,17 +130,16 @@ def animate(keyframe_png: Path, scene: int, seed: int, frame_count: int, setting
         frame.save(frames_dir / f"{i:04d}.png")
 
     zoom = float(settings.get("zoom", 0.0))
-    clip = (
-        output_frame(frames, source_position(i, frame_count, len(frames), settings, out_fps),
-                     i / max(1, frame_count - 1), zoom, out_size)
-        for i in range(frame_count)
-    )
+    moving, method = interpolate(frames, frame_count, out_fps)
+    clip = (output_frame(frame, i / max(1, frame_count - 1), zoom, out_size) for i, frame in enumerate(moving))
     write_clip(directory / "clip.mp4", clip, out_size, out_fps)
-    return {"generated_frames": len(frames), "frame_count": frame_count, "stretch": settings["stretch"], "seed": seed}
+    return {"generated_frames": len(frames), "frame_count": frame_count, "windows": windows,
+            "fps_conditioning": fps, "interpolation": method, "seed": seed}
 
 
-@task(name="animate", cache_policy=ArtifactPolicy(stage="animate", version=STAGE_VERSION),
+# The shot's index only names it (progress, faults, logs): the artifact depends on content.
+@task(name="animate", cache_policy=ArtifactPolicy(stage="animate", version=STAGE_VERSION, labels=("shot",)),
       retry_condition_fn=gpu.retry_on_oom)
-def animate_task(keyframe: dict, scene: int, seed: int, frame_count: int, settings: dict, models_used: dict) -> dict:
-    return gpu.run_gpu_stage("animate", scene, settings, lambda directory, applied: animate(
-        store.path_of(keyframe, "keyframe.png"), scene, seed, frame_count, applied, directory))
+def animate_task(keyframe: dict, shot: int, seed: int, frame_count: int, settings: dict, models_used: dict) -> dict:
+    return gpu.run_gpu_stage("animate", shot, settings, lambda directory, applied: animate(
+        store.path_of(keyframe, "keyframe.png"), shot, seed, frame_count, applied, directory))

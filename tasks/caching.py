@@ -32,9 +32,11 @@ def prefect_key(stage: str, key: str) -> str:
 class ArtifactPolicy(CachePolicy):
     stage: str = ""
     version: int = 1
+    labels: tuple[str, ...] = ()  # parameters that only name the work (a shot's index), not its content
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
-        key = store.artifact_key(self.stage, self.version, inputs)
+        content = {name: value for name, value in inputs.items() if name not in self.labels}
+        key = store.artifact_key(self.stage, self.version, content)
         if store.load(self.stage, key) is None:
             # Without the artifact, Prefect's record would hand back a path to nothing.
             (records_dir() / prefect_key(self.stage, key)).unlink(missing_ok=True)

@@ -15,10 +15,10 @@ from tasks import gpu, models
 from tasks.caching import ArtifactPolicy
 from tasks.progress import Progress
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: prompt_2 for the second text encoder
 
 
-def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: int, settings: dict,
+def base_then_refiner(base, refiner, prompt: str, prompt_2: str, negative_prompt: str, seed: int, settings: dict,
                       on_step=None):
     """Run the ensemble; returns (PIL image, base latents). `on_step` is a diffusers
     callback_on_step_end called after every denoising step of both models."""
@@ -27,6 +27,8 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
     generator = torch.Generator("cpu").manual_seed(seed)
     common = dict(
         prompt=prompt,
+        # The second encoder's own prompt (the refiner has only that encoder); None: `prompt`.
+        prompt_2=prompt_2 or None,
         negative_prompt=negative_prompt or None,
         num_inference_steps=settings["num_inference_steps"],
         guidance_scale=settings.get("guidance_scale", 5.0),
@@ -44,31 +46,34 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
     return image, latents
 
 
-def keyframe(scene: dict, settings: dict, directory: Path) -> dict:
-    index = scene.get("index", 0)
-    progress = Progress(f"denoise-keyframe-{index:02d}", f"Scene {index}: SDXL base + refiner denoising",
+def keyframe(shot: dict, index: int, settings: dict, directory: Path) -> dict:
+    progress = Progress(f"denoise-keyframe-{index:02d}", f"Shot {index}: SDXL base + refiner denoising",
                         settings["num_inference_steps"])
 
     def on_gpu():
         base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
         with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
-            gpu.inject_fault("keyframe", scene.get("index"))
-            return base_then_refiner(base, refiner, scene["prompt"], scene.get("negative_prompt", ""),
-                                     scene["seed"], settings, on_step=progress.step_callback())
+            gpu.inject_fault("keyframe", index)
+            return base_then_refiner(base, refiner, shot["prompt"], shot.get("prompt_2", ""),
+                                     shot.get("negative_prompt", ""), shot["seed"], settings,
+                                     on_step=progress.step_callback())
 
     image, latents = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
     progress.update(progress.total)
     image.save(directory / "keyframe.png")
     return {
-        "seed": scene["seed"],
-        "prompt": scene["prompt"],
+        "seed": shot["seed"],
+        "prompt": shot["prompt"],
+        "prompt_2": shot.get("prompt_2", ""),
         "size": [image.width, image.height],
         "latent_shape": list(latents.shape),
     }
 
 
-@task(name="keyframe", cache_policy=ArtifactPolicy(stage="keyframe", version=STAGE_VERSION),
+# The shot's index only names it (progress, faults, logs): the artifact depends on content.
+@task(name="keyframe", cache_policy=ArtifactPolicy(stage="keyframe", version=STAGE_VERSION, labels=("index",)),
       retry_condition_fn=gpu.retry_on_oom)
-def keyframe_task(scene: dict, settings: dict, models_used: dict) -> dict:
-    return gpu.run_gpu_stage("keyframe", scene["index"], settings,
-                             lambda directory, applied: keyframe(scene, applied, directory))
+def keyframe_task(shot: dict, index: int, settings: dict, models_used: dict) -> dict:
+    """`shot`: prompt, prompt_2, negative_prompt and seed."""
+    return gpu.run_gpu_stage("keyframe", index, settings,
+                             lambda directory, applied: keyframe(shot, index, applied, directory))

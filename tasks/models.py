@@ -33,7 +33,7 @@ from tasks import store
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
-TINY_VERSION = 1  # bump when a tiny recipe changes, so old builds are not reused
+TINY_VERSION = 2  # 2: the real CLIP vocabulary. Bump when a tiny recipe changes, so old builds are not reused
 
 # One model runs at a time in a process: scenes map to threads, and two diffusion runs
 # side by side would only fight over the same cores (or GPU memory).
@@ -59,31 +59,13 @@ def _shrunk(name: str, **overrides) -> dict:
     return config
 
 
-# -- a CLIP tokenizer without a hub: byte-level vocabulary, no merges ------------------------
-
-def _bytes_to_unicode() -> dict[int, str]:
-    # The reversible byte -> printable character table byte-level BPE tokenizers use.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, (chr(c) for c in chars)))
-
+# -- CLIP's tokenizer, offline: the real vocabulary, from the open_clip_torch wheel ----------
 
 def _write_tokenizer(directory: Path) -> int:
-    directory.mkdir(parents=True, exist_ok=True)
-    symbols = list(_bytes_to_unicode().values())
-    vocab = {s: i for i, s in enumerate(symbols)}
-    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return len(vocab)
+    from tasks.prompts import write_clip_tokenizer_files
+
+    write_clip_tokenizer_files(directory)
+    return len(json.loads((directory / "vocab.json").read_text(encoding="utf-8")))
 
 
 def _load_tokenizer(directory: Path):

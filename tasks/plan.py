@@ -1,24 +1,40 @@
-"""Plan: story text -> sentences, words and scenes with their prompts and seeds.
+"""Plan: story text -> its front matter (title, style, setting, cast, seed) and its sentences
+and words.
 
-Scenes are runs of consecutive sentences, so editing one sentence changes one scene's
-prompt and leaves the others (and their keyframes and clips) as they were.
+Shots are cut later, on the narration's word times (tasks/storyboard.py): how long a sentence
+is spoken is known only once it has been spoken.
+
+A story may start with YAML front matter between two `---` lines:
+
+    ---
+    title: The Night Train
+    style: watercolour, muted blues
+    setting: a sleeper train crossing snowy mountains at night
+    cast:
+      Mara: a girl of ten in a red wool coat, dark curls
+      Mr. Okafor: a tall conductor with a grey beard and a brass lantern
+    seed: 7
+    ---
+    Mara could not sleep. ...
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
 from prefect import task
 
 from tasks import store
 from tasks.caching import ArtifactPolicy, run_stage
 
 MAX_STORY_CHARS = 20_000  # about 3,500 words, a 20-minute narration: far past a short
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: front matter; no scenes (the storyboard cuts shots)
 
 # A sentence ends at . ! ? (or their CJK forms), optionally followed by one closing quote
 # or bracket, then whitespace. Lookbehinds keep the punctuation with its sentence.
@@ -38,24 +54,75 @@ class Sentence:
 
 
 @dataclass
-class Scene:
-    index: int
-    sentences: list[int]
-    text: str
-    prompt: str
-    negative_prompt: str
-    seed: int
+class FrontMatter:
+    """What a story says about itself: every field optional."""
+    title: str | None = None
+    style: str | None = None  # replaces the profile's plan.style
+    setting: str = ""  # where the story happens: goes into every shot's prompt
+    cast: dict[str, str] = field(default_factory=dict)  # name -> how they look
+    seed: int | None = None  # replaces the profile's plan.seed
 
 
 @dataclass
 class Plan:
     title: str
     slug: str
+    style: str
+    setting: str
+    cast: dict[str, str]
+    seed: int
+    negative_prompt: str
     sentences: list[Sentence] = field(default_factory=list)
-    scenes: list[Scene] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
+
+
+def _one_line(value: Any) -> str | None:
+    return " ".join(str(value).split()) if value is not None else None
+
+
+def split_front_matter(text: str) -> tuple[FrontMatter, str]:
+    """The story's front matter (empty when it has none) and the story itself, checked: a
+    one-line StoryError for YAML that does not parse or fields that are not what they should be."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+    match = _FRONT_MATTER.match(text.lstrip(" \t\n"))
+    if not match:
+        return FrontMatter(), text
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 2})" if mark else ""
+        raise StoryError(f"the story's front matter is not valid YAML{where}: "
+                         f"{getattr(error, 'problem', None) or error}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise StoryError("the story's front matter must be a mapping (title:, style:, setting:, cast:, seed:)")
+    known = {"title", "style", "setting", "cast", "seed"}
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise StoryError(f"unknown front matter field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for name in ("title", "style", "setting"):
+        if data.get(name) is not None and not isinstance(data[name], (str, int, float)):
+            raise StoryError(f"front matter {name} must be text")
+    cast = data.get("cast") or {}
+    if not isinstance(cast, dict) or not all(isinstance(v, (str, int, float)) for v in cast.values()):
+        raise StoryError("front matter cast must map each name to a description (Name: what they look like)")
+    seed: Any = data.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise StoryError(f"front matter seed must be a whole number >= 0, not {seed!r}")
+    front = FrontMatter(
+        title=_one_line(data.get("title")) or None,
+        style=_one_line(data.get("style")),
+        setting=_one_line(data.get("setting")) or "",
+        cast={_one_line(k): _one_line(v) for k, v in cast.items() if _one_line(k)},
+        seed=seed,
+    )
+    return front, text.lstrip(" \t\n")[match.end():]
 
 
 def read_story_file(path: str | Path) -> str:
@@ -109,33 +176,28 @@ def slugify(text: str, fallback_seed: str = "") -> str:
 
 
 def plan_story(text: str, settings: dict, title: str | None = None) -> Plan:
-    text = normalise_story(text)
-    sentence_texts = split_sentences(text)
+    front, body = split_front_matter(text)
+    body = normalise_story(body)
+    sentence_texts = split_sentences(body)
     if not any(word for s in sentence_texts for word in s.split()):
         raise StoryError("the story has no words")
-    title = title or " ".join(text.split()[:6])
-    plan = Plan(title=title, slug=slugify(title, text))
-    plan.sentences = [Sentence(i, s, s.split()) for i, s in enumerate(sentence_texts)]
-
-    per_scene = max(1, int(settings.get("sentences_per_scene", 2)))
-    style = settings.get("style", "").strip()
-    for index, start in enumerate(range(0, len(plan.sentences), per_scene)):
-        group = plan.sentences[start:start + per_scene]
-        scene_text = " ".join(s.text for s in group)
-        plan.scenes.append(Scene(
-            index=index,
-            sentences=[s.index for s in group],
-            text=scene_text,
-            prompt=f"{scene_text}, {style}" if style else scene_text,
-            negative_prompt=settings.get("negative_prompt", ""),
-            seed=int(settings.get("seed", 0)) + index,
-        ))
-    return plan
+    title = front.title or title or " ".join(body.split()[:6])
+    style = front.style if front.style is not None else settings.get("style", "")
+    return Plan(
+        title=title,
+        slug=slugify(title, body),
+        style=style.strip(),
+        setting=front.setting,
+        cast=front.cast,
+        seed=front.seed if front.seed is not None else int(settings.get("seed", 0)),
+        negative_prompt=settings.get("negative_prompt", ""),
+        sentences=[Sentence(i, s, s.split()) for i, s in enumerate(sentence_texts)],
+    )
 
 
 def write_plan(plan: Plan, directory: Path) -> dict:
-    store.write_json(directory / "scenes.json", plan.to_dict())
-    return {"scenes": len(plan.scenes), "sentences": len(plan.sentences)}
+    store.write_json(directory / "plan.json", plan.to_dict())
+    return {"sentences": len(plan.sentences), "cast": len(plan.cast)}
 
 
 @task(name="plan", cache_policy=ArtifactPolicy(stage="plan", version=STAGE_VERSION))

@@ -1,0 +1,78 @@
+"""Motion-compensated frame interpolation: a few generated frames brought to the output rate.
+
+SVD makes one window of frames (25 at most, as trained) spread over the whole shot by its fps
+micro-conditioning; FFmpeg's `minterpolate` (in PyAV's own FFmpeg, through a filter graph)
+estimates the motion between neighbouring frames and draws the in-between frames along it,
+so a moving thing moves rather than fading out in one place and in at another, as a
+cross-fade of the two frames would show it.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+# Motion-compensated interpolation (mci) with adaptive overlapped-block compensation and
+# bidirectional estimation; uneven multi-hexagon search, which found motion in our tests where
+# the default diamond search fell back to blending; no scene-change detection (one shot is one
+# scene by construction, and a false detection would make it blend).
+MINTERPOLATE = "mi_mode=mci:mc_mode=aobmc:me_mode=bidir:me=umh:vsbmc=1:scd=none"
+METHOD = "minterpolate (mci, aobmc, bidir, umh)"
+
+
+def _pull_all(graph, into: list) -> None:
+    import av
+
+    while True:
+        try:
+            into.append(graph.vpull())
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+
+
+def interpolate(frames: list[Image.Image], count: int, fps: int) -> tuple[Iterator[Image.Image], str]:
+    """`count` frames at `fps` whose first and last are the first and last generated frame,
+    the generated frames spaced evenly between them; and the method used, for the manifest.
+    With as many generated frames as needed or more, frames are picked, not made."""
+    generated = len(frames)
+    if count <= generated or generated < 2:
+        picks = [0] if count == 1 or generated == 1 else [round(i * (generated - 1) / (count - 1)) for i in range(count)]
+        return (frames[i] for i in picks), "none"
+    return _minterpolate(frames, count, fps), METHOD
+
+
+def _minterpolate(frames: list[Image.Image], count: int, fps: int) -> Iterator[Image.Image]:
+    import av
+    from av.filter import Graph
+
+    generated = len(frames)
+    width, height = frames[0].size
+    # Generated frame i sits at output frame i * (count-1) / (generated-1): in a time base of
+    # 1 / (fps * (generated-1)) that is the whole number i * (count-1).
+    time_base = Fraction(1, fps * (generated - 1))
+    graph = Graph()
+    source = graph.add("buffer", f"video_size={width}x{height}:pix_fmt=rgb24:"
+                                 f"time_base={time_base.numerator}/{time_base.denominator}:frame_rate={fps}")
+    motion = graph.add("minterpolate", f"fps={fps}:{MINTERPOLATE}")
+    sink = graph.add("buffersink")
+    source.link_to(motion)
+    motion.link_to(sink)
+    graph.configure()
+    made: list = []
+    # minterpolate holds back the frames after the last one it has a successor for: two more
+    # copies of the last frame let it finish the shot.
+    for i, image in enumerate(frames + [frames[-1]] * 2):
+        frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
+        frame.pts = i * (count - 1)
+        frame.time_base = time_base
+        graph.vpush(frame)
+        _pull_all(graph, made)
+    graph.vpush(None)
+    _pull_all(graph, made)
+    out = [f for f in made if 0 <= f.pts < count][:count]
+    if len(out) < count:  # never seen; a short clip would break compose's frame count
+        raise RuntimeError(f"minterpolate gave {len(out)} frames of {count}")
+    return (f.to_image() for f in out)
