@@ -32,14 +32,10 @@ from prefect import task
 
 from tasks import store
 from tasks.caching import ArtifactPolicy, run_stage
+from tasks.sentences import split_sentences
 
 MAX_STORY_CHARS = 20_000  # about 3,500 words, a 20-minute narration: far past a short
-STAGE_VERSION = 2  # 2: front matter; no scenes (the storyboard cuts shots)
-
-# A sentence ends at . ! ? (or their CJK forms), optionally followed by one closing quote
-# or bracket, then whitespace. Lookbehinds keep the punctuation with its sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+|(?<=[.!?…。！？][\"'”’»)\]])\s+")
-_PARAGRAPH = re.compile(r"\n\s*\n")
+STAGE_VERSION = 3  # 2: sentences from pysbd (tasks/sentences.py); 3: front matter, no scenes (the storyboard cuts shots)
 
 
 class StoryError(ValueError):
@@ -155,16 +151,6 @@ def normalise_story(text: str) -> str:
     if len(text) > MAX_STORY_CHARS:
         raise StoryError(f"the story has {len(text)} characters; the limit is {MAX_STORY_CHARS}")
     return text
-
-
-def split_sentences(text: str) -> list[str]:
-    sentences: list[str] = []
-    for paragraph in _PARAGRAPH.split(text):
-        # A line break inside a paragraph is wrapping, not a boundary, unless the story is
-        # written a sentence per line (the line ends a sentence itself).
-        joined = " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
-        sentences.extend(part.strip() for part in _SENTENCE_END.split(joined) if part.strip())
-    return sentences
 
 
 def slugify(text: str, fallback_seed: str = "") -> str:
