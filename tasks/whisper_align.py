@@ -11,9 +11,8 @@ the manifest.
 
 Whisper's word times come from cross-attention (dynamic time warping over 20 ms frames), and
 where speech runs on, the boundary between two words comes out early: measured against Piper's
-own phoneme clock (tests/test_whisper_real.py, Whisper base), word starts after another word
-were a median 90-96 ms early over three narrations at two speaking rates, while words after a
-pause started on time. So `settle` moves every boundary between running words, and every word
+own phoneme clock (tests/test_whisper_real.py, Whisper base), word starts were a median 88-96 ms
+early over three narrations at two speaking rates, while words after a pause started on time. So `settle` moves every boundary between running words, and every word
 end, `boundary_lag_s` later (0.1 s by default). Whisper also lets a word swallow the pause
 before it; the audio shows the pause, and the word starts after it.
 """
