@@ -16,7 +16,7 @@ from prefect import task
 from tasks import store
 from tasks.caching import ArtifactPolicy, run_stage
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: faster-whisper word times settled (whisper_align.settle)
 
 MAX_LINE = 42
 MAX_LINES = 2

@@ -122,3 +122,11 @@ def write_music(path: Path, seconds: float = 3.0) -> None:
             frame.rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+
+
+@pytest.fixture(scope="session")
+def whisper_base(tmp_path_factory) -> Path:
+    """The real Whisper base model folder, joined from its two packages once per session."""
+    from whisper_base import assemble
+
+    return assemble(tmp_path_factory.mktemp("whisper-base"))

@@ -6,10 +6,12 @@ import json
 import wave
 
 import numpy as np
+import pytest
 import srt
 
 from tasks.align import align
-from tasks.whisper_align import Heard, fill_between, fit_words, match_words, normal_form, number_words, recognise
+from tasks.whisper_align import (Heard, fill_between, fit_words, match_words, normal_form, number_words, recognise,
+                                 settle)
 
 
 def heard(*items) -> list[Heard]:
@@ -24,6 +26,7 @@ def test_numbers_and_punctuation_have_one_normal_form():
     assert normal_form("1,000") == ["one", "thousand"]
     assert normal_form("twenty-one") == normal_form("21") == ["twenty", "one"]
     assert normal_form("—") == []
+    assert normal_form("$300") == ["three", "hundred", "dollars"] == normal_form("300") + normal_form("dollars")
 
 
 def test_exact_match_takes_every_heard_time():
@@ -91,6 +94,35 @@ def test_heard_words_only_count_in_their_own_sentence():
                                        Heard("1984", 2.6, 2.9)])
     assert counts["aligned_words"] == 3 and counts["estimated_sentences"] == 1
     assert words[1]["start"] == timing["words"][1]["start"]
+
+
+def write_wav(path, pieces, rate=16_000):
+    """A tone where a piece is True and silence where False; each piece lasts 0.1 s."""
+    t = np.arange(rate // 10) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype("<i2")
+    audio = np.concatenate([tone if loud else np.zeros_like(tone) for loud in pieces])
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes(audio.tobytes())
+
+
+def test_settle_moves_running_boundaries_and_keeps_starts_after_a_gap(tmp_path):
+    write_wav(tmp_path / "a.wav", [True] * 20)  # 2 s of sound, no silence
+    words = settle([Heard("a", 0.1, 0.5), Heard("b", 0.5, 0.9), Heard("c", 1.2, 1.5)], tmp_path / "a.wav", 0.1)
+    assert [(w.start, w.end) for w in words] == [(0.1, 0.6), (0.6, 1.0), (1.2, 1.6)]
+
+
+def test_a_word_never_starts_in_silence_nor_before_a_pause_it_swallowed(tmp_path):
+    # sound 0-0.5 s, silence 0.5-0.8 s, sound 0.8-1.5 s
+    write_wav(tmp_path / "a.wav", [True] * 5 + [False] * 3 + [True] * 7)
+    words = settle([Heard("one", 0.0, 0.4), Heard("two", 0.4, 1.1), Heard("three", 1.2, 1.4)], tmp_path / "a.wav", 0.0)
+    assert words[1].start == pytest.approx(0.8) and words[1].end == 1.1  # "two" took in the pause
+    words = settle([Heard("one", 0.0, 0.4), Heard("two", 0.6, 1.1)], tmp_path / "a.wav", 0.0)
+    assert words[1].start == pytest.approx(0.8)  # started inside the silence
+    words = settle([Heard("one", 0.0, 0.4), Heard("two", 0.6, 0.7)], tmp_path / "a.wav", 0.0)
+    assert words[1].start == 0.6  # all silence: nothing to go by, keep the recogniser's time
 
 
 SETTINGS = {"backend": "faster-whisper", "model": "tiny:whisper", "language": "en", "beam_size": 1,
