@@ -102,7 +102,7 @@ def clip_tokenizer():
 
 def count_tokens(text: str) -> int:
     """CLIP tokens of `text`, start and end tokens included."""
-    return len(clip_tokenizer()(text, truncation=False)["input_ids"])
+    return len(clip_tokenizer()(text, truncation=False, verbose=False)["input_ids"])
 
 
 def _join(parts: list[str]) -> str:
