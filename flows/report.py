@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-THUMB_WIDTH = 180  # in the summary: enough to recognise a scene, a few kB a scene
+THUMB_WIDTH = 180  # in the summary: enough to recognise a shot, a few kB a shot
 STRIP_WIDTH = 54   # in the run page's list of artifacts
 STRIP_SCENES = 12
 
@@ -70,17 +70,19 @@ def summary_markdown(manifest: dict, target: Path) -> str:
         + ("; ".join(f"{_stage_name(r)}: {r['attempts']} attempts, degraded with `{r['degraded']}`" for r in retried)
            or "none"),
         "",
-        "## Scenes",
+        "## Shots",
         "",
-        "| shot | keyframe | starts at | length | prompt |",
-        "|---|---|---|---|---|",
+        "| shot | keyframe | starts at | length | motion | prompt |",
+        "|---|---|---|---|---|---|",
     ]
     fps = video["fps"]
-    for i, scene in enumerate(manifest["scenes"]):
+    for i, shot in enumerate(manifest["scenes"]):
         png = target / "keyframes" / f"scene-{i:02d}.png"
+        prompt = shot["prompt"] + (f" / second encoder: {shot['prompt_2']}" if shot.get("prompt_2") else "")
         lines.append(
-            f"| {scene['index']} | ![shot {scene['index']} keyframe]({thumbnail_uri(png)}) | "
-            f"{scene['start']:.2f} s | {scene['frames'] / fps:.2f} s | {_cell(scene['prompt'])} |")
+            f"| {shot['index']} | ![shot {shot['index']} keyframe]({thumbnail_uri(png)}) | "
+            f"{shot['start']:.2f} s | {shot['frames'] / fps:.2f} s | "
+            f"{_count(shot['windows'], 'SVD window')} at fps {shot['fps_conditioning']} | {_cell(prompt)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -90,7 +92,7 @@ def summary_description(manifest: dict, target: Path) -> str:
     cached = sum(1 for r in stages if r["cached"])
     degraded = sum(1 for r in stages if r["degraded"])
     pictures = " ".join(
-        f"![scene {i}]({thumbnail_uri(target / 'keyframes' / f'scene-{i:02d}.png', STRIP_WIDTH)})"
+        f"![shot {i}]({thumbnail_uri(target / 'keyframes' / f'scene-{i:02d}.png', STRIP_WIDTH)})"
         for i in range(min(len(manifest["scenes"]), STRIP_SCENES)))
     return (f"**{story['title']}**: {_count(story['sentences'], 'sentence')} in "
             f"{_count(len(manifest['scenes']), 'shot')}, "

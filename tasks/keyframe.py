@@ -18,8 +18,8 @@ from tasks.progress import Progress
 STAGE_VERSION = 2  # 2: prompt_2 for the second text encoder
 
 
-def base_then_refiner(base, refiner, prompt: str, prompt_2: str, negative_prompt: str, seed: int, settings: dict,
-                      on_step=None):
+def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: int, settings: dict,
+                      on_step=None, prompt_2: str = ""):
     """Run the ensemble; returns (PIL image, base latents). `on_step` is a diffusers
     callback_on_step_end called after every denoising step of both models."""
     import torch
@@ -42,7 +42,10 @@ def base_then_refiner(base, refiner, prompt: str, prompt_2: str, negative_prompt
     ).images
     if torch.isnan(latents).any():  # fp16 overflow shows up here first; a NaN image is black
         raise FloatingPointError("SDXL base produced NaN latents: corrupt weights, or an overflow in fp16")
-    image = refiner(**common, image=latents, denoising_start=split).images[0]
+    # The refiner has only the second (bigG) encoder, and diffusers feeds it `prompt` when the
+    # first encoder is absent: hand it the second encoder's prompt under that name.
+    image = refiner(**{**common, "prompt": prompt_2 or prompt, "prompt_2": None},
+                    image=latents, denoising_start=split).images[0]
     return image, latents
 
 
@@ -54,9 +57,8 @@ def keyframe(shot: dict, index: int, settings: dict, directory: Path) -> dict:
         base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
         with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
             gpu.inject_fault("keyframe", index)
-            return base_then_refiner(base, refiner, shot["prompt"], shot.get("prompt_2", ""),
-                                     shot.get("negative_prompt", ""), shot["seed"], settings,
-                                     on_step=progress.step_callback())
+            return base_then_refiner(base, refiner, shot["prompt"], shot.get("negative_prompt", ""), shot["seed"],
+                                     settings, on_step=progress.step_callback(), prompt_2=shot.get("prompt_2", ""))
 
     image, latents = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
     progress.update(progress.total)

@@ -22,17 +22,14 @@ import pytest
 from conftest import BIN, ROOT, _free_port
 
 STORIES = {
-    # Two sentences each: one scene, so one keyframe and one clip per story.
+    # Two short sentences each: one shot, so one keyframe and one clip per story.
     "fox": "A small fox found a golden key under the old oak tree. She opened the door in the hill.",
-    "heron": ("The river ran silver and slow under the autumn moon while the whole valley slept. "
-              "A grey heron waited by the reeds without moving, as patient as the stones of the old bridge."),
-    "baker": ("The baker lit the great stone oven long before dawn, humming the song his mother taught him. "
-              "By sunrise the bread had risen like a small golden sun over the sleeping street."),
-    "kite": ("A red kite climbed over the green hill, higher than the church and the tallest poplar. "
-             "The girl laughed and let out all of its string until it was only a spark in the sky."),
-    "lamp": "The lighthouse keeper polished the great lamp every evening. Ships came home safely all winter.",
+    "heron": "The river ran silver and slow under the autumn moon. A heron waited.",
+    "baker": "The baker lit the great stone oven long before dawn. The bread rose.",
+    "kite": "A red kite climbed over the green hill and the church. The girl laughed.",
+    "lamp": "The lighthouse keeper polished the great lamp every evening. Ships came home.",
 }
-CPU_STAGES = ("plan", "narrate", "align", "compose")
+CPU_STAGES = ("plan", "narrate", "align", "storyboard", "compose")
 
 
 def write_story(folder: Path, name: str) -> Path:
@@ -144,10 +141,10 @@ def test_deployment_run_renders_the_story_with_keyed_artifacts(stack, tmp_path):
     keyed = artifacts(stack, run_id)
     assert keyed["fox-summary"]["type"] == "markdown" and keyed["fox-stages"]["type"] == "table"
     summary = keyed["fox-summary"]["data"]
-    assert summary.startswith("# fox") and "## Scenes" in summary and str(out / "fox" / "video.mp4") in summary
+    assert summary.startswith("# fox") and "## Shots" in summary and str(out / "fox" / "video.mp4") in summary
     assert "data:image/jpeg;base64," in summary and "data:image/jpeg;base64," in keyed["fox-summary"]["description"]
     stages = json.loads(keyed["fox-stages"]["data"])
-    assert [row["stage"] for row in stages] == ["plan", "narrate", "align", "keyframe[0]", "animate[0]", "compose"]
+    assert [row["stage"] for row in stages] == ["plan", "narrate", "align", "storyboard", "keyframe[0]", "animate[0]", "compose"]
     assert all(row["state"] == "computed" for row in stages)
     # Progress bars for denoising (both models) and encoding, each driven to the end.
     for key in ("denoise-keyframe-00", "denoise-animate-00", "encode-video"):
@@ -185,7 +182,7 @@ def test_failed_deployment_run_resumes_with_prefect_flow_run_retry(stack, tmp_pa
     # The server agrees: the retry's plan, narrate, align and keyframe task runs came back Cached.
     second = [t for t in task_runs(stack, run_id) if t["id"] not in {f["id"] for f in first}]
     states = {t["name"].rsplit("-", 1)[0]: t["state_name"] for t in second if not t["name"].startswith("gpu")}
-    assert states == {"plan": "Cached", "narrate": "Cached", "align": "Cached", "keyframe": "Cached",
+    assert states == {"plan": "Cached", "narrate": "Cached", "align": "Cached", "storyboard": "Cached", "keyframe": "Cached",
                       "animate": "Completed", "compose": "Completed"}, states
 
 
@@ -263,7 +260,7 @@ def test_run_page_shows_the_summary_and_a_keyframe_in_chromium(stack, tmp_path):
             page.get_by_text("fox-summary", exact=True).first.click()
             page.get_by_role("heading", name="Scenes").wait_for(timeout=30_000)
             assert page.get_by_text("stages cached").first.is_visible()
-            keyframe = page.locator("img[alt='scene 0 keyframe']")
+            keyframe = page.locator("img[alt='shot 0 keyframe']")
             keyframe.wait_for(state="visible", timeout=30_000)
             assert keyframe.evaluate("img => img.complete && img.naturalWidth") == 180
             page.screenshot(path=str(shots / "summary-artifact.png"), full_page=True)

@@ -15,12 +15,20 @@ import webvtt
 
 from conftest import make_env, render, write_music
 
-STORY = (
+FRONT_MATTER = """---
+setting: an old oak wood on a hill at dusk
+style: storybook watercolour
+cast:
+  Fox: a small red fox with a white-tipped tail
+---
+"""
+BODY = (
     "A small fox found a golden key under the old oak tree. "
     "She opened the door in the hill and stepped into a room full of stars.\n"
     "An owl asked her what she wished for. "
     "She wished for the sun to rise again, and it did."
 )
+STORY = FRONT_MATTER + BODY
 EDITED = STORY.replace("An owl asked her what she wished for.", "A sleepy owl asked her, twice, what she wished for.")
 
 
@@ -51,20 +59,40 @@ def test_first_render_writes_every_deliverable(first):
     for name in ("video.mp4", "narration.wav", "subtitles.srt", "subtitles.vtt", "manifest.json"):
         assert (folder / name).stat().st_size > 0, name
     manifest = first["manifest"]
-    assert len(manifest["scenes"]) == 2
-    assert sorted(p.name for p in (folder / "keyframes").iterdir()) == ["scene-00.png", "scene-01.png"]
+    shots = len(manifest["scenes"])
+    assert shots == 4, "one shot a sentence: each is spoken for 2-6 s"
+    assert sorted(p.name for p in (folder / "keyframes").iterdir()) == [f"scene-{i:02d}.png" for i in range(shots)]
     assert not computed(manifest) ^ set(stage_runs(manifest)), "a fresh store computes every stage"
     assert [(s["stage"], s["scene"]) for s in manifest["stages"]] == [
-        ("plan", None), ("narrate", None), ("align", None),
-        ("keyframe", 0), ("keyframe", 1), ("animate", 0), ("animate", 1), ("compose", None)]
+        ("plan", None), ("narrate", None), ("align", None), ("storyboard", None),
+        *[("keyframe", i) for i in range(shots)], *[("animate", i) for i in range(shots)], ("compose", None)]
     for stage in manifest["stages"]:
         assert set(stage) == {"stage", "scene", "key", "cached", "seconds", "attempts", "degraded"}
         assert stage["attempts"] == 1 and stage["seconds"] >= 0
     assert manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
-    assert manifest["models"]["keyframe"] == {"base": "tiny:sdxl-base@v1", "refiner": "tiny:sdxl-refiner@v1"}
-    # Scene clips tile the narration: each starts where the previous one ended.
+    assert manifest["models"]["keyframe"] == {"base": "tiny:sdxl-base@v2", "refiner": "tiny:sdxl-refiner@v2"}
+    # Shot clips tile the narration: each starts where the previous one ended.
     frames = [s["frames"] for s in manifest["scenes"]]
     assert sum(frames) == manifest["video"]["frames"]
+    assert manifest["settings"]["compose"]["fps"] == 24
+
+
+def test_each_shot_has_its_prompt_window_and_interpolation(first):
+    """The manifest's contract for shots, with the front matter's cast and setting in them."""
+    fox = "a small red fox with a white-tipped tail"
+    for i, shot in enumerate(first["manifest"]["scenes"]):
+        assert {"index", "text", "start", "frames", "windows", "fps_conditioning", "interpolation",
+                "prompt", "prompt_2", "prompt_tokens"} <= set(shot)
+        assert shot["index"] == i and shot["text"] in BODY
+        assert shot["frames"] / 24 <= 7.0 and shot["windows"] == 1
+        assert 2 <= shot["fps_conditioning"] <= 24
+        assert shot["interpolation"].startswith("minterpolate")
+        sent = shot["prompt"] + " " + shot["prompt_2"]
+        assert shot["prompt_tokens"] <= 77
+        assert "an old oak wood on a hill at dusk" in sent and "storybook watercolour" in sent
+        # Named ("fox") or referred back to ("She", "her"): every shot of this story shows the fox.
+        assert fox in sent, shot
+        assert shot["prompt"].startswith(shot["text"].rstrip("."))
 
 
 def test_mp4_streams_are_publishable(first):
@@ -105,7 +133,7 @@ def test_soft_subtitle_track_holds_the_cues(first):
 
 
 def test_subtitles_parse_and_hold_exactly_the_story_words(first):
-    words = STORY.split()
+    words = BODY.split()  # the front matter is not narrated
     cues = list(srt.parse((first["folder"] / "subtitles.srt").read_text(encoding="utf-8")))
     assert " ".join(c.content for c in cues).split() == words
     captions = webvtt.read(str(first["folder"] / "subtitles.vtt"))
@@ -161,12 +189,14 @@ def test_editing_one_sentence_reruns_only_what_it_touches(first):
     out = first["root"] / "out-edited"
     render(first["env"], edited, out)
     manifest = json.loads((out / "fox-and-key" / "manifest.json").read_text())
-    # The edited sentence is in scene 1: scene 0's picture and clip are untouched, and so is
-    # its length (narration durations are deterministic), so its clip stays cached too.
-    assert computed(manifest) == {("plan", None), ("narrate", None), ("align", None),
-                                  ("keyframe", 1), ("animate", 1), ("compose", None)}
+    # The edited sentence is the third shot's: only its picture and clip are made again. The
+    # other shots keep their words, so their prompts and seeds, and their lengths (narration
+    # durations are deterministic), so their keyframes and clips stay cached.
+    assert [s["text"] for s in manifest["scenes"]][2] == "A sleepy owl asked her, twice, what she wished for."
+    assert computed(manifest) == {("plan", None), ("narrate", None), ("align", None), ("storyboard", None),
+                                  ("keyframe", 2), ("animate", 2), ("compose", None)}
     cues = list(srt.parse((out / "fox-and-key" / "subtitles.srt").read_text(encoding="utf-8")))
-    assert " ".join(c.content for c in cues).split() == EDITED.split()
+    assert " ".join(c.content for c in cues).split() == EDITED.split("---\n")[-1].split()
 
 
 def loudness_of(video: Path) -> tuple[float, float]:

@@ -46,11 +46,16 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
     assert manifest["models"]["narrate"].startswith("bark tiny:bark@")
     assert manifest["models"]["align"].startswith("tiny:whisper@")
     assert manifest["narration"]["backend"] == "bark" and manifest["narration"]["sample_rate"] == 24_000
-    assert len(manifest["scenes"]) == 2 and manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
-    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "keyframe", "animate", "compose"}
+    assert manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
+    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "keyframe", "animate",
+                                                        "compose"}
+    # The tiny voice speaks about a second a sentence: short sentences join into shots of 2-6 s.
+    for shot in manifest["scenes"]:
+        assert shot["frames"] / 24 <= 6.0 + 1 / 24 and 1 <= shot["windows"] <= 2, shot
+        assert shot["prompt_tokens"] <= 77
 
 
-def test_each_model_is_loaded_once_for_both_scenes(tiny):
+def test_each_model_is_loaded_once_for_all_shots(tiny):
     assert tiny["manifest"]["model_loads"] == {"bark": 1, "whisper": 1, "sdxl": 1, "svd": 1}
     log = tiny["result"].stderr
     assert "released bark, whisper before the next model stage" in log

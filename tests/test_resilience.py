@@ -15,13 +15,11 @@ import srt
 
 from conftest import BIN, ROOT, render
 
+# Three sentences of 4-5 s each: three shots.
 STORY = (
-    "A small fox found a golden key under the old oak tree. "
-    "She opened the door in the hill and stepped into a room full of stars. "
-    "An owl asked her what she wished for. "
-    "She wished for the sun to rise again. "
-    "The owl laughed and showed her the dawn. "
-    "The fox went home with the key and the light."
+    "A small fox found a golden key under the old oak tree at the edge of the wood. "
+    "She opened a round door in the hill and stepped into a room full of stars. "
+    "An owl showed her the dawn, and the fox went home with the key and the light."
 )
 
 
@@ -67,7 +65,7 @@ def test_oom_on_first_attempt_of_every_animate_task_degrades_and_completes(store
     counts = task_run_counts(store_env["PREFECT_API_URL"], manifest["flow_run_id"])
     assert counts["animate"] == [2, 2, 2]
     assert counts["keyframe"] == [1, 1, 1]
-    for name in ("plan", "narrate", "align", "compose"):
+    for name in ("plan", "narrate", "align", "storyboard", "compose"):
         assert counts[name] == [1], name
 
 
@@ -91,7 +89,7 @@ def test_oom_on_every_attempt_fails_clearly_and_prefect_retry_resumes(store_env,
     assert manifest["flow_run_id"] == run_id
 
 
-def test_render_killed_while_animating_resumes_from_finished_scenes(store_env, tmp_path):
+def test_render_killed_while_animating_resumes_from_finished_shots(store_env, tmp_path):
     story, out = write_story(tmp_path), tmp_path / "out"
     animate_dir = Path(store_env["FACELESS_HOME"]) / "artifacts" / "animate"
     process = subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out)],
@@ -105,7 +103,7 @@ def test_render_killed_while_animating_resumes_from_finished_scenes(store_env, t
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     # What was finished at the kill: every animate done so far, and the keyframes (one of
-    # which may still have been running: scenes share the model in whatever order they come).
+    # which may still have been running: shots share the model in whatever order they come).
     finished = {stage: {p.parent.name for p in (animate_dir.parent / stage).glob("*/manifest.json")}
                 for stage in ("keyframe", "animate")}
     assert 1 <= len(finished["animate"]) < 3 and not (out / "fox").exists()
@@ -113,7 +111,7 @@ def test_render_killed_while_animating_resumes_from_finished_scenes(store_env, t
     render(store_env, story, out)
     manifest = manifest_of(out)
     for entry in manifest["stages"]:
-        if entry["stage"] in ("plan", "narrate", "align"):
+        if entry["stage"] in ("plan", "narrate", "align", "storyboard"):
             assert entry["cached"], entry
         if entry["stage"] in ("keyframe", "animate"):
             assert entry["cached"] == (entry["key"] in finished[entry["stage"]]), entry
@@ -173,6 +171,6 @@ def test_faceless_resume_reruns_a_failed_render_with_its_parameters(store_env, t
     assert resumed.stdout.strip().splitlines()[-1] == str(out / "fox" / "video.mp4")
     manifest = manifest_of(out)
     assert ("keyframe", 2) in computed(manifest)
-    assert all(s["cached"] for s in manifest["stages"] if s["stage"] in ("plan", "narrate", "align"))
-    # The other scenes finished before the failed run ended, so neither is redone.
+    assert all(s["cached"] for s in manifest["stages"] if s["stage"] in ("plan", "narrate", "align", "storyboard"))
+    # The other shots finished before the failed run ended, so neither is redone.
     assert all(s["cached"] for s in manifest["stages"] if s["stage"] in ("keyframe", "animate") and s["scene"] != 2)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tasks import models
-from tasks.animate import generate
+from tasks.animate import generate, window_plan
 from tasks.keyframe import base_then_refiner, keyframe
 from tasks.profiles import load_profile
 
@@ -53,15 +53,17 @@ class Recorder:
 def test_chained_windows_continue_from_the_last_frame_without_repeating_it(tiny_home):
     pipe = Recorder(models.svd("tiny:svd"))
     settings = {"width": 64, "height": 64, "num_frames": 4, "num_inference_steps": 2, "motion_bucket_id": 180,
-                "noise_aug_strength": 0.02, "fps": 6, "decode_chunk_size": 4, "stretch": "chain"}
+                "noise_aug_strength": 0.02, "decode_chunk_size": 4, "fps_range": [2, 24], "max_windows": 2}
     keyframe_image = Image.new("RGB", (90, 160), (200, 120, 40))
-    # 1.5 s at 24 fps output = 36 frames; at 6 generated frames a second that is 10 frames:
-    # 4 from the first window, then 3 new ones from each further window.
-    frames = generate(pipe, keyframe_image, settings, frame_count=36, out_fps=24, seed=5)
-    assert len(pipe.calls) == 3
-    assert len(frames) == 4 + 3 + 3
+    # A 2 s shot: one window's 3 frame intervals would come 1.5 a second, under fps_range's 2,
+    # so a second window continues the first: 4 frames, then 3 new ones, at 3 frames a second.
+    windows, fps = window_plan(2.0, settings)
+    assert (windows, fps) == (2, 3)
+    frames = generate(pipe, keyframe_image, settings, windows, fps, seed=5)
+    assert len(pipe.calls) == 2
+    assert len(frames) == 4 + 3
     windows = [out for _, out in pipe.calls]
-    expected = windows[0] + windows[1][1:] + windows[2][1:]
+    expected = windows[0] + windows[1][1:]
     assert [f.tobytes() for f in frames] == [f.tobytes() for f in expected]
     for (condition, _), previous in zip(pipe.calls[1:], windows):
         assert condition.tobytes() == previous[-1].tobytes(), "each window starts from the last frame"
@@ -77,7 +79,7 @@ def test_models_are_loaded_once_for_all_scenes_and_released_on_request(tiny_home
     for index in range(3):
         folder = tmp_path / f"scene-{index}"
         folder.mkdir()
-        keyframe({"index": index, "prompt": f"scene {index}", "seed": index}, settings, folder)
+        keyframe({"prompt": f"shot {index}", "seed": index}, index, settings, folder)
         assert (folder / "keyframe.png").is_file()
     assert models.LOADS["sdxl"] == loads, "three scenes, no reload"
     pipelines = models.sdxl_ensemble(settings["base"], settings["refiner"])
@@ -103,3 +105,18 @@ def test_missing_weights_are_named_together_with_how_to_fetch_them(tmp_path, mon
 
 def test_tiny_profile_needs_nothing_from_the_hub():
     models.require(load_profile("tiny"))
+
+
+def test_the_refiner_reads_the_second_encoders_prompt(tiny_home):
+    """The refiner has only SDXL's second text encoder: it must be given prompt_2 (style and
+    setting), not the first encoder's prompt."""
+    settings = {"width": 64, "height": 64, "num_inference_steps": 2, "high_noise_frac": 0.5}
+    base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
+    calls = []
+
+    def spy(**kwargs):
+        calls.append(kwargs)
+        return refiner(**kwargs)
+
+    base_then_refiner(base, spy, "a fox, a pine forest", "", 1, settings, prompt_2="a fox, oil painting")
+    assert calls[0]["prompt"] == "a fox, oil painting" and calls[0]["prompt_2"] is None
