@@ -39,10 +39,11 @@ def _check_inputs(parameters: dict) -> None:
     from flows.story_to_video import model_identities, story_input
     from tasks.captions import check_fonts
     from tasks.music import check_music
-    from tasks.plan import normalise_story
+    from tasks.plan import normalise_story, split_front_matter
     from tasks.profiles import load_profile
 
-    text = normalise_story(story_input(parameters.get("story"), parameters.get("story_file"))[0])
+    _, body = split_front_matter(story_input(parameters.get("story"), parameters.get("story_file"))[0])
+    text = normalise_story(body)
     output_folder(parameters.get("out", "./out"))
     settings = load_profile(parameters.get("profile", "offline"), parameters.get("size"))
     model_identities(settings)

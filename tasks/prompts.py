@@ -5,9 +5,11 @@ tokens included; the pipelines silently drop the rest. A shot's prompt is its su
 the narration says), then the cast and setting, then the style. When all of it fits, it goes
 to both encoders. When it does not, the two encoders get different prompts (SDXL's
 `prompt` and `prompt_2`) so that nothing required is lost: `prompt` keeps the setting and
-fills up with subject and cast, `prompt_2` (the bigG encoder, which also gives the pooled
-embedding that steers the whole picture) keeps the style and the setting and fills up with
-subject and cast. The subject is cut at a word boundary only when it alone would not fit.
+fills up with the subject, then the cast; `prompt_2` (the bigG encoder, which also gives the
+pooled embedding that steers the whole picture, and the only encoder the refiner has) keeps the
+style and the setting and fills up with the cast, last member first, then the subject. So each
+cast description is whole in one of the two whenever it fits at all, and the subject is cut (at
+a word boundary) only in the second, or in both when it alone would not fit.
 
 The tokenizer is CLIP's byte-level BPE, whose vocabulary ships inside the open_clip_torch
 wheel: the same merges as SDXL's tokenizers, so counts here equal those of the real models.
@@ -151,9 +153,11 @@ def shot_prompt(subject: str, cast: list[str], setting: str, style: str) -> Shot
     if count_tokens(full) <= MAX_TOKENS:
         return ShotPrompt(full, "", count_tokens(full))
     n = len(parts)
-    subject_and_cast = list(range(n - 2))  # subject, then each cast member in order
-    # Encoder 1: the setting is kept, the style left to encoder 2.
-    prompt = fit(parts[:-1], [n - 2, *subject_and_cast])
-    # Encoder 2: the style is kept first, then the setting, then as much subject and cast as fit.
-    prompt_2 = fit(parts, [n - 1, n - 2, *subject_and_cast])
+    cast_indexes = list(range(1, n - 2))
+    # Encoder 1: the setting, then the whole subject, then the cast in order; the style is
+    # left to encoder 2.
+    prompt = fit(parts[:-1], [n - 2, 0, *cast_indexes])
+    # Encoder 2: the style, the setting, the cast from the last (the ones encoder 1 had no
+    # room for), then as much of the subject as fits.
+    prompt_2 = fit(parts, [n - 1, n - 2, *reversed(cast_indexes), 0])
     return ShotPrompt(prompt, prompt_2, max(count_tokens(prompt), count_tokens(prompt_2)))

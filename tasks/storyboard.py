@@ -155,8 +155,8 @@ def _gender(name: str, description: str) -> str | None:
 
 def cast_in_shots(shot_words: list[list[str]], cast: dict[str, str]) -> list[list[str]]:
     """The cast members each shot shows: the ones it names and the ones its pronouns refer back
-    to (the last one named before the pronoun, of the pronoun's gender when the cast's
-    descriptions tell it), in the order they come up."""
+    to, in the order they come up. "She" or "he" is the last one named before it (of that
+    gender, when the cast's descriptions tell it); "they" is the last two named."""
     forms = sorted(((form, name) for name in cast for form in _name_forms(name)), key=lambda f: -len(f[0]))
     genders = {name: _gender(name, description) for name, description in cast.items()}
     named: list[str] = []  # everyone named so far, the most recent last
@@ -174,10 +174,10 @@ def cast_in_shots(shot_words: list[list[str]], cast: dict[str, str]) -> list[lis
                 i += len(form)
                 continue
             pronoun = _PRONOUNS.get(bare[i])
-            if pronoun:
-                referent = next((n for n in reversed(named) if genders[n] in (None, pronoun) or pronoun == "they"), None)
-                if referent:
-                    shown.append(referent)
+            if pronoun == "they":
+                shown.extend(named[-2:])
+            elif pronoun:
+                shown.extend(next(([n] for n in reversed(named) if genders[n] in (None, pronoun)), []))
             i += 1
         result.append(list(dict.fromkeys(shown)))
     return result

@@ -41,6 +41,10 @@ def good_story(tmp_path: Path) -> Path:
     (b"caf\xe9 au lait", "is not UTF-8 text"),
     (b"\xff\xfeS\x00t\x00o\x00r\x00y\x00", "is not UTF-8 text"),
     (b"word " * 5000, "the limit is 20000"),
+    (b"---\ntitle: [unclosed\n---\nOnce upon a time.", "the story's front matter is not valid YAML"),
+    (b"---\ncolour: red\n---\nOnce upon a time.", "unknown front matter field(s) colour"),
+    (b"---\ncast: [Mara]\n---\nOnce upon a time.", "front matter cast must map each name"),
+    (b"---\ntitle: Only front matter\n---\n", "the story is empty"),
 ])
 def test_bad_story(tmp_path, content, message):
     story = tmp_path / "story.txt"

@@ -133,16 +133,19 @@ def test_a_short_prompt_goes_to_both_encoders_whole():
 
 def test_a_long_prompt_keeps_setting_and_style_and_never_passes_77_tokens():
     subject = "He laughed, took her hand, and led her through the sleeping cars past snoring travellers"
-    cast = ["Mr. Okafor: a tall conductor with a grey beard, a navy uniform, white gloves and a brass lantern",
-            "Mara: a girl of ten in a red wool coat with dark curly hair and a knitted scarf"]
+    cast = ["Mr. Okafor: a tall conductor with a grey beard, a navy uniform with silver buttons, white gloves "
+            "and a polished brass lantern",
+            "Mara: a girl of ten in a red wool coat with dark curly hair, a knitted scarf and muddy boots"]
     setting, style = "a sleeper train crossing snowy mountains at night, warm lamplight", "watercolour, muted blues"
     prompt = shot_prompt(subject, cast, setting, style)
     assert count_tokens(prompt.prompt) <= MAX_TOKENS and count_tokens(prompt.prompt_2) <= MAX_TOKENS
     assert prompt.tokens == max(count_tokens(prompt.prompt), count_tokens(prompt.prompt_2))
     assert prompt.prompt.startswith(subject) and prompt.prompt.endswith(setting)
-    assert prompt.prompt_2.startswith(subject) and prompt.prompt_2.endswith(f"{setting}, {style}")
-    # What had to give is the end of the cast descriptions, not the style or the setting.
-    assert cast[-1] not in prompt.prompt_2
+    assert prompt.prompt_2.endswith(f"{setting}, {style}")
+    # Each cast description is whole in one of the two prompts; what gives way is the subject
+    # in the second encoder's prompt (it is whole in the first), never the style or setting.
+    assert cast[0] in prompt.prompt and cast[1] in prompt.prompt_2 and cast[1] not in prompt.prompt
+    assert subject not in prompt.prompt_2
 
 
 def test_a_subject_longer_than_the_window_is_cut_at_a_word_and_style_survives():
