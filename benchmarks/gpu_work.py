@@ -181,14 +181,35 @@ def _clauses(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
+def _cut(text: str, seconds: float, low: float, high: float) -> list[float]:
+    """Lengths of the pieces of a sentence longer than `high`: cut at the clause boundaries
+    nearest to an even split into the fewest pieces of `low`..`high` seconds (times
+    proportional to characters), or evenly when no clause boundaries fit."""
+    clauses = _clauses(text)
+    total = sum(len(c) for c in clauses)
+    boundaries, chars = [], 0
+    for clause in clauses[:-1]:
+        chars += len(clause)
+        boundaries.append(seconds * chars / total)
+    count = math.ceil(seconds / high)
+    for n in range(count, count + 3):
+        cuts = [min(boundaries, key=lambda b: abs(b - k * seconds / n)) for k in range(1, n)] if boundaries else []
+        edges = [0.0, *cuts, seconds]
+        parts = [b - a for a, b in zip(edges, edges[1:])]
+        if len(cuts) == n - 1 and all(low <= p <= high for p in parts):
+            return parts
+    return [seconds / count] * count
+
+
 def after_shots(sentence_spans: list[dict], profile: dict) -> list[dict]:
     """Shots of the new design: one keyframe and one SVD window per shot.
 
     The lead will replace this body by a call to the new storyboard module (being written on
     main) when merging; until then it applies the same rules to real sentence times: a shot is
     one sentence of 2-6 s; a longer sentence is cut at clause boundaries (, ; : dashes) into
-    pieces of at most 6 s (times proportional to characters within the sentence; a clause
-    longer than 6 s is cut evenly); a sentence under 2 s is joined to its shorter neighbour.
+    the fewest pieces of 2-6 s (times proportional to characters within the sentence; cut
+    evenly where its clauses do not allow that); a sentence under 2 s is joined to its shorter
+    neighbour (which may make a shot longer than 6 s).
     A shot gets one window, two if it lasts more than 6.25 s. Each sentence lasts from its
     start to the next one's (the pause after it is its own), the last to its end.
     `profile` may carry `shots: {min_s, max_s, one_window_max_s}`; studio has none (defaults).
@@ -206,23 +227,7 @@ def after_shots(sentence_spans: list[dict], profile: dict) -> list[dict]:
         if length <= high or not text:
             pieces.append({"sentences": [span["index"]], "seconds": length})
             continue
-        per_char = length / max(1, len(text))
-        current: list[float] = []
-        for clause in _clauses(text):
-            clause_s = len(clause) * per_char
-            if clause_s > high:  # one long clause: cut it evenly
-                if current:
-                    pieces.append({"sentences": [span["index"]], "seconds": sum(current)})
-                    current = []
-                parts = math.ceil(clause_s / high)
-                pieces.extend({"sentences": [span["index"]], "seconds": clause_s / parts} for _ in range(parts))
-            elif sum(current) + clause_s <= high:
-                current.append(clause_s)
-            else:
-                pieces.append({"sentences": [span["index"]], "seconds": sum(current)})
-                current = [clause_s]
-        if current:
-            pieces.append({"sentences": [span["index"]], "seconds": sum(current)})
+        pieces.extend({"sentences": [span["index"]], "seconds": part} for part in _cut(text, length, low, high))
     # Join shots under the minimum to their shorter neighbour, shortest first.
     while len(pieces) > 1:
         short = [i for i, p in enumerate(pieces) if p["seconds"] < low]
