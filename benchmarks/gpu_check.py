@@ -451,10 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, help="folder for the models and renders (kept; default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary scratch folder")
     parser.add_argument("--cap-gib", type=float, default=CAP_GIB, help="GPU memory cap of the second render (GiB)")
-    parser.add_argument("--speech-seconds", type=float, default=2.0,
-                        help="length of each random Bark piece (default 2.0: real speech is 3-6 s a sentence; "
-                             "every extra second adds an SVD window per scene in the chained design)")
-    parser.add_argument("--pass-timeout", type=float, default=900, help="seconds a render may take")
+    parser.add_argument("--speech-seconds", type=float, default=1.5,
+                        help="length of each random Bark piece (default 1.5 to stay within 8 minutes: real "
+                             "speech is 3-6 s a sentence, and every second adds an SVD window per scene in the "
+                             "chained design)")
+    parser.add_argument("--pass-timeout", type=float, default=420, help="seconds a render may take (default 420)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -479,6 +480,13 @@ def main(argv: list[str] | None = None) -> int:
         rate = matmul_tflops()
         tflops = 0.4 * rate
         print(f"fp16 matrix products: {rate:.0f} TFLOPS; diffusion estimated at 40 % of that, {tflops:.0f} TFLOPS")
+        try:
+            import ctranslate2
+
+            print(f"CTranslate2 {ctranslate2.__version__} sees {ctranslate2.get_cuda_device_count()} CUDA device(s) "
+                  "(faster-whisper needs one, with cuBLAS and cuDNN 9 it can load)")
+        except Exception as error:  # noqa: BLE001 - reported, the render will show the consequence
+            print(f"CTranslate2: {type(error).__name__}: {error}")
     else:
         tflops = 0.4 * 990
         print(f"no GPU: estimates assume an H200 (990 dense fp16 TFLOPS) at 40 %, {tflops:.0f} TFLOPS")
