@@ -331,8 +331,8 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
     print()
     print(f"== {title} ==")
     state = "completed" if result.get("completed") else f"DID NOT COMPLETE: {result.get('error')}"
-    print(f"render: {state}; {result.get('seconds', result['wall']):.1f} s in the flow, {result['wall']:.1f} s "
-          f"with process and Prefect start-up")
+    print(f"render on {result.get('device', '?')}: {state}; {result.get('seconds', result['wall']):.1f} s in the flow, "
+          f"{result['wall']:.1f} s with process and Prefect start-up")
     if result.get("peak_gib") is not None:
         cap = f" (cap {result['cap_gib']:g} GiB = {result['fraction']:.3f} of {result['total_gib']:.1f} GiB)" \
             if result.get("cap_gib") else f" of {result['total_gib']:.1f} GiB"
@@ -437,11 +437,16 @@ def budget_section(profile: dict, story: Path, speech_seconds: float, tflops: fl
     build, per_pass = (90.0, 100.0) if full else (10.0, 60.0)
     total = build + 2 * (compute + per_pass)
     print()
+    if not full:
+        print(f"time budget (estimate, toy size on this CPU): ~{build:.0f} s building, ~{per_pass:.0f} s a render "
+              f"({len(sentences)} sentences, {scenes} scene(s)), ~{(build + 2 * per_pass) / 60:.1f} min in all; toy sizes say nothing "
+              "about a GPU")
+        return
     print(f"time budget (estimate): the render story has {len(sentences)} sentences, about {seconds:.1f} s of "
           f"narration, {scenes} scene(s), {windows} SVD window(s) in the chained design (fewer with one per shot):")
     print(f"  {work['pflop']:.1f} PFLOP a pass = {compute:.0f} s at {tflops:.0f} TFLOPS; + ~{per_pass:.0f} s a pass of "
           f"start-up, loading, voice and encoding; + ~{build:.0f} s building: ~{total / 60:.1f} min "
-          f"(limit {BUDGET_S / 60:.0f} min{'' if full else '; toy sizes say nothing about a GPU'})")
+          f"(limit {BUDGET_S / 60:.0f} min)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,8 +497,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no GPU: estimates assume an H200 (990 dense fp16 TFLOPS) at 40 %, {tflops:.0f} TFLOPS")
     work_section(tflops)
 
-    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    scratch = (args.scratch or Path(tempfile.mkdtemp(prefix="gpu-check-"))).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
+    story = args.story.resolve()
     try:
         print()
         print(f"building {'full-size' if full else 'toy'} models with random weights in {scratch / 'models'} ...")
@@ -503,23 +509,26 @@ def main(argv: list[str] | None = None) -> int:
         for family, (folder, seconds, note) in built.items():
             print(f"  {family:<13}{seconds:7.1f} s  {_folder_gib(folder):6.2f} GiB on disk  {note}")
         print(f"build: {build_seconds:.1f} s")
-        profile = write_profile(scratch / "profile.yaml", full, built, args.story, args.speech_seconds)
+        profile = write_profile(scratch / "profile.yaml", full, built, story, args.speech_seconds)
         capped = ", ".join(f"{k} {profile[s][k]}" for s, k in (("narrate", "semantic_max_new_tokens"),
                                                                 ("align", "max_new_tokens")) if k in profile[s])
         print(f"profile: {scratch / 'profile.yaml'} ({profile['description']}; random-weight caps: {capped})")
-        budget_section(profile, args.story, args.speech_seconds if full else 1.2, tflops, full)
+        budget_section(profile, story, args.speech_seconds if full else 1.2, tflops, full)
+        if full:
+            print(f"this process keeps {torch.cuda.memory_reserved() / 2**30:.2f} GiB of GPU memory reserved "
+                  "during the renders (plus its CUDA context)")
 
-        first = run_pass(scratch / "pass-1", scratch / "profile.yaml", args.story, None, args.pass_timeout)
-        print_pass(f"pass 1: {args.story.name}, no memory cap", first, show_ladder=False)
+        first = run_pass(scratch / "pass-1", scratch / "profile.yaml", story, None, args.pass_timeout)
+        print_pass(f"pass 1: {story.name}, no memory cap", first, show_ladder=False)
         if full:
             title = f"pass 2: fresh process and store, GPU memory capped at {args.cap_gib:g} GiB"
-            second = run_pass(scratch / "pass-2", scratch / "profile.yaml", args.story, args.cap_gib, args.pass_timeout)
+            second = run_pass(scratch / "pass-2", scratch / "profile.yaml", story, args.cap_gib, args.pass_timeout)
         else:
             print()
             print("pass 2: the memory cap is CUDA-only (torch.cuda.set_per_process_memory_fraction); "
                   "rendering again uncapped in a fresh process and store")
             title = "pass 2: fresh process and store, no cap (CPU)"
-            second = run_pass(scratch / "pass-2", scratch / "profile.yaml", args.story, None, args.pass_timeout)
+            second = run_pass(scratch / "pass-2", scratch / "profile.yaml", story, None, args.pass_timeout)
         print_pass(title, second, show_ladder=True)
         degraded = [r for r in second.get("stages", []) if r.get("degraded") or (r.get("attempts") or 1) > 1]
         print(f"pass 2 {'completed' if second.get('completed') else 'did not complete'}; "

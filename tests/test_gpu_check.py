@@ -44,7 +44,7 @@ def test_toy_run_goes_end_to_end_through_both_passes(tmp_path):
     for row in ("BEFORE", "AFTER", "SVD-XT windows", "SVD-XT steps", "estimated PFLOP", "SVD steps after / before"):
         assert row in out
     # Both renders, their stage tables and windows (n/a until the manifest has them).
-    assert out.count("render: completed") == 2, out
+    assert out.count(": completed;") == 2, out
     for stage in ("plan", "narrate", "align", "keyframe", "animate", "compose"):
         assert f"\n{stage} " in out
     assert out.count("SVD windows per shot:") == 2
