@@ -1,6 +1,7 @@
 # Two commands for a fresh clone: `make render` and `make test`. Both set up .venv first.
 # `make stack` runs the local Prefect stack (server, work pool, gpu limit, deployments, worker)
-# in the foreground; Ctrl-C stops it.
+# in the foreground; Ctrl-C stops it. `make gpu-check` renders the studio path at full size on a
+# CUDA GPU with random weights (one line and exit 0 without one).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STORY ?= deployments/stories/alin-learns-to-code.txt
 OUT ?= out
 PORT ?= 4200
 
-.PHONY: setup render test stack chromium clean
+.PHONY: setup render test stack gpu-check chromium clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +32,9 @@ test: setup chromium
 
 stack: setup
 	$(BIN)/python deployments/stack.py --port $(PORT)
+
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 # The UI test drives Debian's chromium through playwright (playwright's own browser download
 # needs a host that is not reachable here). Installed only if missing; needs root (CI is).

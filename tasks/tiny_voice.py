@@ -10,6 +10,9 @@ the same way:
 - Whisper (like ``Systran/faster-whisper-large-v3``): a transformers Whisper converted to
   CTranslate2 with its ``tokenizer.json`` copied in (without it faster-whisper downloads one).
   The tokenizer has the byte alphabet and Whisper's special tokens, so any text round-trips.
+
+The same builders make the full published sizes with random weights (``size="small"`` for
+Bark as ``suno/bark-small``, ``size="large-v3"`` for Whisper), for benchmarks/gpu_check.py.
 """
 
 from __future__ import annotations
@@ -41,24 +44,49 @@ def _bert_tokenizer(directory: Path):
                              cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
-def build_tiny_bark(directory: Path) -> None:
-    import torch
-    from transformers import BarkConfig, BarkModel, EncodecConfig, GenerationConfig
-    from transformers.models.bark.generation_configuration_bark import (
-        BarkCoarseGenerationConfig, BarkFineGenerationConfig, BarkSemanticGenerationConfig)
+# Widths of the three GPT sub-models and of the EnCodec codec, by size. "small" is
+# suno/bark-small: 12 layers, 12 heads, hidden 768, 1024 positions, no biases, and the
+# 24 kHz EnCodec (transformers' EncodecConfig defaults are facebook/encodec_24khz).
+BARK_SIZES = {
+    "tiny": (dict(hidden_size=32, num_layers=2, num_heads=2, block_size=1024),
+             dict(hidden_size=16, num_filters=4, num_residual_layers=1, num_lstm_layers=1, codebook_size=1024,
+                  codebook_dim=16)),
+    "small": (dict(hidden_size=768, num_layers=12, num_heads=12, block_size=1024, bias=False, dropout=0.0),
+              dict(codebook_size=1024)),
+}
 
-    widths = dict(hidden_size=32, num_layers=2, num_heads=2, block_size=1024)
-    config = BarkConfig(
+
+def bark_config(size: str = "tiny"):
+    from transformers import BarkConfig, EncodecConfig
+
+    widths, codec = BARK_SIZES[size]
+    return BarkConfig(
         semantic_config=dict(input_vocab_size=129600, output_vocab_size=10048, **widths),
         coarse_acoustics_config=dict(input_vocab_size=12096, output_vocab_size=12096, **widths),
         fine_acoustics_config=dict(input_vocab_size=1056, output_vocab_size=1056, n_codes_total=8,
                                    n_codes_given=1, **widths),
-        # EnCodec 24 kHz with 1024-entry codebooks (Bark's fine vocabulary is 1024 + 32), narrow.
-        codec_config=EncodecConfig(hidden_size=16, num_filters=4, num_residual_layers=1, num_lstm_layers=1,
-                                   codebook_size=1024, codebook_dim=16).to_dict(),
+        # EnCodec 24 kHz with 1024-entry codebooks (Bark's fine vocabulary is 1024 + 32).
+        codec_config=EncodecConfig(**codec).to_dict(),
     )
+
+
+def build_tiny_bark(directory: Path) -> None:
+    build_bark(directory, "tiny")
+
+
+def build_bark(directory: Path, size: str = "tiny", device: str = "cpu", dtype=None) -> None:
+    """Bark at `size` with random weights, built on `device` and saved (in `dtype`) to `directory`."""
+    import torch
+    from transformers import BarkModel, GenerationConfig
+    from transformers.models.bark.generation_configuration_bark import (
+        BarkCoarseGenerationConfig, BarkFineGenerationConfig, BarkSemanticGenerationConfig)
+
+    config = bark_config(size)
     torch.manual_seed(4)
-    model = BarkModel(config)
+    with torch.device(device):
+        model = BarkModel(config)
+    if dtype is not None:
+        model.to(dtype)
     # A plain GenerationConfig holding Bark's nested settings: BarkGenerationConfig itself
     # cannot be saved by transformers 5.24, and BarkModel.generate only reads these dicts.
     model.generation_config = GenerationConfig(
@@ -86,7 +114,7 @@ def build_tiny_bark(directory: Path) -> None:
         json.dumps({"repo_or_path": str(directory), BARK_PRESET: paths}), encoding="utf-8")
 
 
-def _whisper_tokenizer():
+def _whisper_tokenizer(text_tokens: int | None = None):
     from faster_whisper.tokenizer import _LANGUAGE_CODES
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import WhisperTokenizerFast
@@ -94,6 +122,10 @@ def _whisper_tokenizer():
     # Byte-level BPE with no merges: text tokens are bytes (ids below <|endoftext|>, as
     # faster-whisper expects), then Whisper's special tokens in their published order.
     vocab = {char: i for i, char in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    # The published vocabulary has 50257 text tokens: pad with tokens no text encodes to
+    # (without merges BPE never builds them), so every special token gets its real id.
+    for filler in range(len(vocab), text_tokens or 0):
+        vocab[f"<|filler{filler}|>"] = filler
     specials = (["<|endoftext|>", "<|startoftranscript|>"] + [f"<|{code}|>" for code in _LANGUAGE_CODES]
                 + ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
                    "<|notimestamps|>"])
@@ -108,33 +140,78 @@ def _whisper_tokenizer():
     return wrapped, vocab, [f"<|{code}|>" for code in _LANGUAGE_CODES]
 
 
+# Whisper widths by size; "large-v3" is openai/whisper-large-v3 (1.55 B parameters): 128 mel
+# bins, d_model 1280, 32 + 32 layers, 20 heads, FFN 5120, 50257 text tokens (vocabulary 51866).
+WHISPER_SIZES = {
+    "tiny": dict(num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                 decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64),
+    "large-v3": dict(num_mel_bins=128, d_model=1280, encoder_layers=32, decoder_layers=32,
+                     encoder_attention_heads=20, decoder_attention_heads=20, encoder_ffn_dim=5120,
+                     decoder_ffn_dim=5120),
+}
+WHISPER_TEXT_TOKENS = {"tiny": None, "large-v3": 50257}
+
+
+def whisper_config(size: str = "tiny"):
+    """(WhisperConfig, tokenizer, vocab, language tokens) for `size`."""
+    from transformers import WhisperConfig
+
+    tokenizer, vocab, languages = _whisper_tokenizer(WHISPER_TEXT_TOKENS[size])
+    eot, sot = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
+    config = WhisperConfig(
+        vocab_size=len(vocab) + 1501,  # + the timestamp tokens <|0.00|> .. <|30.00|>
+        **WHISPER_SIZES[size],
+        max_source_positions=1500, max_target_positions=448,  # 30 s windows, as published
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
+        suppress_tokens=[], begin_suppress_tokens=[eot],
+    )
+    return config, tokenizer, vocab, languages
+
+
 def build_tiny_whisper(directory: Path) -> None:
+    build_whisper(directory, "tiny")
+
+
+def build_whisper(directory: Path, size: str = "tiny", device: str = "cpu", dtype=None) -> None:
+    """Whisper at `size` with random weights, built on `device`, saved in `dtype` and converted
+    for faster-whisper into `directory` (float16 when `dtype` is fp16, else as saved)."""
+    import gc
+
     import torch
     from ctranslate2.converters import TransformersConverter
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+    from transformers import GenerationConfig, WhisperForConditionalGeneration
 
-    tokenizer, vocab, languages = _whisper_tokenizer()
+    config, tokenizer, vocab, languages = whisper_config(size)
+    eot, sot = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
     source = directory.parent / f"{directory.name}-transformers"
     shutil.rmtree(source, ignore_errors=True)
     try:
         tokenizer.save_pretrained(str(source))
-        eot, sot = vocab["<|endoftext|>"], vocab["<|startoftranscript|>"]
-        config = WhisperConfig(
-            vocab_size=len(vocab) + 1501,  # + the timestamp tokens <|0.00|> .. <|30.00|>
-            num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-            max_source_positions=1500, max_target_positions=448,  # 30 s windows, as published
-            decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
-            suppress_tokens=[], begin_suppress_tokens=[eot],
-        )
         torch.manual_seed(5)
-        model = WhisperForConditionalGeneration(config)
+        with torch.device(device):
+            model = WhisperForConditionalGeneration(config)
+        if dtype is not None:
+            model.to(dtype)
         model.generation_config = GenerationConfig(
             decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, suppress_tokens=[],
             begin_suppress_tokens=[eot], no_timestamps_token_id=vocab["<|notimestamps|>"],
             lang_to_id={token: vocab[token] for token in languages},
         )
         model.save_pretrained(str(source))
-        TransformersConverter(str(source), copy_files=["tokenizer.json"]).convert(str(directory), force=True)
+        del model
+        gc.collect()
+        if dtype is None:
+            converter = TransformersConverter(str(source), copy_files=["tokenizer.json"])
+            converter.convert(str(directory), force=True)
+        else:
+            converter = TransformersConverter(str(source), copy_files=["tokenizer.json"], load_as_float16=True,
+                                              low_cpu_mem_usage=True)
+            converter.convert(str(directory), quantization="float16", force=True)
+        if config.num_mel_bins != 80:
+            # faster-whisper assumes 80 mel bins unless the folder says otherwise (as
+            # Systran/faster-whisper-large-v3 does).
+            (directory / "preprocessor_config.json").write_text(json.dumps({
+                "feature_size": config.num_mel_bins, "sampling_rate": 16000, "hop_length": 160,
+                "chunk_length": 30, "n_fft": 400}), encoding="utf-8")
     finally:
         shutil.rmtree(source, ignore_errors=True)
