@@ -404,22 +404,17 @@ def work_section(tflops: float) -> None:
           f"({known['sdxl_refiner'][0]:.2f} at 1024x1024; published {known['sdxl_refiner'][1]})")
     print(f"  SVD-XT       {per_step['svd']:6.2f} TFLOP at {per_step['animate_size']} "
           f"({known['svd'][0]:.2f} at 576x1024x25; published {known['svd'][1]})")
-    try:
-        spans, duration = gpu_work.piper_sentence_spans()
-        source = "sentence times from the offline Piper narration"
-    except Exception as error:  # noqa: BLE001 - Piper missing: characters are a fair proxy
-        texts = story_sentences(gpu_work.NIGHT_TRAIN)
-        duration = 60.5
-        spans = gpu_work.proportional_spans(texts, duration)
-        source = f"sentence times proportional to characters (Piper failed: {type(error).__name__})"
-    result = gpu_work.before_after(studio, spans, duration)
+    plan, timing = gpu_work.piper_timing(gpu_work.NIGHT_TRAIN, studio)
+    result = gpu_work.before_after(studio, plan, timing)
     print()
     print(f"60-second story at studio settings: {gpu_work.NIGHT_TRAIN.relative_to(ROOT)}, {result['sentences']} "
-          f"sentences, {duration:.1f} s of narration ({source})")
+          f"sentences, {result['duration']:.1f} s of the offline Piper narration")
     print(f"  BEFORE: {len(result['scenes'])} scenes of two sentences "
           f"({', '.join(f'{s:.1f}' for s in result['scenes'])} s), chained 25-frame windows at fps 24")
-    print(f"  AFTER:  {len(result['shots'])} shots (one sentence, 2-6 s) "
-          f"({', '.join(format(s['seconds'], '.1f') for s in result['shots'])} s), one window each (two over 6.25 s)")
+    print(f"  AFTER:  {len(result['shots'])} shots from the storyboard "
+          f"({', '.join(format(s['seconds'], '.1f') for s in result['shots'])} s), "
+          f"{sum(s['windows'] for s in result['shots'])} windows at fps conditioning "
+          f"{', '.join(str(s['fps_conditioning']) for s in result['shots'])}")
     for line in gpu_work.table(result, tflops):
         print("  " + line)
 

@@ -12,7 +12,7 @@ max_guidance_scale is 3). Known figures at the published sizes, with guidance: S
 13.4 TFLOP a step at 1024x1024, refiner 14.3, SVD-XT 160 at 576x1024 with 25 frames; the
 counts here come out at 13.5, 14.6 and 159.9.
 
-    from benchmarks.gpu_work import step_tflop, gpu_work, legacy_windows, after_shots
+    from benchmarks.gpu_work import step_tflop, gpu_work, legacy_windows, piper_timing, before_after
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ NIGHT_TRAIN = ROOT / "benchmarks" / "stories" / "night-train.txt"
 # Published per-step figures (with classifier-free guidance), for comparison.
 KNOWN_TFLOP = {"sdxl_base": (13.4, 1024, 1024), "sdxl_refiner": (14.3, 1024, 1024), "svd": (160.0, 576, 1024, 25)}
 
-# Shots of the new design (see after_shots).
-SHOT_MIN_S, SHOT_MAX_S, ONE_WINDOW_MAX_S = 2.0, 6.0, 6.25
 
 
 def _config(name: str) -> dict:
@@ -132,129 +130,62 @@ def legacy_windows(scene_seconds: float, fps_conditioning: int = 24, num_frames:
     return 1 + max(0, math.ceil((needed - num_frames) / (num_frames - 1)))
 
 
-# -- the story: sentence spans ----------------------------------------------------------------
+# -- the story: the old design's scenes and the new design's shots ----------------------------
 
-def piper_sentence_spans(story_file: Path = NIGHT_TRAIN) -> tuple[list[dict], float]:
-    """([{index, text, start, end}], duration) from the offline Piper narration of the story
-    (what `narrate_piper` writes to words.json): about 0.2x real time on a CPU."""
+def piper_timing(story_file: Path = NIGHT_TRAIN, profile: dict | None = None) -> tuple[dict, dict]:
+    """The story's plan and its word times, from the offline Piper narration (what a render's
+    narrate stage writes to words.json): about 0.2x real time on a CPU."""
     from tasks import store
     from tasks.narrate import narrate_piper
-    from tasks.plan import normalise_story, split_sentences
+    from tasks.plan import plan_story
     from tasks.profiles import load_profile
 
-    texts = split_sentences(normalise_story(Path(story_file).read_text(encoding="utf-8")))
-    sentences = [{"index": i, "text": t, "words": t.split()} for i, t in enumerate(texts)]
+    plan = plan_story(Path(story_file).read_text(encoding="utf-8"), (profile or load_profile("studio"))["plan"]).to_dict()
     with tempfile.TemporaryDirectory(prefix="gpu-work-piper-") as folder:
-        narrate_piper(sentences, load_profile("offline")["narrate"], Path(folder))
+        narrate_piper(plan["sentences"], load_profile("offline")["narrate"], Path(folder))
         timing = store.read_json(Path(folder) / "words.json")
-    spans = [{**span, "text": texts[span["index"]]} for span in timing["sentences"]]
-    return spans, float(timing["duration"])
+    return plan, timing
 
 
-def proportional_spans(texts: list[str], duration: float, pause: float = 0.3) -> list[dict]:
-    """Sentence spans with times proportional to characters (when Piper is not at hand)."""
-    speaking = duration - pause * (len(texts) - 1)
-    total = sum(len(t) for t in texts)
-    spans, cursor = [], 0.0
-    for index, text in enumerate(texts):
-        seconds = speaking * len(text) / total
-        spans.append({"index": index, "text": text, "start": cursor, "end": cursor + seconds})
-        cursor += seconds + pause
-    return spans
-
-
-def _tiles(spans: list[dict], duration: float) -> list[float]:
+def _tiles(starts: list[float], duration: float) -> list[float]:
     # As the flow's timeline: each part lasts from its start to the next one's (the pause
     # after a sentence belongs to it), the first from 0, the last to the narration's end.
-    starts = [0.0] + [s["start"] for s in spans[1:]]
+    starts = [0.0] + starts[1:]
     return [max(0.0, end - start) for start, end in zip(starts, starts[1:] + [duration])]
 
 
-def before_scenes(spans: list[dict], duration: float, sentences_per_scene: int = 2) -> list[float]:
+def before_scenes(timing: dict, sentences_per_scene: int = 2) -> list[float]:
     """Scene lengths in seconds of the old design: consecutive sentences grouped by two."""
-    firsts = spans[::sentences_per_scene]
-    return _tiles(firsts, duration)
+    return _tiles([s["start"] for s in timing["sentences"][::sentences_per_scene]], timing["duration"])
 
 
-def _clauses(text: str) -> list[str]:
-    parts = re.split(r"(?<=[,;:—–])\s+", text)
-    return [p for p in parts if p]
+def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
+    """The new design's shots, as a render makes them: the storyboard's cuts on the word times,
+    the flow's timeline (clip frames with their fades) and animate's window plan."""
+    from flows.timeline import shot_timeline
+    from tasks.animate import window_plan
+    from tasks.storyboard import storyboard
+
+    shots = storyboard(plan, timing, profile["plan"])
+    fps = profile["compose"]["fps"]
+    timeline = shot_timeline([s.start for s in shots], timing["duration"], profile["compose"])
+    result = []
+    for shot, frames in zip(shots, timeline["clip_frames"]):
+        windows, fps_conditioning = window_plan(frames / fps, profile["animate"])
+        result.append({"sentences": shot.sentences, "seconds": shot.end - shot.start,
+                       "windows": windows, "fps_conditioning": fps_conditioning})
+    return result
 
 
-def _cut(text: str, seconds: float, low: float, high: float) -> list[float]:
-    """Lengths of the pieces of a sentence longer than `high`: cut at the clause boundaries
-    nearest to an even split into the fewest pieces of `low`..`high` seconds (times
-    proportional to characters), or evenly when no clause boundaries fit."""
-    clauses = _clauses(text)
-    total = sum(len(c) for c in clauses)
-    boundaries, chars = [], 0
-    for clause in clauses[:-1]:
-        chars += len(clause)
-        boundaries.append(seconds * chars / total)
-    count = math.ceil(seconds / high)
-    for n in range(count, count + 3):
-        cuts = [min(boundaries, key=lambda b: abs(b - k * seconds / n)) for k in range(1, n)] if boundaries else []
-        edges = [0.0, *cuts, seconds]
-        parts = [b - a for a, b in zip(edges, edges[1:])]
-        if len(cuts) == n - 1 and all(low <= p <= high for p in parts):
-            return parts
-    return [seconds / count] * count
-
-
-def after_shots(sentence_spans: list[dict], profile: dict) -> list[dict]:
-    """Shots of the new design: one keyframe and one SVD window per shot.
-
-    The lead will replace this body by a call to the new storyboard module (being written on
-    main) when merging; until then it applies the same rules to real sentence times: a shot is
-    one sentence of 2-6 s; a longer sentence is cut at clause boundaries (, ; : dashes) into
-    the fewest pieces of 2-6 s (times proportional to characters within the sentence; cut
-    evenly where its clauses do not allow that); a sentence under 2 s is joined to its shorter
-    neighbour (which may make a shot longer than 6 s).
-    A shot gets one window, two if it lasts more than 6.25 s. Each sentence lasts from its
-    start to the next one's (the pause after it is its own), the last to its end.
-    `profile` may carry `shots: {min_s, max_s, one_window_max_s}`; studio has none (defaults).
-    """
-    limits = profile.get("shots") or {}
-    low, high = float(limits.get("min_s", SHOT_MIN_S)), float(limits.get("max_s", SHOT_MAX_S))
-    one_window = float(limits.get("one_window_max_s", ONE_WINDOW_MAX_S))
-    if not sentence_spans:
-        return []
-    ends = [float(s["start"]) for s in sentence_spans[1:]] + [float(sentence_spans[-1]["end"])]
-    seconds = [max(0.0, end - float(s["start"])) for s, end in zip(sentence_spans, ends)]
-    pieces: list[dict] = []
-    for span, length in zip(sentence_spans, seconds):
-        text = span.get("text") or ""
-        if length <= high or not text:
-            pieces.append({"sentences": [span["index"]], "seconds": length})
-            continue
-        pieces.extend({"sentences": [span["index"]], "seconds": part} for part in _cut(text, length, low, high))
-    # Join shots under the minimum to their shorter neighbour, shortest first.
-    while len(pieces) > 1:
-        short = [i for i, p in enumerate(pieces) if p["seconds"] < low]
-        if not short:
-            break
-        i = min(short, key=lambda k: pieces[k]["seconds"])
-        neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(pieces)]
-        j = min(neighbours, key=lambda k: pieces[k]["seconds"])
-        a, b = sorted((i, j))
-        pieces[a] = {"sentences": sorted(set(pieces[a]["sentences"] + pieces[b]["sentences"])),
-                     "seconds": pieces[a]["seconds"] + pieces[b]["seconds"]}
-        del pieces[b]
-    for piece in pieces:
-        piece["windows"] = 1 if piece["seconds"] <= one_window else 2
-    return pieces
-
-
-def before_after(profile: dict, spans: list[dict], duration: float) -> dict:
+def before_after(profile: dict, plan: dict, timing: dict) -> dict:
     """The old and the new design's GPU work for one story at `profile`'s settings."""
-    scenes = before_scenes(spans, duration, int(profile.get("plan", {}).get("sentences_per_scene", 2)))
-    animate = profile["animate"]
-    before_windows = sum(legacy_windows(s, animate.get("fps", 24), animate["num_frames"]) for s in scenes)
-    shots = after_shots(spans, profile)
+    scenes = before_scenes(timing)
+    before_windows = sum(legacy_windows(s, 24, profile["animate"]["num_frames"]) for s in scenes)
+    shots = after_shots(plan, timing, profile)
     before = gpu_work(len(scenes), before_windows, profile)
     after = gpu_work(len(shots), sum(s["windows"] for s in shots), profile)
-    return {"before": before, "after": after, "scenes": scenes, "shots": shots, "duration": duration,
-            "sentences": len(spans), "svd_step_ratio": after["svd_steps"] / max(1, before["svd_steps"])}
+    return {"before": before, "after": after, "scenes": scenes, "shots": shots, "duration": timing["duration"],
+            "sentences": len(timing["sentences"]), "svd_step_ratio": after["svd_steps"] / max(1, before["svd_steps"])}
 
 
 def table(result: dict, tflops: float | None = None) -> list[str]:

@@ -81,27 +81,14 @@ def test_gpu_work_splits_the_sdxl_schedule_and_counts_svd_steps():
     assert 30 < work["svd_pflop"] < 34  # 200 steps x ~160 TFLOP
 
 
-def test_after_shots_cut_long_sentences_and_join_short_ones():
-    long = "When she woke, the sky over the sea was turning pink, and the carriage smelled of coffee and warm bread."
-    spans = [
-        {"index": 0, "text": "Mara opened the letter.", "start": 0.0, "end": 1.3},
-        {"index": 1, "text": "Inside was a photograph.", "start": 1.6, "end": 4.6},
-        {"index": 2, "text": long, "start": 4.9, "end": 17.9},
-    ]
-    shots = gpu_work.after_shots(spans, load_profile("studio"))
-    assert shots[0]["sentences"] == [0, 1]  # 1.6 s is joined to its neighbour
-    assert all(s["sentences"] == [2] for s in shots[1:]) and len(shots) >= 3  # 13 s cut at clauses
-    assert all(s["seconds"] <= 6.0 + 1e-9 for s in shots[1:])
-    assert sum(s["seconds"] for s in shots) == pytest.approx(17.9)
-    assert all(s["windows"] == 1 for s in shots)
-
-
 def test_one_window_per_shot_needs_at_most_a_third_of_the_svd_steps_for_the_60_second_story():
-    spans, duration = gpu_work.piper_sentence_spans(gpu_work.NIGHT_TRAIN)
-    assert 55 < duration < 66 and len(spans) == 14
-    result = gpu_work.before_after(load_profile("studio"), spans, duration)
+    studio = load_profile("studio")
+    plan, timing = gpu_work.piper_timing(gpu_work.NIGHT_TRAIN, studio)
+    assert 55 < timing["duration"] < 66 and len(timing["sentences"]) == 14
+    result = gpu_work.before_after(studio, plan, timing)
     before, after = result["before"], result["after"]
     assert before["keyframes"] == 7 and after["keyframes"] >= 12
+    assert all(s["seconds"] <= 6.0 + 1e-9 and s["windows"] == 1 for s in result["shots"]), result["shots"]
     assert after["svd_steps"] * 3 <= before["svd_steps"], (before, after)
     assert after["pflop"] < before["pflop"]
 
