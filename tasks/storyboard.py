@@ -4,8 +4,8 @@ Short-form video changes picture every 2-5 seconds. A shot is, by default, one s
 sentence spoken for longer than `plan.shot_seconds.max` is cut between words, preferably at a
 clause mark (, ; : dashes) near the middle, until every piece fits; a sentence spoken for less
 than half the target joins a neighbour when the two together still fit. The cuts are put on
-the narration's word times (between two words, in the middle of the silence between them), so
-the lengths are what is really spoken, not estimates.
+the narration's times (in the middle of the pause between two sentences, or of the silence
+between two words), so the lengths are what is really spoken, not estimates.
 
 Every decision is local to a sentence and its neighbours, and a shot's seed comes from its own
 words: editing one sentence changes only the shots it touches (their keyframes and clips);
@@ -29,7 +29,7 @@ from tasks import store
 from tasks.caching import ArtifactPolicy, run_stage
 from tasks.prompts import shot_prompt
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: cuts between sentences from the sentences' own audio spans
 
 _CLAUSE_END = re.compile(r"[,;:\u2014\u2013\u2026\uff0c\u3001\uff1b\uff1a]['\"\u2019\u201d)\]]*$|^[\u2014\u2013-]{1,2}$")
 _PRONOUNS = {**dict.fromkeys(("she", "her", "hers", "herself"), "she"),
@@ -57,12 +57,20 @@ class Shot:
     seed: int
 
 
-def cut_times(words: list[dict], duration: float) -> list[float]:
-    """cut[j] is where a shot starting at word j begins: halfway through the silence before the
-    word (0 for the first word); cut[len(words)] is the end of the narration."""
+def cut_times(words: list[dict], duration: float, sentences: list[dict] | None = None) -> list[float]:
+    """cut[j] is where a shot starting at word j begins; cut[len(words)] is the end of the
+    narration. Between two sentences the cut is halfway through the pause, measured from the
+    sentences' own audio (`sentences`: their spans), so a shot's length depends only on how its
+    own sentences are spoken: an edit elsewhere cannot move it by a frame. Inside a sentence it
+    is halfway through the silence between the two words."""
+    spans = {s["index"]: s for s in sentences or []}
     cuts = [0.0]
     for before, after in zip(words, words[1:]):
-        cuts.append(max(cuts[-1], (before["end"] + after["start"]) / 2))
+        if before["sentence"] != after["sentence"] and before["sentence"] in spans and after["sentence"] in spans:
+            cut = (spans[before["sentence"]]["end"] + spans[after["sentence"]]["start"]) / 2
+        else:
+            cut = (before["end"] + after["start"]) / 2
+        cuts.append(max(cuts[-1], cut))
     cuts.append(max(cuts[-1], duration))
     return cuts
 
@@ -116,9 +124,10 @@ def _join_short(pieces: list[tuple[int, int]], cuts: list[float], shortest: floa
     return joined
 
 
-def cut_shots(words: list[dict], duration: float, target: float, longest: float) -> list[tuple[int, int]]:
+def cut_shots(words: list[dict], duration: float, target: float, longest: float,
+              sentences: list[dict] | None = None) -> list[tuple[int, int]]:
     """Word ranges [first, last) of each shot, in order, covering every word."""
-    cuts = cut_times(words, duration)
+    cuts = cut_times(words, duration, sentences)
     sentence_of = [w["sentence"] for w in words]
     pieces: list[tuple[int, int]] = []
     first = 0
@@ -192,8 +201,8 @@ def storyboard(plan: dict, timing: dict, settings: dict) -> list[Shot]:
     shot_seconds = settings.get("shot_seconds", {})
     target, longest = float(shot_seconds.get("target", 4.0)), float(shot_seconds.get("max", 6.0))
     words = timing["words"]
-    ranges = cut_shots(words, timing["duration"], target, longest)
-    cuts = cut_times(words, timing["duration"])
+    ranges = cut_shots(words, timing["duration"], target, longest, timing.get("sentences"))
+    cuts = cut_times(words, timing["duration"], timing.get("sentences"))
     texts = [[w["text"] for w in words[a:b]] for a, b in ranges]
     cast = cast_in_shots(texts, plan["cast"])
     shots = []

@@ -12,16 +12,22 @@ from tasks.storyboard import cast_in_shots, cut_shots, cut_times, storyboard
 SETTINGS = {"shot_seconds": {"target": 4.0, "max": 6.0}}
 
 
-def timed(sentences: list[str], seconds_per_word: float = 0.4, pause: float = 0.35) -> dict:
-    """Word times as a voice would give them: evenly spoken words, a pause between sentences."""
-    words, clock = [], 0.0
+def timed(sentences: list[str], seconds_per_word: float = 0.4, pause: float = 0.35,
+          lead: dict[int, float] | None = None) -> dict:
+    """Word and sentence times as a voice would give them: evenly spoken words, a pause between
+    sentences, and (`lead`) some silence the voice leaves before a sentence's first word."""
+    words, spans, clock = [], [], 0.0
     for s, sentence in enumerate(sentences):
+        if s:
+            clock += pause
+        begin = clock
+        clock += (lead or {}).get(s, 0.0)
         for text in sentence.split():
             words.append({"sentence": s, "index": len(words), "text": text,
                           "start": clock, "end": clock + seconds_per_word - 0.05})
             clock += seconds_per_word
-        clock += pause
-    return {"words": words, "duration": clock}
+        spans.append({"index": s, "start": begin, "end": clock})
+    return {"words": words, "sentences": spans, "duration": clock}
 
 
 def plan_of(sentences: list[str], cast: dict | None = None, setting: str = "", style: str = "oil painting") -> dict:
@@ -47,6 +53,8 @@ def test_one_sentence_a_shot_and_cuts_between_words():
     for shot in shots[1:]:
         first = shot.words[0]
         assert words[first - 1]["end"] <= shot.start <= words[first]["start"]
+        # Between sentences: halfway through the pause.
+        assert shot.start == pytest.approx(timing["sentences"][shot.sentences[0]]["start"] - 0.35 / 2)
 
 
 def test_a_long_sentence_is_cut_at_a_clause_near_its_middle():
@@ -78,7 +86,9 @@ def test_editing_one_sentence_changes_only_its_shots():
     edited = list(sentences)
     edited[1] = "She found a small golden key under a root, and it shone."
     before = storyboard(plan_of(sentences), timed(sentences), SETTINGS)
-    after = storyboard(plan_of(edited), timed(edited), SETTINGS)
+    # The voice also starts the edited sentence a little later after the pause: the shots
+    # around it must not move by a frame for that.
+    after = storyboard(plan_of(edited), timed(edited, lead={1: 0.07}), SETTINGS)
     key = lambda shot: (shot.prompt, shot.prompt_2, shot.seed, round(shot.end - shot.start, 6))  # noqa: E731
     unchanged = {key(s) for s in before} & {key(s) for s in after}
     assert {key(before[i]) for i in (0, 2, 3)} <= unchanged
@@ -175,4 +185,5 @@ def test_one_window_spans_the_shot_unless_it_is_too_long(seconds, windows, fps):
 def test_cut_times_never_go_backwards():
     words = [{"sentence": 0, "text": "a", "start": 0.0, "end": 1.0}, {"sentence": 0, "text": "b", "start": 0.5, "end": 0.6}]
     assert cut_times(words, 0.4) == [0.0, 0.75, 0.75]
+    assert cut_times(words, 0.4, [{"index": 0, "start": 0.0, "end": 1.0}]) == [0.0, 0.75, 0.75]
     assert cut_shots(words, 2.0, 4.0, 6.0) == [(0, 2)]
