@@ -24,7 +24,7 @@ from prefect import task
 from tasks import store
 from tasks.caching import ArtifactPolicy, run_stage
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: unmatched words get their own time next to their neighbour, not the pause
 
 # Phonemes that carry no sound of a word: word gaps, sentence markers and punctuation.
 _NOT_SPOKEN = set(" ^$_.,;:!?¡¿—–-\"'()[]…")
@@ -84,9 +84,20 @@ def word_spans(voice, words: list[str], spoken: list[tuple[str, int, int]]) -> l
     return spans
 
 
-def _fill_gaps(spans: list[tuple[int, int] | None], begin: int, finish: int) -> list[tuple[int, int]]:
-    """Give unmatched words an even share of the time between their matched neighbours,
-    and make spans monotonic (a word never starts before the previous one ends)."""
+def _fill_gaps(spans: list[tuple[int, int] | None], begin: int, finish: int,
+               words: list[str] | None = None) -> list[tuple[int, int]]:
+    """Give unmatched words time of their own between their matched neighbours, and make spans
+    monotonic (a word never starts before the previous one ends).
+
+    An unmatched word is usually short and said in context ("a" is "uh", not the letter name
+    its own phonemes give): it gets the time its letters take at this sentence's pace, placed
+    right before the next matched word (after the pause a comma leaves), or right after the
+    previous one at the sentence's end; only when the gap is shorter than that is it shared out
+    evenly."""
+    words = words or [""] * len(spans)
+    matched = [(span, word) for span, word in zip(spans, words) if span is not None]
+    letters = sum(max(1, len(word)) for _, word in matched)
+    per_letter = sum(end - start for (start, end), _ in matched) / letters if matched else 0.0
     filled: list[tuple[int, int]] = []
     i = 0
     while i < len(spans):
@@ -101,11 +112,17 @@ def _fill_gaps(spans: list[tuple[int, int] | None], begin: int, finish: int) -> 
         while j < len(spans) and spans[j] is None:
             j += 1
         left = filled[-1][1] if filled else begin
-        right = spans[j][0] if j < len(spans) else finish
-        right = max(left, right)
-        step = (right - left) / (j - i)
-        for k in range(j - i):
-            filled.append((int(left + k * step), int(left + (k + 1) * step)))
+        right = max(left, spans[j][0] if j < len(spans) else finish)
+        sizes = [max(1, len(word)) * per_letter for word in words[i:j]]
+        needed = sum(sizes)
+        if not per_letter or needed >= right - left:
+            sizes = [(right - left) / (j - i)] * (j - i)
+            cursor = left
+        else:  # before the next spoken word, or after the last one at the sentence's end
+            cursor = left if j == len(spans) and filled else right - needed
+        for size in sizes:
+            filled.append((int(cursor), int(cursor + size)))
+            cursor += size
         i = j
     return filled
 
@@ -141,7 +158,7 @@ def narrate_piper(sentences: list[dict], settings: dict, directory: Path) -> dic
                 position += int(alignment.num_samples)
             pieces.append(chunk.audio_float_array)
             cursor += len(chunk.audio_float_array)
-        spans = _fill_gaps(word_spans(voice, sentence["words"], spoken), begin, cursor)
+        spans = _fill_gaps(word_spans(voice, sentence["words"], spoken), begin, cursor, sentence["words"])
         for text, (start, end) in zip(sentence["words"], spans):
             words.append(WordTime(sentence["index"], word_index, text, start / rate, end / rate))
             word_index += 1

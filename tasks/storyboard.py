@@ -81,10 +81,11 @@ def _split(first: int, last: int, words: list[dict], cuts: list[float], longest:
     at a clause mark if there is one, and leaves no piece under a second."""
     pieces = [(first, last)]
     while True:
-        index, (a, b) = max(enumerate(pieces), key=lambda item: cuts[item[1][1]] - cuts[item[1][0]])
-        length = cuts[b] - cuts[a]
-        if length <= longest or b - a < 2:
+        too_long = [(i, (a, b)) for i, (a, b) in enumerate(pieces) if cuts[b] - cuts[a] > longest and b - a > 1]
+        if not too_long:  # a single word spoken for longer stays one shot (and gets two windows)
             return pieces
+        index, (a, b) = max(too_long, key=lambda item: cuts[item[1][1]] - cuts[item[1][0]])
+        length = cuts[b] - cuts[a]
         middle = (cuts[a] + cuts[b]) / 2
 
         def score(j: int) -> float:
