@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -315,18 +314,6 @@ def run_pass(folder: Path, profile: Path, story: Path, cap_gib: float | None, ti
     return result
 
 
-def _windows_now(result: dict) -> str:
-    """What the current chained design needed per scene, for when the manifest has no windows."""
-    try:
-        from tasks.animate import windows_needed
-
-        animate = result["settings"]["animate"]
-        fps = result["settings"]["compose"]["fps"]
-        return ", ".join(str(windows_needed(animate, s["clip_frames"], fps)) for s in result["scenes"])
-    except Exception:  # noqa: BLE001 - the design is changing; this is only a hint
-        return ""
-
-
 def print_pass(title: str, result: dict, show_ladder: bool) -> None:
     print()
     print(f"== {title} ==")
@@ -343,7 +330,7 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
          "degraded": a["degraded"]} for a in result.get("artifacts", [])]
     if not result.get("stages") and rows:
         print("no manifest (the render did not finish); the stages that did, from the artifact store:")
-    header = f"{'stage':<14}{'scene':>6}{'seconds':>10}{'cached':>8}"
+    header = f"{'stage':<14}{'shot':>6}{'seconds':>10}{'cached':>8}"
     if show_ladder:
         header += f"{'attempts':>10}  degraded"
     print(header)
@@ -358,14 +345,10 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
         print(line)
     if totals:
         print("per stage: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in totals.items()))
-    scenes = result.get("scenes") or []
-    windows = [s.get("windows") for s in scenes]
-    if scenes and all(w is not None for w in windows):
-        print(f"SVD windows per shot: {', '.join(str(w) for w in windows)}")
-    else:
-        hint = _windows_now(result) if scenes else ""
-        print("SVD windows per shot: n/a" + (f" (manifest has no scenes[].windows; the chained design needed {hint} "
-                                              "per scene)" if hint else ""))
+    shots = result.get("scenes") or []
+    if shots:
+        print("SVD windows per shot: " + ", ".join(f"{s['windows']} (fps {s['fps_conditioning']}, {s['frames'] / 24:.1f} s)"
+                                                  for s in shots))
 
 
 # -- the check -----------------------------------------------------------------------------------
@@ -421,24 +404,36 @@ def work_section(tflops: float) -> None:
 
 def budget_section(profile: dict, story: Path, speech_seconds: float, tflops: float, full: bool) -> None:
     import gpu_work
+    from tasks.plan import plan_story
 
-    sentences = story_sentences(story)
-    per_scene = int(profile["plan"].get("sentences_per_scene", 2))
-    scenes = math.ceil(len(sentences) / per_scene)
-    seconds = len(sentences) * speech_seconds + (len(sentences) - 1) * float(profile["narrate"].get("sentence_pause_s", 0.35))
-    windows = scenes * gpu_work.legacy_windows(seconds / scenes, profile["animate"]["fps"], profile["animate"]["num_frames"])
-    work = gpu_work.gpu_work(scenes, windows, profile)
+    # The random voice speaks `speech_seconds` a sentence: the storyboard's shots and the
+    # window plan of those times, as the render will make them.
+    plan = plan_story(story.read_text(encoding="utf-8"), profile["plan"]).to_dict()
+    pause = float(profile["narrate"].get("sentence_pause_s", 0.35))
+    words, spans, clock = [], [], 0.0
+    for sentence in plan["sentences"]:
+        clock += pause if spans else 0.0
+        step = speech_seconds / len(sentence["words"])
+        spans.append({"index": sentence["index"], "start": clock, "end": clock + speech_seconds})
+        for text in sentence["words"]:
+            words.append({"sentence": sentence["index"], "text": text, "start": clock, "end": clock + step})
+            clock += step
+    timing = {"words": words, "sentences": spans, "duration": clock}
+    shots = gpu_work.after_shots(plan, timing, profile)
+    windows = sum(shot["windows"] for shot in shots)
+    seconds = timing["duration"]
+    work = gpu_work.gpu_work(len(shots), windows, profile)
     compute = work["pflop"] * 1000 / tflops
     build, per_pass = (90.0, 100.0) if full else (10.0, 60.0)
     total = build + 2 * (compute + per_pass)
     print()
     if not full:
         print(f"time budget (estimate, toy size on this CPU): ~{build:.0f} s building, ~{per_pass:.0f} s a render "
-              f"({len(sentences)} sentences, {scenes} scene(s)), ~{(build + 2 * per_pass) / 60:.1f} min in all; toy sizes say nothing "
-              "about a GPU")
+              f"({len(plan['sentences'])} sentences, {len(shots)} shot(s)), ~{(build + 2 * per_pass) / 60:.1f} min in all; "
+              "toy sizes say nothing about a GPU")
         return
-    print(f"time budget (estimate): the render story has {len(sentences)} sentences, about {seconds:.1f} s of "
-          f"narration, {scenes} scene(s), {windows} SVD window(s) in the chained design (fewer with one per shot):")
+    print(f"time budget (estimate): the render story has {len(plan['sentences'])} sentences, about {seconds:.1f} s of "
+          f"narration, {len(shots)} shot(s), {windows} SVD window(s):")
     print(f"  {work['pflop']:.1f} PFLOP a pass = {compute:.0f} s at {tflops:.0f} TFLOPS; + ~{per_pass:.0f} s a pass of "
           f"start-up, loading, voice and encoding; + ~{build:.0f} s building: ~{total / 60:.1f} min "
           f"(limit {BUDGET_S / 60:.0f} min)")
@@ -452,9 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary scratch folder")
     parser.add_argument("--cap-gib", type=float, default=CAP_GIB, help="GPU memory cap of the second render (GiB)")
     parser.add_argument("--speech-seconds", type=float, default=1.5,
-                        help="length of each random Bark piece (default 1.5 to stay within 8 minutes: real "
-                             "speech is 3-6 s a sentence, and every second adds an SVD window per scene in the "
-                             "chained design)")
+                        help="length of each random Bark piece (default 1.5: random Bark never stops by itself; "
+                             "real speech is 3-6 s a sentence)")
     parser.add_argument("--pass-timeout", type=float, default=420, help="seconds a render may take (default 420)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)

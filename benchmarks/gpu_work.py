@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 import sys
 import tempfile
 from pathlib import Path
