@@ -1,6 +1,7 @@
 # Two commands for a fresh clone: `make render` and `make test`. Both set up .venv first.
 # `make stack` runs the local Prefect stack (server, work pool, gpu limit, deployments, worker)
-# in the foreground; Ctrl-C stops it.
+# in the foreground; Ctrl-C stops it. `make cluster` stands in for several machines: PostgreSQL,
+# an S3 server (SeaweedFS), the Prefect server on PostgreSQL and two workers; Ctrl-C stops it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STORY ?= deployments/stories/alin-learns-to-code.txt
 OUT ?= out
 PORT ?= 4200
 
-.PHONY: setup render test stack chromium clean
+.PHONY: setup render test stack cluster chromium postgres clean
 
 setup: $(VENV)/.installed
 
@@ -23,11 +24,21 @@ $(VENV)/.installed: pyproject.toml
 render: setup
 	$(BIN)/faceless render $(STORY) --out $(OUT)
 
-test: setup chromium
+test: setup chromium postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 stack: setup
 	$(BIN)/python deployments/stack.py --port $(PORT)
+
+CLUSTER_PORT ?= 4300
+cluster: setup postgres
+	$(BIN)/python deployments/cluster.py --port $(CLUSTER_PORT)
+
+# `make cluster` (and its test) run Debian's PostgreSQL server binaries; installed only if
+# missing; needs root (CI is).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	  || { echo "make cluster needs PostgreSQL: apt-get install postgresql" >&2; exit 1; }
 
 # The UI test drives Debian's chromium through playwright (playwright's own browser download
 # needs a host that is not reachable here). Installed only if missing; needs root (CI is).
