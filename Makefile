@@ -1,7 +1,9 @@
 # Two commands for a fresh clone: `make render` and `make test`. Both set up .venv first.
 # `make stack` runs the local Prefect stack (server, work pool, gpu limit, deployments, worker)
-# in the foreground; Ctrl-C stops it. `make gpu-check` renders the studio path at full size on a
-# CUDA GPU with random weights (one line and exit 0 without one).
+# in the foreground; Ctrl-C stops it. `make cluster` stands in for several machines: PostgreSQL,
+# an S3 server (SeaweedFS), the Prefect server on PostgreSQL and two workers; Ctrl-C stops it.
+# `make gpu-check` renders the studio path at full size on a CUDA GPU with random weights (one
+# line and exit 0 without one).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +11,7 @@ STORY ?= deployments/stories/alin-learns-to-code.txt
 OUT ?= out
 PORT ?= 4200
 
-.PHONY: setup render test stack gpu-check chromium clean
+.PHONY: setup render test stack cluster gpu-check chromium postgres clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +29,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 render: setup
 	$(BIN)/faceless render $(STORY) --out $(OUT)
 
-test: setup chromium
+test: setup chromium postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 stack: setup
@@ -35,6 +37,16 @@ stack: setup
 
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+
+CLUSTER_PORT ?= 4300
+cluster: setup postgres
+	$(BIN)/python deployments/cluster.py --port $(CLUSTER_PORT)
+
+# `make cluster` (and its test) run Debian's PostgreSQL server binaries; installed only if
+# missing; needs root (CI is).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+	  || { echo "make cluster needs PostgreSQL: apt-get install postgresql" >&2; exit 1; }
 
 # The UI test drives Debian's chromium through playwright (playwright's own browser download
 # needs a host that is not reachable here). Installed only if missing; needs root (CI is).

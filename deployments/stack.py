@@ -7,10 +7,17 @@ brings up, in this order:
   2. the process work pool `faceless`
   3. the global concurrency limit `gpu` (1 slot: model stages take it inside their tasks)
   4. every deployment in prefect.yaml (`prefect deploy --all`)
-  5. a worker on the pool; deployment runs start in their own processes from this clone
+  5. two automations: runs whose heartbeats stop are marked Crashed, and a crashed
+     story-to-video run is resumed from its artifacts (at most twice, flows/resume.py)
+  6. a worker on the pool; deployment runs start in their own processes from this clone
 
 State lives in $PREFECT_HOME (default ~/.prefect), artifacts in $FACELESS_HOME. Other shells
 reach the stack with PREFECT_API_URL=http://127.0.0.1:PORT/api (printed when it is up).
+
+It survives its own faults: concurrency leases are kept on disk (in $PREFECT_HOME), so a slot
+held by a run that was killed with the server comes free when its lease runs out (60 s) after
+the next `make stack`; flow runs send a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+seconds (30 here), and a run silent for three heartbeats is marked Crashed, then resumed.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 POOL = "faceless"
 GPU_LIMIT = "gpu"
+ZOMBIE_AUTOMATION = "faceless: crash runs whose heartbeats stopped"
+RESUME_AUTOMATION = "faceless: resume crashed story runs"
+RESUME_DEPLOYMENT = "resume-crashed/auto"
+HEARTBEATS_PER_WINDOW = 3
 
 
 def stack_env(port: int, base: dict | None = None) -> dict:
@@ -43,6 +54,12 @@ def stack_env(port: int, base: dict | None = None) -> dict:
     # A stage waiting for the GPU asks again after at most this long (Prefect's default, 30 s,
     # would leave the GPU idle between short stages).
     env.setdefault("PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS", "2")
+    # Leases of concurrency slots on disk ($PREFECT_HOME/concurrency_leases), not in the server's
+    # memory: after a crash and restart the server still knows them and frees them when they expire.
+    env.setdefault("PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem")
+    # Deployment runs (started by the worker, which passes its environment on) send a heartbeat
+    # this often; the zombie automation's window is three of them. 30 s is Prefect's minimum.
+    env.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")
     return env
 
 
@@ -87,6 +104,70 @@ def create_gpu_limit(env: dict, slots: int = 1) -> None:
 
 def deploy(env: dict) -> None:
     _prefect("deploy", "--all", env=env)
+
+
+def create_automations(env: dict, max_resumes: int | None = None) -> None:
+    """The zombie-run automation (Prefect's documented one, its window three heartbeats) and the
+    one that resumes a crashed story-to-video run; both replaced by name, so a restart keeps one."""
+    code = """
+import sys
+from datetime import timedelta
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState, RunDeployment
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
+
+zombie_name, resume_name, resume_deployment, window = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+max_resumes = None if sys.argv[5] == "-" else int(sys.argv[5])
+zombie = AutomationCore(
+    name=zombie_name,
+    description="A flow run with no heartbeat for three heartbeat periods lost its process: mark it Crashed.",
+    trigger=EventTrigger(
+        after={"prefect.flow-run.heartbeat"},
+        expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+        match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+        for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+        within=timedelta(seconds=window)),
+    actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                message=f"No heartbeat for {window} s: the run's process is gone.")])
+with get_client(sync_client=True) as client:
+    deployment = client.read_deployment_by_name(resume_deployment)
+    # Resume from here too: after a server restart the Crashed event below waits 15 minutes
+    # for the run's earlier events (seen only by the old server) before automations see it.
+    zombie.actions.append(RunDeployment(
+        source="selected", deployment_id=deployment.id,
+        # A proactive firing has no triggering event to template from, only its labels. `| string`:
+        # Prefect renders a lone {{ expression }} through `tojson`, which a label object fails.
+        parameters={"flow_run_id": "{{ labels.prefect.resource.id | string }}",
+                    **({} if max_resumes is None else {"max_resumes": max_resumes})}))
+    resume = AutomationCore(
+        name=resume_name,
+        description="A crashed story-to-video run starts again from its artifacts (flows/resume.py).",
+        trigger=EventTrigger(
+            expect={"prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification({"prefect.resource.role": "flow",
+                                                 "prefect.resource.name": "story-to-video"}),
+            posture=Posture.Reactive, threshold=1, within=timedelta(0)),
+        actions=[RunDeployment(source="selected", deployment_id=deployment.id,
+                               parameters={"flow_run_id": "{{ event.resource.id | string }}",
+                                           **({} if max_resumes is None else {"max_resumes": max_resumes})})])
+    for automation in (zombie, resume):
+        # Kept as they are when unchanged: deleting an automation drops its open buckets, and
+        # a run killed with the last stack would then never be marked Crashed.
+        automation.description += f" [v4, {window} s, {deployment.id}, {max_resumes}]"
+        existing = client.read_automations_by_name(automation.name)
+        if len(existing) == 1 and existing[0].description == automation.description:
+            continue
+        for old in existing:
+            client.delete_automation(old.id)
+        client.create_automation(automation)
+"""
+    window = HEARTBEATS_PER_WINDOW * int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"])
+    subprocess.run([sys.executable, "-c", code, ZOMBIE_AUTOMATION, RESUME_AUTOMATION, RESUME_DEPLOYMENT,
+                    str(window), "-" if max_resumes is None else str(max_resumes)], cwd=ROOT, env=env, check=True)
 
 
 def online_workers(env: dict) -> list[str]:
@@ -150,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
             (f"work pool {POOL!r}", lambda: create_pool(env)),
             (f"global concurrency limit {GPU_LIMIT!r} (1 slot)", lambda: create_gpu_limit(env)),
             ("deployments from prefect.yaml", lambda: deploy(env)),
+            (f"automations: crash runs silent for {HEARTBEATS_PER_WINDOW} heartbeats "
+             f"({env['PREFECT_FLOWS_HEARTBEAT_FREQUENCY']} s each), resume crashed story runs",
+             lambda: create_automations(env)),
             (f"worker on {POOL!r}", lambda: processes.append(start_worker(env, logs / "worker.log"))),
         ):
             started = time.perf_counter()

@@ -1,4 +1,9 @@
-"""Export a render's deliverables to <out>/<slug>/, all at once or not at all."""
+"""Export a render's deliverables to <out>/<slug>/, all at once or not at all.
+
+`out` may be s3://bucket/prefix (the standard AWS variables say where and who): the folder is
+made locally first (in the scratch folder), then uploaded with manifest.json last, and the run
+page gets a link artifact to the video.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,24 @@ class OutputError(ValueError):
     """An output folder that cannot be used."""
 
 
-def output_folder(out: str | Path) -> Path:
+def s3_out(out: str | Path) -> tuple[str, str] | None:
+    """(bucket, prefix) for an s3:// output (a Path made of one has lost a slash: s3:/b/p)."""
+    text = str(out)
+    for scheme in ("s3://", "s3:/"):
+        if text.startswith(scheme):
+            bucket, _, prefix = text[len(scheme):].partition("/")
+            if not bucket:
+                raise OutputError(f"out {text!r} names no bucket")
+            return bucket, prefix.strip("/")
+    return None
+
+
+def output_folder(out: str | Path) -> Path | str:
     """The absolute output folder. A relative `out` must stay inside the working folder:
     `../..` in a parameter (say, from a deployment run) cannot write elsewhere on the machine."""
+    location = s3_out(out)
+    if location is not None:
+        return "s3://" + "/".join(p for p in location if p)
     path = Path(out).expanduser()
     if not path.is_absolute():
         cwd = Path.cwd().resolve()
@@ -36,6 +56,12 @@ def export(out: Path, slug: str, video: dict, narration: dict, alignment: dict,
     so <out>/<slug> is always either the previous complete render or this one."""
     if not slug or slug != Path(slug).name or slug.startswith("."):
         raise OutputError(f"unsafe story slug {slug!r}")
+    location = s3_out(out)
+    if location is not None:
+        staged = export(store.home() / "delivered" / location[0] / (location[1] or "_"), slug, video, narration,
+                        alignment, keyframes, manifest)
+        upload(staged, *location, slug)
+        return staged
     out = output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     target = out / slug
@@ -68,3 +94,31 @@ def _swap_in(target: Path, slug: str, video: dict, narration: dict, alignment: d
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def upload(folder: Path, bucket: str, prefix: str, slug: str) -> str:
+    """Upload a finished deliverable folder to s3://bucket/prefix/slug/, manifest.json last, and
+    link the video from the run page; returns the video's s3:// address."""
+    from prefect import get_run_logger
+    from prefect.artifacts import create_link_artifact
+    from prefect.context import FlowRunContext
+
+    client = store.s3_client()
+    base = "/".join(p for p in (prefix, slug) if p)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json")
+    for path in [*files, folder / "manifest.json"]:
+        client.upload_file(str(path), bucket, f"{base}/{path.relative_to(folder).as_posix()}")
+    address = f"s3://{bucket}/{base}/video.mp4"
+    url = client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": f"{base}/video.mp4"},
+                                        ExpiresIn=7 * 24 * 3600)
+    if FlowRunContext.get() is None:  # a plain function call: no run page to link from
+        return address
+    logger = get_run_logger()
+    try:
+        create_link_artifact(link=url, link_text=address, key=f"{slug.lower()}-video",
+                             description=f"The video in object storage: `{address}` (the link works for 7 days)")
+    except Exception as error:  # the video is delivered; a missing link is not worth failing the run
+        logger.warning("video uploaded to %s, but its link artifact failed: %r", address, error)
+    else:
+        logger.info("video uploaded: %s", address)
+    return address

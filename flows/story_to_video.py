@@ -203,6 +203,7 @@ def story_to_video(
         "music": music_ref and {"file": Path(music).name, **music_ref["meta"]},
         "stages": stages,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "rendered_by": store.rendered_by(),
         "seconds": round(time.perf_counter() - started, 3),
     }
     target = deliver.export(Path(out), plan["slug"], video, narration, alignment, keyframes, manifest)

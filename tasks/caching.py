@@ -4,15 +4,23 @@ Prefect's cache is the first layer (the UI shows a stage as Cached), but it only
 a result record exists, not that the files the record points to are still there and intact.
 ArtifactPolicy derives the Prefect cache key from the same inputs as the artifact key and,
 when the artifact is missing or corrupt, deletes Prefect's record so the task runs again.
+
+The records live next to the artifacts: in FACELESS_HOME/prefect-results, or with an s3://
+home in the bucket (<prefix>/prefect-results/), so a retry on another machine finds them and
+comes back Cached.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from prefect.cache_policies import CachePolicy
+from prefect.filesystems import WritableFileSystem
 from prefect.runtime import task_run
 from prefect.transactions import get_transaction
 
@@ -28,6 +36,67 @@ def prefect_key(stage: str, key: str) -> str:
     return f"{stage}-{key}"
 
 
+class S3Records(WritableFileSystem):
+    """Prefect result storage in the artifact store's bucket (boto3, the standard AWS variables)."""
+
+    _block_type_name = "Faceless S3 Records"
+    bucket: str
+    prefix: str = ""
+
+    def _key(self, path: str) -> str:
+        return "/".join(p for p in (self.prefix, "prefect-results", path) if p)
+
+    # Prefect's sync code paths pass _sync=True (for its own dual sync/async blocks); ignored here.
+    def read_path(self, path: str, **_: object) -> bytes:
+        return store.s3_client().get_object(Bucket=self.bucket, Key=self._key(path))["Body"].read()
+
+    def write_path(self, path: str, content: bytes, **_: object) -> str:
+        store.s3_client().put_object(Bucket=self.bucket, Key=self._key(path), Body=content)
+        return path
+
+    def delete_path(self, path: str) -> None:
+        store.s3_client().delete_object(Bucket=self.bucket, Key=self._key(path))
+
+    async def aread_path(self, path: str) -> bytes:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.read_path, path)
+
+    async def awrite_path(self, path: str, content: bytes) -> str:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self.write_path, path, content)
+
+
+def result_storage():
+    """Where Prefect's records for our tasks go: a folder, or the bucket with an s3:// home (a
+    block saved on the server, as Prefect requires, holding only bucket and prefix: each
+    machine's credentials stay in its own AWS variables)."""
+    location = store.remote()
+    if location is None:
+        return records_dir()
+    return _saved_records(*location, os.environ.get("PREFECT_API_URL"))
+
+
+@functools.lru_cache(maxsize=None)
+def _saved_records(bucket: str, prefix: str, api_url: str | None) -> S3Records:
+    block = S3Records(bucket=bucket, prefix=prefix)
+    name = "faceless-" + hashlib.sha256(f"{bucket}/{prefix}".encode()).hexdigest()[:16]
+    try:
+        block.save(name, overwrite=True)
+    except Exception:  # another machine saved it at the same moment; the second save updates it
+        block.save(name, overwrite=True)
+    return block
+
+
+def forget_record(stage: str, key: str) -> None:
+    storage = result_storage()
+    if isinstance(storage, S3Records):
+        storage.delete_path(prefect_key(stage, key))
+    else:
+        (storage / prefect_key(stage, key)).unlink(missing_ok=True)
+
+
 @dataclass
 class ArtifactPolicy(CachePolicy):
     stage: str = ""
@@ -39,7 +108,7 @@ class ArtifactPolicy(CachePolicy):
         key = store.artifact_key(self.stage, self.version, content)
         if store.load(self.stage, key) is None:
             # Without the artifact, Prefect's record would hand back a path to nothing.
-            (records_dir() / prefect_key(self.stage, key)).unlink(missing_ok=True)
+            forget_record(self.stage, key)
         return prefect_key(self.stage, key)
 
 
@@ -55,4 +124,4 @@ def run_stage(stage: str, build: Callable[[Path], dict], degraded: Any = None) -
 
 def with_store(task, retries: int = 0):
     """The task with results persisted next to the artifacts of the current FACELESS_HOME."""
-    return task.with_options(result_storage=records_dir(), persist_result=True, retries=retries)
+    return task.with_options(result_storage=result_storage(), persist_result=True, retries=retries)

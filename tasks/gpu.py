@@ -16,10 +16,15 @@ FACELESS_FAULT (contract) injects real OOMs where a model runs, to test all this
 ``<stage>[<scene>]:oom:<n>`` only that scene's; several faults are separated by commas.
 A suffix ``@<k>`` limits a fault to the flow run's k-th attempt: ``animate[1]:oom:99@1`` fails
 a deployment run, and its Retry (which keeps the run's environment) then runs clean.
+``<stage>[<scene>]:hang:<seconds>`` instead sleeps that long where the model runs, holding the
+GPU slot (the fault tests kill a render there).
 
-The GPU itself is shared through a Prefect global concurrency limit named `gpu` (created by
-the local stack, deployments/stack.py). A model stage takes the slot inside its task body,
-only when it really computes: a cached stage never runs its body, so it never waits.
+The GPU itself is shared through a Prefect global concurrency limit, `gpu` unless
+FACELESS_GPU_LIMIT names another (one per GPU machine, e.g. `gpu-<host>`, set on that
+machine's worker). The local stack (deployments/stack.py) creates it; a deployment run on a
+server without it creates it (1 slot) and says so in its log. A model stage takes the slot
+inside its task body, only when it really computes: a cached stage never runs its body, so
+it never waits.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import gc
 import logging
 import os
 import re
+import time
 from typing import Any, Callable
 
 from prefect import task
@@ -42,7 +48,13 @@ from prefect.runtime import deployment, flow_run, task_run
 from tasks.caching import run_stage
 
 _FAULT = re.compile(r"^(?P<stage>[a-z]+)(?:\[(?P<scene>\d+)\])?:oom:(?P<count>\d+)(?:@(?P<flow_attempt>\d+))?$")
+_HANG = re.compile(r"^(?P<stage>[a-z]+)(?:\[(?P<scene>\d+)\])?:hang:(?P<seconds>\d+)$")
 GPU_LIMIT = "gpu"
+
+
+def gpu_limit() -> str:
+    """The name of this machine's GPU slot: FACELESS_GPU_LIMIT, else `gpu`."""
+    return os.environ.get("FACELESS_GPU_LIMIT") or GPU_LIMIT
 # A killed holder keeps the slot until its lease runs out; a live one renews it in the background.
 GPU_LEASE_S = 60
 
@@ -55,9 +67,12 @@ def parse_faults(spec: str) -> list[tuple[str, int | None, int, int | None]]:
     """(stage, scene or None, attempts to fail, flow run attempt or None) per entry."""
     faults = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
+        if _HANG.match(part):
+            continue
         match = _FAULT.match(part)
         if not match:
-            raise FaultSpecError(f"FACELESS_FAULT entry {part!r} is not <stage>[<scene>]:oom:<n>[@<flow attempt>]")
+            raise FaultSpecError(f"FACELESS_FAULT entry {part!r} is not <stage>[<scene>]:oom:<n>[@<flow attempt>] "
+                                 "or <stage>[<scene>]:hang:<seconds>")
         scene, flow_attempt = match["scene"], match["flow_attempt"]
         faults.append((match["stage"], None if scene is None else int(scene), int(match["count"]),
                        None if flow_attempt is None else int(flow_attempt)))
@@ -73,6 +88,11 @@ def inject_fault(stage: str, scene: int | None) -> None:
     spec = os.environ.get("FACELESS_FAULT", "")
     if not spec:
         return
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        hang = _HANG.match(part)
+        if hang and hang["stage"] == stage and (hang["scene"] is None or int(hang["scene"]) == scene):
+            _logger().warning("%s: hanging for %s s (FACELESS_FAULT=%s)", stage, hang["seconds"], spec)
+            time.sleep(int(hang["seconds"]))
     attempt = attempt_number()
     for fault_stage, fault_scene, count, flow_attempt in parse_faults(spec):
         if flow_attempt is not None and flow_attempt != (flow_run.run_count or 1):
@@ -175,33 +195,59 @@ def _holding_gpu(work: Callable[[], Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _server_has_gpu_limit(api_url: str | None) -> bool:
+def _server_has_gpu_limit(api_url: str | None, name: str) -> bool:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(GPU_LIMIT)
+            client.read_global_concurrency_limit_by_name(name)
             return True
         except ObjectNotFound:
             return False
 
 
+@functools.lru_cache(maxsize=None)
+def ensure_gpu_limit(api_url: str | None, name: str) -> bool:
+    """Create the GPU limit (1 slot) if the server has none; True if this call created it.
+    A server set up by hand (not by deployments/stack.py) then works as it is."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return False
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except Exception:  # another run created it in between
+            client.read_global_concurrency_limit_by_name(name)
+            return False
+    _logger().warning("created the global concurrency limit %r (1 slot): the server had none "
+                      "(`prefect gcl create %s --limit 1` makes it by hand)", name, name)
+    return True
+
+
 def on_gpu(label: str, work: Callable[[], Any]) -> Any:
-    """Run `work` (model loading and inference) holding the `gpu` slot.
+    """Run `work` (model loading and inference) holding this machine's GPU slot.
 
     The work runs as its own task run, `gpu <label>`, started once the slot is held: the
     stage's task run also counts the time spent waiting for the slot, this one only the time
     on the GPU, so the run page (and the tests) can see that GPU work never overlaps.
-    Deployment runs insist on the limit (strict: a stack without it is a set-up error, not a
-    reason to share a GPU silently); a local `faceless render` uses it only if its server has
-    one (its temporary server has none).
+    Deployment runs always take the slot, creating the limit if the server lacks it; a local
+    `faceless render` uses it only if its server has one (its temporary server has none).
     """
     if TaskRunContext.get() is None:  # the stage's plain function, called outside Prefect
         return work()
+    name = gpu_limit()
+    api_url = os.environ.get("PREFECT_API_URL")
     strict = deployment.id is not None
-    if not strict and not _server_has_gpu_limit(os.environ.get("PREFECT_API_URL")):
+    if strict:
+        ensure_gpu_limit(api_url, name)
+    elif not _server_has_gpu_limit(api_url, name):
         return work()
-    with concurrency(GPU_LIMIT, occupy=1, strict=strict, lease_duration=GPU_LEASE_S,
+    with concurrency(name, occupy=1, strict=strict, lease_duration=GPU_LEASE_S,
                      raise_on_lease_renewal_failure=False):  # a server hiccup must not kill a render
         return _holding_gpu.with_options(task_run_name=f"gpu {label}")(work)
 

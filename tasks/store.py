@@ -7,6 +7,20 @@ Layout (contract)::
 
 A directory without a valid manifest.json, or whose files no longer hash to what the
 manifest says, is not an artifact: readers treat it as a cache miss and it is rebuilt.
+
+With FACELESS_HOME=s3://bucket/prefix the artifacts live in S3-compatible object storage
+(boto3, configured by the standard AWS variables: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION)::
+
+    <prefix>/artifacts/<stage>/<key>/<sha256>/<name>      each file, named by its content
+    <prefix>/artifacts/<stage>/<key>/manifest.json        written last, create-only
+
+The manifest is a conditional create (If-None-Match: *): of two machines building one key, one
+manifest wins (the other gets 412, drops its own objects and uses the winner's artifact), and
+since file objects are named by their hash, the loser cannot overwrite a file the winner's
+manifest names. A reader downloads each file into the machine's scratch folder
+(FACELESS_SCRATCH, default ~/.cache/faceless) and checks it against the manifest; files whose
+manifest is missing are never used. Models stay local, in the scratch folder.
 """
 
 from __future__ import annotations
@@ -26,9 +40,46 @@ MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
 
+def remote() -> tuple[str, str] | None:
+    """(bucket, prefix) when FACELESS_HOME is s3://bucket/prefix, else None."""
+    value = os.environ.get("FACELESS_HOME") or ""
+    if not value.startswith("s3://"):
+        return None
+    bucket, _, prefix = value[len("s3://"):].partition("/")
+    return bucket, prefix.strip("/")
+
+
 def home() -> Path:
-    """FACELESS_HOME, read on every call so tests and users can point it elsewhere."""
+    """FACELESS_HOME, read on every call so tests and users can point it elsewhere; with an
+    s3:// home, this machine's scratch folder (local copies of artifacts, and models)."""
+    if remote() is not None:
+        return Path(os.environ.get("FACELESS_SCRATCH") or Path.home() / ".cache" / "faceless").expanduser()
     return Path(os.environ.get("FACELESS_HOME") or Path.home() / ".cache" / "faceless").expanduser()
+
+
+def rendered_by() -> str:
+    """Who computes here: FACELESS_WORKER_NAME (the cluster's workers set it), else the host name."""
+    import socket
+
+    return os.environ.get("FACELESS_WORKER_NAME") or socket.gethostname()
+
+
+def s3_client():
+    """A boto3 S3 client from the standard AWS variables (AWS_ENDPOINT_URL for a non-AWS server)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+
+
+def _s3_key(*parts: str) -> str:
+    bucket, prefix = remote()
+    return "/".join(p for p in (prefix, *parts) if p)
+
+
+def _is_missing(error: Exception) -> bool:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("404", "NoSuchKey", "NotFound")
 
 
 def artifacts_dir() -> Path:
@@ -79,6 +130,8 @@ def artifact_dir(stage: str, key: str) -> Path:
 
 def load(stage: str, key: str, verify: bool = True) -> dict | None:
     """The artifact's reference if it is complete and intact, else None (a cache miss)."""
+    if remote() is not None:
+        return _load_remote(stage, key)
     directory = artifact_dir(stage, key)
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
@@ -96,6 +149,59 @@ def load(stage: str, key: str, verify: bool = True) -> dict | None:
     return _ref(manifest)
 
 
+def _remote_manifest(stage: str, key: str) -> dict | None:
+    bucket, _ = remote()
+    try:
+        body = s3_client().get_object(Bucket=bucket, Key=_s3_key("artifacts", stage, key, MANIFEST))["Body"].read()
+        manifest = json.loads(body)
+    except ValueError:
+        return None
+    except Exception as error:
+        if _is_missing(error):
+            return None
+        raise
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if manifest.get("key") != key or not isinstance(files, dict):
+        return None
+    return manifest
+
+
+def _load_remote(stage: str, key: str) -> dict | None:
+    manifest = _remote_manifest(stage, key)
+    if manifest is None:
+        return None
+    if not fetch(stage, key, manifest["files"]):
+        return None
+    return _ref(manifest)
+
+
+def fetch(stage: str, key: str, files: dict[str, str]) -> bool:
+    """Make this machine's copy of an S3 artifact: download what is missing, keep a file only
+    if it hashes to the manifest's digest. False if any file is missing or does not match."""
+    bucket, _ = remote()
+    client = None
+    directory = artifact_dir(stage, key)
+    for name, digest in files.items():
+        path = directory / name
+        if path.is_file() and file_sha256(path) == digest:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        client = client or s3_client()
+        try:
+            client.download_file(bucket, _s3_key("artifacts", stage, key, digest, name), str(tmp))
+        except Exception as error:
+            tmp.unlink(missing_ok=True)
+            if _is_missing(error):
+                return False
+            raise
+        if file_sha256(tmp) != digest:
+            tmp.unlink(missing_ok=True)
+            return False
+        os.replace(tmp, path)
+    return True
+
+
 def _ref(manifest: dict) -> dict:
     # No absolute path inside: Prefect keeps this record, and FACELESS_HOME may move.
     return {
@@ -107,6 +213,7 @@ def _ref(manifest: dict) -> dict:
         "seconds": manifest.get("seconds", 0.0),
         "attempts": manifest.get("attempts", 1),
         "degraded": manifest.get("degraded"),
+        "rendered_by": manifest.get("rendered_by"),
         "cached": True,
     }
 
@@ -170,10 +277,62 @@ def _build(stage: str, key: str, final: Path, build: Callable[[Path], dict | Non
             "seconds": seconds,
             "attempts": attempts,
             "degraded": degraded,
+            "rendered_by": rendered_by(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        if remote() is not None:
+            return _publish_remote(stage, key, tmp, manifest)
         write_json(tmp / MANIFEST, manifest)
         if final.exists():  # an incomplete or corrupt earlier attempt
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    ref = _ref(manifest)
+    ref["cached"] = False
+    return ref
+
+
+def _publish_remote(stage: str, key: str, tmp: Path, manifest: dict) -> dict:
+    """Upload the files (named by content), then create the manifest only if there is none.
+    Of two racing machines one manifest wins; the loser deletes its objects and uses the winner's."""
+    from botocore.exceptions import ClientError
+
+    bucket, _ = remote()
+    client = s3_client()
+    final = artifact_dir(stage, key)
+    try:
+        uploaded = []
+        for name, digest in manifest["files"].items():
+            object_key = _s3_key("artifacts", stage, key, digest, name)
+            client.upload_file(str(tmp / name), bucket, object_key)
+            uploaded.append((name, digest, object_key))
+        body = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        manifest_key = _s3_key("artifacts", stage, key, MANIFEST)
+        for attempt in range(2):
+            try:
+                client.put_object(Bucket=bucket, Key=manifest_key, Body=body, IfNoneMatch="*",
+                                  ContentType="application/json")
+                break
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                    raise
+            # Another manifest is there: a machine that built the same key first (use its
+            # artifact), or a damaged one that produce() found unusable (replace it, once).
+            winner = _remote_manifest(stage, key)
+            ref = _load_remote(stage, key) if winner is not None else None
+            if ref is not None:
+                for name, digest, object_key in uploaded:  # ours, unless the winner's names it too
+                    if winner["files"].get(name) != digest:
+                        client.delete_object(Bucket=bucket, Key=object_key)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return ref
+            if attempt == 1:
+                raise RuntimeError(f"{stage} artifact {key}: could not replace its damaged manifest")
+            client.delete_object(Bucket=bucket, Key=manifest_key)
+        # Won: the local copy is the built folder itself.
+        if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
     except BaseException:
@@ -199,7 +358,12 @@ def path_of(ref: dict, name: str) -> Path:
     """A file inside an artifact, by its name in the manifest."""
     if name not in ref["files"]:
         raise KeyError(f"{ref['stage']} artifact {ref['key']} has no file {name!r}")
-    return artifact_dir(ref["stage"], ref["key"]) / name
+    path = artifact_dir(ref["stage"], ref["key"]) / name
+    # An S3 artifact this process has not read yet (e.g. a Cached result from another machine).
+    if remote() is not None and not path.is_file():
+        if not fetch(ref["stage"], ref["key"], {name: ref["files"][name]}):
+            raise FileNotFoundError(f"{ref['stage']} artifact {ref['key']}: {name} is missing or damaged in the bucket")
+    return path
 
 
 def write_json(path: Path, data: Any) -> None:
