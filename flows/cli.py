@@ -49,6 +49,9 @@ def _check_inputs(parameters: dict) -> None:
     model_identities(settings)
     check_fonts(text, settings["compose"]["captions"])
     if parameters.get("music"):
+        from flows import roots
+
+        roots.check("music", parameters["music"])
         check_music(parameters["music"])
     from tasks.gpu import parse_faults
 

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from flows import roots
 from tasks import store
 
 
@@ -33,7 +34,9 @@ def s3_out(out: str | Path) -> tuple[str, str] | None:
 
 def output_folder(out: str | Path) -> Path | str:
     """The absolute output folder. A relative `out` must stay inside the working folder:
-    `../..` in a parameter (say, from a deployment run) cannot write elsewhere on the machine."""
+    `../..` in a parameter (say, from a deployment run) cannot write elsewhere on the machine;
+    and with FACELESS_ROOTS set, any `out` must be inside those (flows/roots.py)."""
+    roots.check("out", out)
     location = s3_out(out)
     if location is not None:
         return "s3://" + "/".join(p for p in location if p)

@@ -21,7 +21,7 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import deliver, report
+from flows import deliver, report, roots
 from flows.timeline import shot_timeline
 from tasks import gpu, models, store
 from tasks.align import align_task
@@ -42,6 +42,7 @@ def story_input(story: str | None, story_file: str | None) -> tuple[str, str | N
     if (story is None) == (story_file is None):
         raise StoryError("give exactly one of story (the text) or story_file (a path)")
     if story_file is not None:
+        roots.check("story_file", story_file)
         return read_story_file(story_file), Path(story_file).stem.replace("_", " ")
     return story, None
 
@@ -115,6 +116,7 @@ def story_to_video(
     settings = load_profile(profile, size)
     identities = model_identities(settings)
     check_fonts(body, settings["compose"]["captions"])  # fail now, not at compose
+    roots.check("music", music)
     music_ref = import_music(music) if music else None
     compose_settings = settings["compose"]
     animate_settings = {

@@ -10,7 +10,7 @@ import pytest
 import srt
 import yaml
 
-from conftest import BIN, ROOT, render
+from conftest import BIN, ROOT, render, write_music
 
 OFFLINE = ROOT / "deployments" / "profiles" / "offline.yaml"
 
@@ -125,3 +125,40 @@ def test_odd_but_valid_text_renders(store_env, tmp_path):
     cues = list(srt.parse((tmp_path / "out" / "odd" / "subtitles.srt").read_text(encoding="utf-8")))
     assert " ".join(c.content for c in cues).split() == text.split()
     assert (tmp_path / "out" / "odd" / "video.mp4").stat().st_size > 0
+
+
+@pytest.mark.parametrize("parameter", ["story_file", "music", "out"])
+def test_paths_outside_the_configured_roots_are_refused(tmp_path, parameter):
+    """A worker of a shared server serves only FACELESS_ROOTS: a story, music or output folder
+    elsewhere (here: reached through a symbolic link from inside) is refused before any work."""
+    allowed, elsewhere = tmp_path / "allowed", tmp_path / "elsewhere"
+    allowed.mkdir()
+    elsewhere.mkdir()
+    paths = {"story_file": allowed / "story.txt", "music": allowed / "song.m4a", "out": allowed / "out"}
+    paths["story_file"].write_text("One sentence.", encoding="utf-8")
+    write_music(paths["music"])
+    (allowed / "link").symlink_to(elsewhere, target_is_directory=True)
+    if parameter == "story_file":
+        (elsewhere / "story.txt").write_text("One sentence.", encoding="utf-8")
+    elif parameter == "music":
+        write_music(elsewhere / "song.m4a")
+    paths[parameter] = allowed / "link" / paths[parameter].name
+    result = run_cli(tmp_path, "render", str(paths["story_file"]), "--out", str(paths["out"]),
+                     "--music", str(paths["music"]), env={"FACELESS_ROOTS": str(allowed)})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{parameter} " in result.stderr and "is outside the folders this worker serves" in result.stderr
+    assert not (elsewhere / "out").exists() and not (tmp_path / "home" / "artifacts").exists()
+
+
+def test_paths_inside_the_roots_pass(tmp_path, monkeypatch):
+    from flows import roots
+
+    monkeypatch.setenv("FACELESS_ROOTS", f"{tmp_path / 'a'}:s3://bucket/stories")
+    roots.check("out", tmp_path / "a" / "b" / "out")
+    roots.check("out", "s3://bucket/stories/out")
+    with pytest.raises(roots.OutsideRootsError):
+        roots.check("out", "s3://bucket/other")
+    with pytest.raises(roots.OutsideRootsError):
+        roots.check("story_file", tmp_path / "a" / ".." / "story.txt")
+    monkeypatch.delenv("FACELESS_ROOTS")
+    roots.check("story_file", "/anywhere/story.txt")  # unset: a single user's machine
