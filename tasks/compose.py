@@ -20,7 +20,9 @@ from tasks.caching import ArtifactPolicy, run_stage
 from tasks.captions import CaptionRenderer, blend, phrases
 from tasks.progress import Progress
 
-STAGE_VERSION = 5  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music
+STAGE_VERSION = 6  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music;
+# 6: clips as long as their shots, a frame more or less than their place on the timeline
+MAX_HELD_FRAMES = 2
 
 # mov_text needs an ASS-style header on the stream; the muxer turns it into a tx3g description.
 _ASS_HEADER = (
@@ -62,19 +64,29 @@ def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
     import av
 
     opened: dict[int, tuple] = {}
+    last: dict[int, tuple[np.ndarray, int]] = {}  # a clip's last frame, and how often it was held
 
     def pull(k: int) -> np.ndarray:
         if k not in opened:
             container = av.open(str(clips[k]))
             opened[k] = (container, container.decode(video=0))
         try:
-            return next(opened[k][1]).to_ndarray(format="rgb24")
+            frame = next(opened[k][1]).to_ndarray(format="rgb24")
         except StopIteration:
-            raise ValueError(f"clip {k} ({clips[k].parent.name}) has too few frames for its scene") from None
+            # A clip is as long as its shot in seconds; its place on the timeline is rounded to
+            # frames on its own, so the two may differ by a frame: hold the last one.
+            if k not in last or last[k][1] >= MAX_HELD_FRAMES:
+                raise ValueError(f"clip {k} ({clips[k].parent.name}) has too few frames for its shot") from None
+            frame, held = last[k]
+            last[k] = (frame, held + 1)
+            return frame
+        last[k] = (frame, 0)
+        return frame
 
     def close(k: int) -> None:
         if k in opened:
             opened.pop(k)[0].close()
+        last.pop(k, None)
 
     try:
         for f in range(bounds[-1]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from tasks.animate import write_clip
@@ -37,3 +38,32 @@ def test_cross_fade_ramps_from_one_clip_to_the_next(tmp_path):
     fade = range(bounds[1] - handles[1], bounds[1] + handles[1])
     assert all(red[i] > red[i + 1] and blue[i] < blue[i + 1] for i in fade)   # strictly moving
     assert all(red[i] > 240 for i in range(fade.start)) and all(blue[i] > 240 for i in range(fade.stop, 40))
+
+
+def test_a_clip_is_as_long_as_its_shot_wherever_the_shot_lands():
+    """An edit earlier in the story moves a shot by a fraction of a frame: its clip (and the
+    SVD work in it) must stay the same length, so it stays cached."""
+    from flows.timeline import shot_timeline
+
+    compose = {"fps": 24, "transition_s": 0.5}
+    before = shot_timeline([0.0, 3.0, 10.08], 12.80, compose)
+    after = shot_timeline([0.0, 3.0, 11.28], 14.00, compose)  # the second shot spoken 1.2 s longer
+    assert before["clip_frames"][2] == after["clip_frames"][2]
+    assert before["clip_frames"][0] == after["clip_frames"][0]
+    assert before["bounds"][-1] == round(12.80 * 24) and after["bounds"][-1] == round(14.00 * 24)
+
+
+def test_a_clip_a_frame_short_of_its_place_holds_its_last_frame(tmp_path):
+    bounds, handles = [0, 10, 20], [0, 0, 0]
+    clips = []
+    for k, (colour, length) in enumerate(zip([(255, 0, 0), (0, 0, 255)], [9, 11])):
+        path = tmp_path / f"clip{k}.mp4"
+        write_clip(path, [Image.new("RGB", (64, 64), colour)] * length, (64, 64), 24)
+        clips.append(path)
+    frames = list(timeline_frames(clips, bounds, handles))
+    assert len(frames) == 20
+    assert int(frames[9][32, 32, 0]) > 240 and int(frames[10][32, 32, 2]) > 240
+    short = tmp_path / "short.mp4"
+    write_clip(short, [Image.new("RGB", (64, 64), (0, 255, 0))] * 5, (64, 64), 24)
+    with pytest.raises(ValueError, match="too few frames"):
+        list(timeline_frames([short, clips[1]], bounds, handles))
