@@ -256,9 +256,9 @@ def test_run_page_shows_the_summary_and_a_keyframe_in_chromium(stack, tmp_path):
             assert images.first.evaluate("img => img.complete && img.naturalWidth") > 0
             page.screenshot(path=str(shots / "run-page.png"), full_page=True)
 
-            # One click further: the whole summary, keyframes and scene table.
+            # One click further: the whole summary, keyframes and shot table.
             page.get_by_text("fox-summary", exact=True).first.click()
-            page.get_by_role("heading", name="Scenes").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Shots").wait_for(timeout=30_000)
             assert page.get_by_text("stages cached").first.is_visible()
             keyframe = page.locator("img[alt='shot 0 keyframe']")
             keyframe.wait_for(state="visible", timeout=30_000)
