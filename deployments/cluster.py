@@ -100,26 +100,6 @@ def create_limit(env: dict, name: str) -> None:
     subprocess.run([sys.executable, "-c", code, name], cwd=stack.ROOT, env=env, check=True)
 
 
-def stop(process: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM to the process group, a second SIGTERM after 5 s (an idle worker ignores the first
-    for a while), SIGKILL after timeout."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=None, help="folder for all state (default: a new temporary one)")
@@ -217,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         for label, process in reversed(processes):  # workers first, then the server, s3, postgres
-            stop(process)
+            stack.stop(process, second_term_after=5)
         if "pg" in state:  # a throwaway database
             shutil.rmtree(state["pg"], ignore_errors=True)
         print("cluster: stopped", flush=True)

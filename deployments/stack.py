@@ -191,12 +191,20 @@ def start_worker(env: dict, log: Path, timeout: float = 120) -> subprocess.Popen
     return worker
 
 
-def stop(process: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM to the process's group (a worker's flow runs, the server's services), then SIGKILL."""
+def stop(process: subprocess.Popen, timeout: float = 30, second_term_after: float | None = None) -> None:
+    """SIGTERM to the process's group (a worker's flow runs, the server's services), then SIGKILL.
+    With `second_term_after`, a second SIGTERM after that many seconds (an idle worker ignores
+    the first for a while)."""
     if process.poll() is not None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
+        if second_term_after is not None:
+            try:
+                process.wait(timeout=second_term_after)
+                return
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
