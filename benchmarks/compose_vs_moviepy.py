@@ -39,10 +39,10 @@ def prepare(story: Path, work: Path, x264: dict) -> Path:
     """Render the story (cached after the first time) and write the job both sides run."""
     sys.path.insert(0, str(ROOT))
     os.environ["FACELESS_HOME"] = str(work / "home")
-    from tasks import store
-    from tasks.captions import CaptionRenderer, phrases
-    from tasks.compose import _decode, caption_schedule, loud_aac, transition_handles
-    from tasks.plan import slugify
+    from faceless.tasks.runtime import store
+    from faceless.tasks.media.captions import CaptionRenderer, phrases
+    from faceless.tasks.stages.compose import _decode, caption_schedule, loud_aac, transition_handles
+    from faceless.tasks.stages.plan import slugify
 
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
@@ -107,7 +107,7 @@ def prepare(story: Path, work: Path, x264: dict) -> Path:
 def compose_here(job_path: Path, output: Path) -> None:
     """This project's side, as the compose task runs it."""
     sys.path.insert(0, str(ROOT))
-    from tasks.compose import compose
+    from faceless.tasks.stages.compose import compose
 
     job = json.loads(job_path.read_text())
     output.mkdir(parents=True, exist_ok=True)

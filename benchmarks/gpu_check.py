@@ -15,13 +15,13 @@ On a CUDA GPU it:
    keyframe and one SVD window per shot), and a time budget for this check;
 2. builds every studio model family at its full published size with random weights, on the
    GPU in fp16 (a step costs the same whatever the weights hold): SDXL base + refiner and
-   SVD-XT from tasks/model_configs/, Bark at suno/bark-small's sizes, Whisper at large-v3's
+   SVD-XT from tasks/models/configs/, Bark at suno/bark-small's sizes, Whisper at large-v3's
    (converted for faster-whisper with CTranslate2, float16, with its tokenizer.json); each is
    saved as a model folder in a scratch directory and freed, so the render loads them from
    disk through the real fp16 loaders;
 3. renders a short story (benchmarks/stories/two-sentences.txt) through the real studio code
    path, `flows.story_to_video.story_to_video` with a profile derived from
-   deployments/profiles/studio.yaml whose model specs are those folders, in a child process
+   tasks/profiles/studio.yaml whose model specs are those folders, in a child process
    with a fresh FACELESS_HOME and its own temporary Prefect server, and prints seconds per
    stage (the run's manifest.json), SVD windows per shot and peak GPU memory;
 4. renders it again in a fresh child process whose GPU memory is capped at 24 GiB
@@ -64,7 +64,7 @@ MODEL_SETTINGS = (("narrate", "model", "bark"), ("align", "model", "whisper"), (
 
 
 def _quiet() -> None:
-    from tasks import models
+    from faceless.tasks import models
 
     models._quiet_libraries()
 
@@ -81,7 +81,7 @@ def _free() -> None:
 # -- full-size models --------------------------------------------------------------------------
 
 def _config(name: str) -> dict:
-    data = json.loads((ROOT / "tasks" / "model_configs" / f"{name}.json").read_text(encoding="utf-8"))
+    data = json.loads((ROOT / "tasks" / "models" / "configs" / f"{name}.json").read_text(encoding="utf-8"))
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
@@ -96,7 +96,7 @@ def full_size_pipelines(device: str, dtype):
     from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection,
                               CLIPVisionConfig, CLIPVisionModelWithProjection)
 
-    from tasks import models
+    from faceless.tasks import models
 
     tokenizer_dir = Path(tempfile.mkdtemp(prefix="gpu-check-tokenizer-"))
     models._write_tokenizer(tokenizer_dir)  # a byte-level CLIP tokenizer: ids fit the real 49408 vocabulary
@@ -145,7 +145,7 @@ def full_size_voice(device: str = "meta"):
     import torch
     from transformers import BarkModel, WhisperForConditionalGeneration
 
-    from tasks.tiny_voice import bark_config, whisper_config
+    from faceless.tasks.backends.tiny_voice import bark_config, whisper_config
 
     with torch.device(device):
         return BarkModel(bark_config("small")), WhisperForConditionalGeneration(whisper_config("large-v3")[0])
@@ -163,8 +163,8 @@ def build_models(folder: Path, full: bool) -> dict:
     """Every studio model family saved as a model folder under `folder`: {family: (path, seconds, note)}."""
     import torch
 
-    from tasks import models
-    from tasks.tiny_voice import build_bark, build_whisper
+    from faceless.tasks import models
+    from faceless.tasks.backends.tiny_voice import build_bark, build_whisper
 
     _quiet()
     device, dtype = ("cuda", torch.float16) if full else ("cpu", None)
@@ -217,7 +217,7 @@ def build_models(folder: Path, full: bool) -> dict:
 # -- the profile ---------------------------------------------------------------------------------
 
 def story_sentences(story: Path) -> list[str]:
-    from tasks.plan import normalise_story, split_sentences
+    from faceless.tasks.stages.plan import normalise_story, split_sentences
 
     return split_sentences(normalise_story(story.read_text(encoding="utf-8")))
 
@@ -226,7 +226,7 @@ def write_profile(path: Path, full: bool, built: dict, story: Path, speech_secon
     """studio.yaml (tiny.yaml at toy size) with every model spec replaced by its folder."""
     import yaml
 
-    source = ROOT / "deployments" / "profiles" / ("studio.yaml" if full else "tiny.yaml")
+    source = ROOT / "tasks" / "profiles" / ("studio.yaml" if full else "tiny.yaml")
     profile = yaml.safe_load(source.read_text(encoding="utf-8"))
     profile["name"] = "gpu-check"
     profile["description"] = f"{source.name} with random-weight model folders (benchmarks/gpu_check.py)"
@@ -260,7 +260,7 @@ def child(args) -> int:
               "cap_gib": args.cap_gib if fraction else None, "fraction": fraction}
     started = time.perf_counter()
     try:
-        from flows.story_to_video import story_to_video
+        from faceless.flows.story_to_video import story_to_video
 
         result["video"] = story_to_video(story_file=str(args.story), profile=str(args.profile), out=str(args.out))
         result["completed"], result["error"] = True, None
@@ -374,7 +374,7 @@ def matmul_tflops() -> float:
 
 def work_section(tflops: float) -> None:
     import gpu_work
-    from tasks.profiles import load_profile
+    from faceless.tasks.settings import load_profile
 
     studio = load_profile("studio")
     per_step = gpu_work.step_tflop(studio)
@@ -404,7 +404,7 @@ def work_section(tflops: float) -> None:
 
 def budget_section(profile: dict, story: Path, speech_seconds: float, tflops: float, full: bool) -> None:
     import gpu_work
-    from tasks.plan import plan_story
+    from faceless.tasks.stages.plan import plan_story
 
     # The random voice speaks `speech_seconds` a sentence: the storyboard's shots and the
     # window plan of those times, as the render will make them.

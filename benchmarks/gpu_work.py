@@ -3,7 +3,7 @@ SDXL and SVD steps, and the old (chained windows per scene) versus new (one wind
 design for a story.
 
 Per-step figures are counted, not assumed: each UNet is built from its published config in
-tasks/model_configs/ on PyTorch's meta device (shapes only, no memory, no weights) and one
+tasks/models/configs/ on PyTorch's meta device (shapes only, no memory, no weights) and one
 forward pass at the profile's size runs under `torch.utils.flop_counter.FlopCounterMode`,
 which adds up 2 x multiply-accumulates of every matrix product and convolution, attention
 included (element-wise work is not counted; it is a few per cent). Classifier-free guidance
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-CONFIGS = ROOT / "tasks" / "model_configs"
+CONFIGS = ROOT / "tasks" / "models" / "configs"
 NIGHT_TRAIN = ROOT / "benchmarks" / "stories" / "night-train.txt"
 
 # Published per-step figures (with classifier-free guidance), for comparison.
@@ -134,10 +134,10 @@ def legacy_windows(scene_seconds: float, fps_conditioning: int = 24, num_frames:
 def piper_timing(story_file: Path = NIGHT_TRAIN, profile: dict | None = None) -> tuple[dict, dict]:
     """The story's plan and its word times, from the offline Piper narration (what a render's
     narrate stage writes to words.json): about 0.2x real time on a CPU."""
-    from tasks import store
-    from tasks.narrate import narrate_piper
-    from tasks.plan import plan_story
-    from tasks.profiles import load_profile
+    from faceless.tasks.runtime import store
+    from faceless.tasks.stages.narrate import narrate_piper
+    from faceless.tasks.stages.plan import plan_story
+    from faceless.tasks.settings import load_profile
 
     plan = plan_story(Path(story_file).read_text(encoding="utf-8"), (profile or load_profile("studio"))["plan"]).to_dict()
     with tempfile.TemporaryDirectory(prefix="gpu-work-piper-") as folder:
@@ -161,9 +161,9 @@ def before_scenes(timing: dict, sentences_per_scene: int = 2) -> list[float]:
 def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
     """The new design's shots, as a render makes them: the storyboard's cuts on the word times,
     the flow's timeline (clip frames with their fades) and animate's window plan."""
-    from flows.timeline import shot_timeline
-    from tasks.animate import window_plan
-    from tasks.storyboard import storyboard
+    from faceless.flows.timeline import shot_timeline
+    from faceless.tasks.stages.animate import window_plan
+    from faceless.tasks.stages.storyboard import storyboard
 
     shots = storyboard(plan, timing, profile["plan"])
     fps = profile["compose"]["fps"]

@@ -48,7 +48,7 @@ def main() -> None:
     build_env = {**base_env, "FACELESS_HOME": str(work / "build")}
     started = time.perf_counter()
     subprocess.run([str(BIN / "python"), "-c",
-                    "from tasks.models import ensure_tiny\nfor m in ('sdxl-base','sdxl-refiner','svd'): ensure_tiny(m)"],
+                    "from faceless.tasks.models import ensure_tiny\nfor m in ('sdxl-base','sdxl-refiner','svd'): ensure_tiny(m)"],
                    env=build_env, check=True, cwd=ROOT)
     build_s = time.perf_counter() - started
     os.rename(work / "build" / "models", models)

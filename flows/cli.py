@@ -35,12 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_inputs(parameters: dict) -> None:
-    from flows.deliver import output_folder
-    from flows.story_to_video import model_identities, story_input
-    from tasks.captions import check_fonts
-    from tasks.music import check_music
-    from tasks.plan import normalise_story, split_front_matter
-    from tasks.profiles import load_profile
+    from faceless.flows.deliver import output_folder
+    from faceless.flows.story_to_video import model_identities, story_input
+    from faceless.tasks.media.captions import check_fonts
+    from faceless.tasks.media.music import check_music
+    from faceless.tasks.stages.plan import normalise_story, split_front_matter
+    from faceless.tasks.settings import load_profile
 
     _, body = split_front_matter(story_input(parameters.get("story"), parameters.get("story_file"))[0])
     text = normalise_story(body)
@@ -49,11 +49,11 @@ def _check_inputs(parameters: dict) -> None:
     model_identities(settings)
     check_fonts(text, settings["compose"]["captions"])
     if parameters.get("music"):
-        from flows import roots
+        from faceless.flows import roots
 
         roots.check("music", parameters["music"])
         check_music(parameters["music"])
-    from tasks.gpu import parse_faults
+    from faceless.tasks.runtime.gpu import parse_faults
 
     parse_faults(os.environ.get("FACELESS_FAULT", ""))
 
@@ -79,7 +79,7 @@ def _run_parameters(flow_run_id: str) -> dict:
 
 
 def _render(parameters: dict) -> int:
-    from flows.story_to_video import story_to_video
+    from faceless.flows.story_to_video import story_to_video
 
     try:
         state = story_to_video(**parameters, return_state=True)
@@ -108,7 +108,7 @@ def _render(parameters: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from tasks.models import ModelMissingError
+    from faceless.tasks.models import ModelMissingError
 
     expected = (ValueError, ModelMissingError, FileNotFoundError)  # StoryError, ProfileError, ... are ValueErrors
     try:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "render":
         # Absolute paths, so `faceless resume` works from any folder.
-        from flows.deliver import output_folder
+        from faceless.flows.deliver import output_folder
 
         parameters["out"] = str(output_folder(args.out))
         if args.profile.endswith((".yaml", ".yml")):

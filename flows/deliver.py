@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from flows import roots
-from tasks import store
+from faceless.flows import roots
+from faceless.tasks.runtime import store
 
 
 class OutputError(ValueError):

@@ -16,7 +16,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.deployments import arun_deployment
 from prefect.settings import get_current_settings
 
-from flows.deliver import output_folder
+from faceless.flows.deliver import output_folder
 
 
 def story_files(stories: str | list[str]) -> list[Path]:

@@ -21,20 +21,21 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import deliver, report, roots
-from flows.timeline import shot_timeline
-from tasks import gpu, models, store
-from tasks.align import align_task
-from tasks.animate import animate_task
-from tasks.caching import with_store
-from tasks.captions import check_fonts
-from tasks.compose import compose_task
-from tasks.keyframe import keyframe_task
-from tasks.music import import_music
-from tasks.narrate import narrate_task, voice_identity
-from tasks.plan import StoryError, plan_task, read_story_file, split_front_matter
-from tasks.profiles import load_profile
-from tasks.storyboard import storyboard_task
+from faceless.flows import deliver, report, roots
+from faceless.flows.timeline import shot_timeline
+from faceless.tasks.runtime import gpu, store
+from faceless.tasks import models
+from faceless.tasks.stages.align import align_task
+from faceless.tasks.stages.animate import animate_task
+from faceless.tasks.runtime.caching import with_store
+from faceless.tasks.media.captions import check_fonts
+from faceless.tasks.stages.compose import compose_task
+from faceless.tasks.stages.keyframe import keyframe_task
+from faceless.tasks.media.music import import_music
+from faceless.tasks.stages.narrate import narrate_task, voice_identity
+from faceless.tasks.stages.plan import StoryError, plan_task, read_story_file, split_front_matter
+from faceless.tasks.settings import load_profile
+from faceless.tasks.stages.storyboard import storyboard_task
 
 
 def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.compose import frame_boundaries, transition_handles
+from faceless.tasks.stages.compose import frame_boundaries, transition_handles
 
 
 def shot_timeline(starts: list[float], duration: float, compose: dict) -> dict:

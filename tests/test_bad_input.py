@@ -12,7 +12,7 @@ import yaml
 
 from conftest import BIN, ROOT, render, write_music
 
-OFFLINE = ROOT / "deployments" / "profiles" / "offline.yaml"
+OFFLINE = ROOT / "tasks" / "profiles" / "offline.yaml"
 
 
 def run_cli(tmp_path: Path, *args: str, env: dict | None = None, cwd: Path | None = None):
@@ -151,7 +151,7 @@ def test_paths_outside_the_configured_roots_are_refused(tmp_path, parameter):
 
 
 def test_paths_inside_the_roots_pass(tmp_path, monkeypatch):
-    from flows import roots
+    from faceless.flows import roots
 
     monkeypatch.setenv("FACELESS_ROOTS", f"{tmp_path / 'a'}:s3://bucket/stories")
     roots.check("out", tmp_path / "a" / "b" / "out")

@@ -7,9 +7,9 @@ import wave
 
 import pytest
 
-from tasks import models
-from tasks.bark import chunk_sentences, chunk_words, estimate_word_times
-from tasks.narrate import narrate
+from faceless.tasks import models
+from faceless.tasks.backends.bark import chunk_sentences, chunk_words, estimate_word_times
+from faceless.tasks.stages.narrate import narrate
 
 LONG = ("The lighthouse keeper climbed the narrow stairs at dusk, counting every step as his father had, "
         "while the storm that had chased the fishing boats home all afternoon threw salt against the glass; "

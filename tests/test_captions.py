@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from tasks.captions import CaptionFontError, CaptionRenderer, _Fonts, blend, check_fonts, phrases
-from tasks.compose import caption_schedule
-from tasks.profiles import PROFILES_DIR
+from faceless.tasks.media.captions import CaptionFontError, CaptionRenderer, _Fonts, blend, check_fonts, phrases
+from faceless.tasks.stages.compose import caption_schedule
+from faceless.tasks.settings import PROFILES_DIR
 
 # The shipped profile's caption style, so the fonts tested are the ones users get.
 STYLE = {**yaml.safe_load((PROFILES_DIR / "offline.yaml").read_text())["compose"]["captions"], "max_words": 3}

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import yaml
 
-from tasks.compose import video_options
-from tasks.profiles import PROFILES_DIR
+from faceless.tasks.stages.compose import video_options
+from faceless.tasks.settings import PROFILES_DIR
 
 # What the studio profile asks for (the original pipeline's settings).
 STUDIO = {"preset": "slower", "crf": 18, "maxrate": "12M", "bufsize": "24M"}
@@ -68,7 +68,7 @@ def test_offline_profile_has_no_cap_and_its_preset():
 
 
 def test_studio_profile_encodes_with_the_original_pipelines_settings():
-    from tasks.profiles import load_profile
+    from faceless.tasks.settings import load_profile
 
     compose = load_profile("studio")["compose"]
     assert video_options(compose) == {"preset": "slower", "crf": "18", "maxrate": "12M", "bufsize": "24M"}

@@ -8,7 +8,7 @@ import weakref
 import pytest
 import torch
 
-from tasks import gpu
+from faceless.tasks.runtime import gpu
 
 LADDER = {"decode_chunk_size": 8, "degrade": [{"decode_chunk_size": 4}, {"decode_chunk_size": 2}, {"model_cpu_offload": True}]}
 

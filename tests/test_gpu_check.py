@@ -16,7 +16,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_work  # noqa: E402
-from tasks.profiles import load_profile  # noqa: E402
+from faceless.tasks.settings import load_profile  # noqa: E402
 
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from tasks.interpolate import METHOD, interpolate
+from faceless.tasks.media.interpolate import METHOD, interpolate
 
 WIDTH, HEIGHT, PATCH = 160, 64, 24
 rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.loudness import measure, normalise
+from faceless.tasks.media.loudness import measure, normalise
 
 RATE = 48000
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import models
-from tasks.keyframe import base_then_refiner
+from faceless.tasks import models
+from faceless.tasks.stages.keyframe import base_then_refiner
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import write_music
-from tasks import loudness
-from tasks.music import MusicError, check_music, ducking_gain, mix, read_music
+from faceless.tasks.media import loudness
+from faceless.tasks.media.music import MusicError, check_music, ducking_gain, mix, read_music
 
 RATE = 48000
 SETTINGS = {"level_db": -12.0, "duck_db": -10.0, "attack_s": 0.1, "release_s": 0.5}

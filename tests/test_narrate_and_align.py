@@ -8,8 +8,8 @@ import pytest
 import srt
 import webvtt
 
-from tasks.align import MAX_LINE, align, build_cues
-from tasks.narrate import narrate
+from faceless.tasks.stages.align import MAX_LINE, align, build_cues
+from faceless.tasks.stages.narrate import narrate
 
 SETTINGS = {"backend": "piper", "voice": "en_US-joe-medium", "noise_w_scale": 0.0, "sentence_pause_s": 0.3}
 SENTENCES = [

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tasks.plan import FrontMatter, StoryError, plan_story, slugify, split_front_matter, split_sentences
+from faceless.tasks.stages.plan import FrontMatter, StoryError, plan_story, slugify, split_front_matter, split_sentences
 
 SETTINGS = {"seed": 100, "style": "oil painting", "negative_prompt": "text"}
 

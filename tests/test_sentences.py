@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.plan import normalise_story, plan_story
-from tasks.sentences import split_sentences
+from faceless.tasks.stages.plan import normalise_story, plan_story
+from faceless.tasks.text.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 STORIES = sorted([*ROOT.glob("deployments/stories/*.txt"), *ROOT.glob("benchmarks/stories/*.txt"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import store
+from faceless.tasks.runtime import store
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from conftest import BIN, ROOT, render
 
 sys.path.insert(0, str(ROOT))
 from deployments.seaweed import start_weed  # noqa: E402
-from tasks import store  # noqa: E402
+from faceless.tasks.runtime import store  # noqa: E402
 
 BUCKET = "faceless"
 
@@ -119,7 +119,7 @@ def test_damaged_artifact_from_a_build_that_differs_gets_a_new_manifest(seaweed,
 
 RACER = textwrap.dedent("""
     import json, os, sys, time
-    from tasks import store
+    from faceless.tasks.runtime import store
     start = float(sys.argv[1])
     def build(directory):
         (directory / "noise.bin").write_bytes(os.urandom(1 << 20))  # differs on every machine

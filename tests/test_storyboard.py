@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.animate import window_plan
-from tasks.prompts import MAX_TOKENS, clip_tokenizer, count_tokens, shot_prompt
-from tasks.storyboard import cast_in_shots, cut_shots, cut_times, storyboard
+from faceless.tasks.stages.animate import window_plan
+from faceless.tasks.text.prompts import MAX_TOKENS, clip_tokenizer, count_tokens, shot_prompt
+from faceless.tasks.stages.storyboard import cast_in_shots, cut_shots, cut_times, storyboard
 
 SETTINGS = {"shot_seconds": {"target": 4.0, "max": 6.0}}
 

@@ -13,8 +13,8 @@ import av
 import pytest
 
 from conftest import ROOT, make_env, render
-from tasks.plan import split_front_matter
-from tasks.prompts import count_tokens
+from faceless.tasks.stages.plan import split_front_matter
+from faceless.tasks.text.prompts import count_tokens
 
 STORY = ROOT / "tests" / "stories" / "lantern-festival.txt"
 FRONT, BODY = split_front_matter(STORY.read_text(encoding="utf-8"))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from tasks import models
-from tasks.animate import generate, window_plan
-from tasks.keyframe import base_then_refiner, keyframe
-from tasks.profiles import load_profile
+from faceless.tasks import models
+from faceless.tasks.stages.animate import generate, window_plan
+from faceless.tasks.stages.keyframe import base_then_refiner, keyframe
+from faceless.tasks.settings import load_profile
 
 
 def test_refiner_takes_the_base_latents_not_a_decoded_picture(tiny_home):

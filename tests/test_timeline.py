@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from tasks.animate import write_clip
-from tasks.compose import clip_lengths, frame_boundaries, timeline_frames, transition_handles
+from faceless.tasks.stages.animate import write_clip
+from faceless.tasks.stages.compose import clip_lengths, frame_boundaries, timeline_frames, transition_handles
 
 
 def test_boundaries_tile_the_narration():
@@ -43,7 +43,7 @@ def test_cross_fade_ramps_from_one_clip_to_the_next(tmp_path):
 def test_a_clip_is_as_long_as_its_shot_wherever_the_shot_lands():
     """An edit earlier in the story moves a shot by a fraction of a frame: its clip (and the
     SVD work in it) must stay the same length, so it stays cached."""
-    from flows.timeline import shot_timeline
+    from faceless.flows.timeline import shot_timeline
 
     compose = {"fps": 24, "transition_s": 0.5}
     before = shot_timeline([0.0, 3.0, 10.08], 12.80, compose)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import srt
 
-from tasks.align import align
-from tasks.whisper_align import (Heard, fill_between, fit_words, match_words, normal_form, number_words, recognise,
+from faceless.tasks.stages.align import align
+from faceless.tasks.backends.whisper_align import (Heard, fill_between, fit_words, match_words, normal_form, number_words, recognise,
                                  settle)
 
 

@@ -12,9 +12,9 @@ import json
 import statistics
 import time
 
-from tasks.align import align
-from tasks.narrate import narrate_piper
-from tasks.plan import split_sentences
+from faceless.tasks.stages.align import align
+from faceless.tasks.stages.narrate import narrate_piper
+from faceless.tasks.stages.plan import split_sentences
 
 STORY = (
     "Mira found the old radio in her grandfather's attic on a rainy Sunday. "
@@ -29,7 +29,7 @@ VOICE = {"backend": "piper", "voice": "en_US-joe-medium", "noise_w_scale": 0.0, 
 
 
 def align_settings(model) -> dict:
-    # The studio profile's align section (deployments/profiles/studio.yaml), with Whisper base.
+    # The studio profile's align section (tasks/profiles/studio.yaml), with Whisper base.
     return {"backend": "faster-whisper", "model": str(model), "language": "en", "beam_size": 5,
             "compute_type": "default", "min_matched": 0.5}
 

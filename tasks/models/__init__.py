@@ -27,12 +27,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tasks import store
+from faceless.tasks.runtime import store
 
 # transformers prints advice at import (e.g. that torchvision is absent): keep logs for errors.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-CONFIGS_DIR = Path(__file__).resolve().parent / "model_configs"
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 TINY_VERSION = 2  # 2: the real CLIP vocabulary. Bump when a tiny recipe changes, so old builds are not reused
 
 # One model runs at a time in a process: scenes map to threads, and two diffusion runs
@@ -62,7 +62,7 @@ def _shrunk(name: str, **overrides) -> dict:
 # -- CLIP's tokenizer, offline: the real vocabulary, from the open_clip_torch wheel ----------
 
 def _write_tokenizer(directory: Path) -> int:
-    from tasks.prompts import write_clip_tokenizer_files
+    from faceless.tasks.text.prompts import write_clip_tokenizer_files
 
     write_clip_tokenizer_files(directory)
     return len(json.loads((directory / "vocab.json").read_text(encoding="utf-8")))
@@ -154,14 +154,14 @@ def _build_tiny_svd(directory: Path) -> None:
 
 
 def _build_tiny_bark(directory: Path) -> None:
-    from tasks.tiny_voice import build_tiny_bark
+    from faceless.tasks.backends.tiny_voice import build_tiny_bark
 
     _quiet_libraries()
     build_tiny_bark(directory)
 
 
 def _build_tiny_whisper(directory: Path) -> None:
-    from tasks.tiny_voice import build_tiny_whisper
+    from faceless.tasks.backends.tiny_voice import build_tiny_whisper
 
     _quiet_libraries()
     build_tiny_whisper(directory)

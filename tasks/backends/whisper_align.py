@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import models
+from faceless.tasks import models
 
 
 @dataclass

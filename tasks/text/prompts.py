@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks import store
+from faceless.tasks.runtime import store
 
 MAX_TOKENS = 77  # CLIP's context, start and end tokens included
 _VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"

@@ -1,4 +1,4 @@
-"""Profiles: named YAML files of stage settings under deployments/profiles/."""
+"""Profiles: named YAML files of stage settings under tasks/profiles/."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "deployments" / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 STAGES = ("plan", "narrate", "keyframe", "animate", "compose")  # each needs a section (align is optional)
 
 # What a backend uses when the profile does not say (the studio's models).
@@ -54,7 +54,7 @@ def apply_size(profile: dict, size: str) -> dict:
 
 
 def load_profile(name: str, size: str | None = None) -> dict:
-    """The profile's settings by stage, from a name under deployments/profiles/ or a path to a
+    """The profile's settings by stage, from a name under tasks/profiles/ or a path to a
     YAML file of your own. Raises ProfileError with a one-line reason."""
     if name.endswith((".yaml", ".yml")):
         path = Path(name).expanduser()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks import store
-from tasks.caching import ArtifactPolicy, run_stage
+from faceless.tasks.runtime import store
+from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
 
 STAGE_VERSION = 2  # 2: faster-whisper word times settled (whisper_align.settle)
 
@@ -136,7 +136,8 @@ def align(words_file: Path, directory: Path, settings: dict | None = None, wav: 
     settings = settings or {"backend": "voice"}
     backend = settings.get("backend", "voice")
     if backend == "faster-whisper":
-        from tasks import gpu, whisper_align
+        from faceless.tasks.runtime import gpu
+        from faceless.tasks.backends import whisper_align
 
         heard = gpu.on_gpu("align", lambda: whisper_align.recognise(wav or words_file.parent / "narration.wav", settings))
         words, counts = whisper_align.fit_words(timing, heard, float(settings.get("min_matched", 0.5)))

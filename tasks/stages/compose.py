@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 from prefect import task
 
-from tasks import loudness, music, store
-from tasks.caching import ArtifactPolicy, run_stage
-from tasks.captions import CaptionRenderer, blend, phrases
-from tasks.progress import Progress
+from faceless.tasks.media import loudness, music
+
+from faceless.tasks.runtime import store
+from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.media.captions import CaptionRenderer, blend, phrases
+from faceless.tasks.runtime.progress import Progress
 
 STAGE_VERSION = 6  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music;
 # 6: clips as long as their shots, a frame more or less than their place on the timeline

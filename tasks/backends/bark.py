@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import models, store
+from faceless.tasks import models
+
+from faceless.tasks.runtime import store
 
 # Where a clause ends: the word carries the punctuation, or is a dash on its own.
 _CLAUSE_END = (",", ";", ":", "—", "–", "…", ")")
@@ -137,7 +139,7 @@ class EstimatedWord:
 
 
 def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict:
-    from tasks.narrate import write_wav
+    from faceless.tasks.stages.narrate import write_wav
 
     model, processor = models.bark(settings["model"])
     rate = int(model.generation_config.sample_rate)

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import loudness, store
+from faceless.tasks.media import loudness
+
+from faceless.tasks.runtime import store
 
 STAGE_VERSION = 1
 _WINDOW_S = 0.02        # envelope resolution

@@ -30,9 +30,9 @@ from pathlib import Path
 import yaml
 from prefect import task
 
-from tasks import store
-from tasks.caching import ArtifactPolicy, run_stage
-from tasks.sentences import split_sentences
+from faceless.tasks.runtime import store
+from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.text.sentences import split_sentences
 
 MAX_STORY_CHARS = 20_000  # about 3,500 words, a 20-minute narration: far past a short
 STAGE_VERSION = 3  # 2: sentences from pysbd (tasks/sentences.py); 3: front matter, no scenes (the storyboard cuts shots)

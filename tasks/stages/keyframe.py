@@ -11,9 +11,11 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks import gpu, models
-from tasks.caching import ArtifactPolicy
-from tasks.progress import Progress
+from faceless.tasks.runtime import gpu
+
+from faceless.tasks import models
+from faceless.tasks.runtime.caching import ArtifactPolicy
+from faceless.tasks.runtime.progress import Progress
 
 STAGE_VERSION = 2  # 2: prompt_2 for the second text encoder
 

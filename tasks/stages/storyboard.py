@@ -25,9 +25,9 @@ from pathlib import Path
 
 from prefect import task
 
-from tasks import store
-from tasks.caching import ArtifactPolicy, run_stage
-from tasks.prompts import shot_prompt
+from faceless.tasks.runtime import store
+from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.text.prompts import shot_prompt
 
 STAGE_VERSION = 2  # 2: cuts between sentences from the sentences' own audio spans
 

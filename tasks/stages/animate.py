@@ -19,10 +19,12 @@ from PIL import Image
 
 from prefect import task
 
-from tasks import gpu, models, store
-from tasks.caching import ArtifactPolicy
-from tasks.interpolate import interpolate
-from tasks.progress import Progress
+from faceless.tasks.runtime import gpu, store
+
+from faceless.tasks import models
+from faceless.tasks.runtime.caching import ArtifactPolicy
+from faceless.tasks.media.interpolate import interpolate
+from faceless.tasks.runtime.progress import Progress
 
 STAGE_VERSION = 2  # 2: one window per shot, fps conditioning per shot, motion interpolation
 CLIP_CRF = 14  # an intermediate: compose re-encodes it, so keep it near-lossless

@@ -24,7 +24,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.runtime import task_run
 from prefect.transactions import get_transaction
 
-from tasks import store
+from faceless.tasks.runtime import store
 
 
 def records_dir() -> Path:
