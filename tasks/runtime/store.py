@@ -283,9 +283,7 @@ def _build(stage: str, key: str, final: Path, build: Callable[[Path], dict | Non
         if remote() is not None:
             return _publish_remote(stage, key, tmp, manifest)
         write_json(tmp / MANIFEST, manifest)
-        if final.exists():  # an incomplete or corrupt earlier attempt
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        move_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -332,15 +330,39 @@ def _publish_remote(stage: str, key: str, tmp: Path, manifest: dict) -> dict:
                 raise RuntimeError(f"{stage} artifact {key}: could not replace its damaged manifest")
             client.delete_object(Bucket=bucket, Key=manifest_key)
         # Won: the local copy is the built folder itself.
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        move_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     ref = _ref(manifest)
     ref["cached"] = False
     return ref
+
+
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Publish a finished folder by one rename, so readers see all of it or none. A folder
+    already there is an incomplete or damaged earlier attempt (complete ones are never rebuilt)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+
+
+def build_folder_once(directory: Path, marker: str, build: Callable[[Path], Any]) -> Path:
+    """A folder built once per machine (tiny models, tokenizer files): under the artifacts' own
+    lock, so processes started together build it once, in a temporary folder moved into place."""
+    if (directory / marker).is_file():
+        return directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(directory.parent / f".{directory.name}.lock"):
+        if (directory / marker).is_file():
+            return directory
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
+        try:
+            build(tmp)
+            move_into_place(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
 
 
 def _sweep_stale_temporaries(parent: Path, older_than_s: float = 6 * 3600) -> None:
