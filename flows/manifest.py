@@ -15,7 +15,7 @@ def backends(profile: dict) -> dict:
     """What made each part of the video, in words, for the manifest."""
     return {
         "narrate": profile["narrate"]["backend"],
-        "align": profile.get("align", {}).get("backend", "voice"),
+        "align": profile["align"]["backend"],
         "keyframe": "sdxl base + refiner",
         "animate": "svd",
     }

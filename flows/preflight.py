@@ -15,10 +15,12 @@ from pathlib import Path
 
 from faceless.flows import roots
 from faceless.flows.deliver import output_folder
+from faceless.tasks import models
 from faceless.tasks.media.captions import check_fonts
 from faceless.tasks.media.music import check_music
 from faceless.tasks.runtime.gpu import parse_faults
 from faceless.tasks.settings import load_profile
+from faceless.tasks.stages.narrate import voice_identity
 from faceless.tasks.stages.plan import StoryError, normalise_story, read_story_file, split_front_matter
 
 
@@ -26,7 +28,7 @@ from faceless.tasks.stages.plan import StoryError, normalise_story, read_story_f
 class Checked:
     """What the checks read, so the flow does not read it twice."""
     text: str  # the story as given, front matter included (the plan stage parses it)
-    title: str | None  # the story file's name, when the story came as a file
+    title: str  # the story file's name, when the story came as a file ("" otherwise)
     settings: dict  # the resolved profile
     identities: dict  # model identity per stage (for the cache keys)
 
@@ -41,12 +43,24 @@ def story_input(story: str | None, story_file: str | None) -> tuple[str, str | N
     return story, None
 
 
+def model_identities(profile: dict) -> dict:
+    """Model identity per stage (part of the cache keys). Fails first, in seconds, naming
+    every model whose weights are not on this machine."""
+    models.require(profile)
+    align = profile["align"]
+    return {
+        "narrate": voice_identity(profile["narrate"]),
+        "align": (models.identity(align["model"], "ctranslate2") if align["backend"] == "faster-whisper"
+                  else "the voice's own word times"),
+        "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
+        "animate": {"svd": models.identity(profile["animate"]["model"])},
+    }
+
+
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
               out: str = "./out", size: str | None = None, music: str | None = None) -> Checked:
     """Check the flow's parameters (the same names and defaults as story_to_video's); raises
     with a one-line message at the first problem. Writes nothing."""
-    from faceless.flows.story_to_video import model_identities  # the flow imports this module
-
     text, title = story_input(story, story_file)
     _, body = split_front_matter(text)
     # Fonts are checked on the text the captions will draw: normalised, as the plan stage does.
@@ -59,4 +73,4 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
         roots.check("music", music)
         check_music(music)
     parse_faults(os.environ.get("FACELESS_FAULT", ""))  # a test's injected fault, checked here, not mid-run
-    return Checked(text, title, settings, identities)
+    return Checked(text, title or "", settings, identities)

@@ -13,14 +13,14 @@ models loaded once for all shots and released before the next family loads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from faceless.flows import deliver, report, roots
+from faceless.flows import deliver, report
+from faceless.flows.preflight import preflight
 from faceless.flows.manifest import StageLedger, build_manifest
 from faceless.flows.timeline import clip_settings, shot_timeline
 from faceless.tasks.runtime import gpu, store
@@ -28,59 +28,12 @@ from faceless.tasks import models
 from faceless.tasks.stages.align import align_task
 from faceless.tasks.stages.animate import animate_task
 from faceless.tasks.runtime.caching import with_store
-from faceless.tasks.media.captions import check_fonts
 from faceless.tasks.stages.compose import compose_task
 from faceless.tasks.stages.keyframe import keyframe_task
 from faceless.tasks.media.music import import_music
-from faceless.tasks.stages.narrate import narrate_task, voice_identity
-from faceless.tasks.stages.plan import StoryError, plan_task, read_story_file, split_front_matter
-from faceless.tasks.settings import load_profile
+from faceless.tasks.stages.narrate import narrate_task
+from faceless.tasks.stages.plan import plan_task
 from faceless.tasks.stages.storyboard import storyboard_task
-
-
-def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
-    """The story text and its title (the file's name), from exactly one of the two."""
-    if (story is None) == (story_file is None):
-        raise StoryError("give exactly one of story (the text) or story_file (a path)")
-    if story_file is not None:
-        roots.check("story_file", story_file)
-        return read_story_file(story_file), Path(story_file).stem.replace("_", " ")
-    return story, None
-
-
-def model_identities(profile: dict) -> dict:
-    """Model identity per stage. Fails first, in seconds, naming every model whose weights
-    are not on this machine (before any stage starts)."""
-    models.require(profile)
-    align = profile.get("align", {})
-    return {
-        "narrate": voice_identity(profile["narrate"]),
-        "align": (models.identity(align["model"], "ctranslate2") if align.get("backend") == "faster-whisper"
-                  else "the voice's own word times"),
-        "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
-        "animate": {"svd": models.identity(profile["animate"]["model"])},
-    }
-
-
-@dataclass
-class Inputs:
-    """What the flow starts from, checked: the story, its profile resolved, its models present."""
-    text: str
-    title: str
-    settings: dict
-    identities: dict
-
-
-def _checked_inputs(story, story_file, profile, out, size, music) -> Inputs:
-    """Every input refused now, in one line, before any stage runs and before anything is written."""
-    text, title = story_input(story, story_file)
-    _, body = split_front_matter(text)
-    deliver.output_folder(out)
-    settings = load_profile(profile, size)
-    identities = model_identities(settings)
-    check_fonts(body, settings["compose"]["captions"])
-    roots.check("music", music)
-    return Inputs(text, title or "", settings, identities)
 
 
 def _release(logger, *families: str) -> None:
@@ -110,10 +63,10 @@ def story_to_video(
     says otherwise), with `music` (an audio file) ducked under the voice if given; returns the
     video's path."""
     logger, ledger = get_run_logger(), StageLedger()
-    inputs = _checked_inputs(story, story_file, profile, out, size, music)
+    inputs = preflight(story, story_file, profile, out, size, music)  # every deployment run too
     settings, identities = inputs.settings, inputs.identities
     music_ref = import_music(music) if music else None
-    one_family_at_a_time = bool(settings.get("memory", {}).get("release_between_stages"))
+    one_family_at_a_time = settings["memory"]["release_between_stages"]
 
     plan_ref = ledger.record("plan", with_store(plan_task)(inputs.text, inputs.title, settings["plan"], return_state=True))
     plan = store.read_json(store.path_of(plan_ref, "plan.json"))

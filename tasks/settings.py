@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from faceless.tasks.profile_schema import Profile
 
@@ -103,6 +103,17 @@ def resolve(data, label: str, default_name: str, size: str | None = None) -> dic
         apply_size(profile, size)
     _check_sizes(label, profile)
     return profile
+
+
+def section(path: str, **values) -> dict:
+    """One section resolved on its own, e.g. `section("narrate", backend="piper", voice=...)`
+    or `section("compose.music")`: for tests and tools that call a stage without a profile."""
+    node = Profile
+    for name in path.split("."):
+        field = node.model_fields[name]
+        # A backend's section is a discriminated union: its Field(discriminator=...) is metadata.
+        node = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return TypeAdapter(node).validate_python(values).model_dump(mode="json")
 
 
 def profile_yaml(profile: dict) -> str:

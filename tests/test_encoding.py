@@ -52,7 +52,7 @@ def test_studio_settings_reach_x264(tmp_path):
 
 def test_a_bitrate_cap_holds_where_crf_alone_would_exceed_it(tmp_path):
     free, capped = tmp_path / "free.mp4", tmp_path / "capped.mp4"
-    base = {"preset": "veryfast", "crf": 18}
+    base = {"preset": "veryfast", "crf": 18, "maxrate": None, "bufsize": None}
     encode(free, video_options(base), size=(320, 568))
     encode(capped, video_options({**base, "maxrate": "2M", "bufsize": "2M"}), size=(320, 568))
     seconds = 48 / 24

@@ -59,17 +59,13 @@ def resolve(spec: str, kind: str = "diffusers") -> Path:
 def profile_models(profile: dict) -> list[tuple[str, str, str]]:
     """(setting, spec, kind) of every model the profile's stages load."""
     found = []
-    narrate, align = profile.get("narrate", {}), profile.get("align", {})
-    if narrate.get("backend") == "bark":
-        found.append(("narrate.model", narrate["model"], "transformers"))
-    if align.get("backend") == "faster-whisper":
-        found.append(("align.model", align["model"], "ctranslate2"))
-    keyframe, animate = profile.get("keyframe", {}), profile.get("animate", {})
+    if profile["narrate"]["backend"] == "bark":
+        found.append(("narrate.model", profile["narrate"]["model"], "transformers"))
+    if profile["align"]["backend"] == "faster-whisper":
+        found.append(("align.model", profile["align"]["model"], "ctranslate2"))
     for role in ("base", "refiner"):
-        if role in keyframe:
-            found.append((f"keyframe.{role}", keyframe[role], "diffusers"))
-    if "model" in animate:
-        found.append(("animate.model", animate["model"], "diffusers"))
+        found.append((f"keyframe.{role}", profile["keyframe"][role], "diffusers"))
+    found.append(("animate.model", profile["animate"]["model"], "diffusers"))
     return found
 
 
@@ -92,7 +88,7 @@ def require(profile: dict) -> None:
     if not (missing_hub or missing_dirs):
         return
     parts = []
-    name = profile.get("name", "?")
+    name = profile["name"]
     if missing_hub:
         ids = list(dict.fromkeys(missing_hub))
         parts.append(

@@ -66,7 +66,7 @@ def window_plan(seconds: float, settings: dict) -> tuple[int, int]:
     low, high = settings["fps_range"]
     intervals = settings["num_frames"] - 1
     windows = 1
-    while windows < settings.get("max_windows", 2) and windows * intervals / seconds < low:
+    while windows < settings["max_windows"] and windows * intervals / seconds < low:
         windows += 1
     return windows, int(min(high, max(low, round(windows * intervals / seconds))))
 
@@ -131,7 +131,7 @@ def animate(keyframe_png: Path, shot: int, seed: int, frame_count: int, settings
     for i, frame in enumerate(frames):
         frame.save(frames_dir / f"{i:04d}.png")
 
-    zoom = float(settings.get("zoom", 0.0))
+    zoom = settings["zoom"]
     moving, method = interpolate(frames, frame_count, out_fps)
     clip = (output_frame(frame, i / max(1, frame_count - 1), zoom, out_size) for i, frame in enumerate(moving))
     write_clip(directory / "clip.mp4", clip, out_size, out_fps)

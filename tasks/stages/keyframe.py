@@ -33,11 +33,11 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
         prompt_2=prompt_2 or None,
         negative_prompt=negative_prompt or None,
         num_inference_steps=settings["num_inference_steps"],
-        guidance_scale=settings.get("guidance_scale", 5.0),
+        guidance_scale=settings["guidance_scale"],
         generator=generator,
         callback_on_step_end=on_step,
     )
-    split = settings.get("high_noise_frac", 0.8)
+    split = settings["high_noise_frac"]
     latents = base(
         **common, width=settings["width"], height=settings["height"],
         denoising_end=split, output_type="latent",

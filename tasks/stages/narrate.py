@@ -19,7 +19,7 @@ STAGE_VERSION = 2  # 2: unmatched words get their own time next to their neighbo
 
 
 def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
-    backend = settings.get("backend")
+    backend = settings["backend"]
     if backend == "piper":
         from faceless.tasks.backends import piper
 
@@ -39,7 +39,7 @@ def voice_identity(settings: dict) -> str:
     Bark checkpoint's identity."""
     from importlib.metadata import version
 
-    if settings.get("backend") == "bark":
+    if settings["backend"] == "bark":
         from faceless.tasks import models
 
         return f"bark {models.identity(settings['model'], 'transformers')}, preset {settings['voice_preset']}"

@@ -199,8 +199,7 @@ def shot_seed(story_seed: int, text: str) -> int:
 
 
 def storyboard(plan: dict, timing: dict, settings: dict) -> list[Shot]:
-    shot_seconds = settings.get("shot_seconds", {})
-    target, longest = float(shot_seconds.get("target", 4.0)), float(shot_seconds.get("max", 6.0))
+    target, longest = settings["shot_seconds"]["target"], settings["shot_seconds"]["max"]
     words = timing["words"]
     ranges = cut_shots(words, timing["duration"], target, longest, timing.get("sentences"))
     cuts = cut_times(words, timing["duration"], timing.get("sentences"))
