@@ -20,6 +20,7 @@ from faceless.tasks.runtime import store
 from faceless.tasks.settings import ProfileError, available, load_profile, profile_yaml
 
 TINY = ROOT / "tasks" / "profiles" / "tiny.yaml"
+TYPO = "profile mine.yaml: unknown setting keyframe.guidance_scal (did you mean guidance_scale?)"
 
 
 def edited(tmp_path: Path, edit, source: Path = TINY, name: str = "mine.yaml") -> Path:
@@ -41,7 +42,7 @@ def refused(path: Path) -> str:
 
 def test_unknown_key_names_its_path_and_the_nearest_name(tmp_path):
     path = edited(tmp_path, lambda d: d["keyframe"].update(guidance_scal=7))
-    assert refused(path) == "profile mine.yaml: unknown setting keyframe.guidance_scal (did you mean guidance_scale?)"
+    assert refused(path) == TYPO
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -137,8 +138,7 @@ def test_render_refuses_an_unknown_setting_before_writing(tmp_path):
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
         env={"FACELESS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert "keyframe.guidance_scal" in result.stderr and "did you mean guidance_scale?" in result.stderr
+    assert result.stderr == f"faceless: error: {TYPO}\n"
     assert not (tmp_path / "out").exists() and not (tmp_path / "home").exists()
 
 
@@ -171,7 +171,20 @@ def test_the_flow_itself_refuses_before_any_task(store_env, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["state"] == "FAILED" and report["task_runs"] == []
-    assert report["error"] == "profile mine.yaml: unknown setting keyframe.guidance_scal (did you mean guidance_scale?)"
+    assert report["error"] == TYPO  # the CLI's line, word for word
     home = Path(store_env["FACELESS_HOME"])
     assert not (tmp_path / "out").exists()
     assert not (home / "artifacts").exists() and not (home / "prefect-results").exists()
+
+
+def test_resume_runs_the_same_preflight(tmp_path, monkeypatch, capsys):
+    """`faceless resume` checks the old run's parameters again: a profile file edited since
+    is refused with the same line, before anything starts."""
+    path = edited(tmp_path, lambda d: d["keyframe"].update(guidance_scal=7))
+    story = tmp_path / "story.txt"
+    story.write_text("One sentence.", encoding="utf-8")
+    parameters = {"story_file": str(story), "profile": str(path), "out": str(tmp_path / "out")}
+    monkeypatch.setattr(cli, "_run_parameters", lambda run_id: parameters)
+    assert cli.main(["resume", "00000000-0000-0000-0000-000000000000"]) == 2
+    assert capsys.readouterr().err == f"faceless: error: {TYPO}\n"
+    assert not (tmp_path / "out").exists()
