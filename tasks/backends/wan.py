@@ -31,7 +31,6 @@ logger = logging.getLogger("faceless")
 SIZE_MULTIPLE = 32  # VAE spatial factor 16 x transformer patch 2
 TEMPORAL_FACTOR = 4  # VAE temporal factor: frame counts are 4k + 1
 PUBLISHED_FRAMES = 121  # 5 s at 24 fps, what TI2V-5B was published for
-MIN_SIDE = SIZE_MULTIPLE
 
 # Knobs a rung may set. Frame count and rate are not among them: a shot is one pass, whole.
 LADDER_KEYS = frozenset({"vae_tiling", "model_cpu_offload", "resolution_scale"})
@@ -89,8 +88,9 @@ class WanOptions:
 
 
 @dataclass
-class WanClip:
-    """One shot's generation: the frames at the target size, and what was asked of the model."""
+class Clip:
+    """One shot's generation: the frames at the target size, and what was asked of the model
+    (shared with the ltx backend)."""
 
     frames: list[Image.Image]
     native_frames: int
@@ -176,7 +176,7 @@ def memory_knobs(pipe, options: WanOptions):
             step()
 
 
-def _step_callback(progress) -> Callable | None:
+def step_callback(progress) -> Callable | None:
     """A diffusers callback_on_step_end from a Progress (its step_callback), a callback
     itself, or None."""
     if progress is None:
@@ -187,7 +187,7 @@ def _step_callback(progress) -> Callable | None:
 
 
 def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, settings: Mapping[str, Any],
-             seed: int, progress=None) -> WanClip:
+             seed: int, progress=None) -> Clip:
     """One shot: `frames` frames at `fps` from `image`, in one native pass.
 
     `pipe` is a WanImageToVideoPipeline with `expand_timesteps` (TI2V-5B); `settings` are the
@@ -218,13 +218,13 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
             generator=generator,
             output_type="pil",
             max_sequence_length=options.max_sequence_length,
-            callback_on_step_end=_step_callback(progress),
+            callback_on_step_end=step_callback(progress),
         )
     made = list(result.frames[0])
     if len(made) != native:
         raise RuntimeError(f"wan made {len(made)} frames, asked for {native}")
     size = options.target_size()
-    return WanClip(frames=[cover(frame, *size) for frame in made[:frames]], native_frames=native,
+    return Clip(frames=[cover(frame, *size) for frame in made[:frames]], native_frames=native,
                    generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps)
 
 
