@@ -164,8 +164,14 @@ def main() -> None:
 
     from faceless.tasks.models.modern_tiny import full_size_parameters
 
-    for name, count in full_size_parameters().items():
+    counts = full_size_parameters()
+    for name, count in counts.items():
         print(f"parameters {name:<13} {count / 1e6:10.1f} M")
+    # As wan.load puts them on a GPU: transformer and text encoder in bf16, the VAE in fp32.
+    weights = (2 * (counts["transformer"] + counts["text_encoder"]) + 4 * counts["vae"]) / 2**30
+    print(f"weights on a GPU: {weights:.1f} GiB (with model offload the largest resident part is the "
+          f"text encoder, {2 * counts['text_encoder'] / 2**30:.1f} GiB, then the transformer, "
+          f"{2 * counts['transformer'] / 2**30:.1f} GiB)")
     for frames in (121, 145):
         work = shot_pflop(frames=frames)
         print(f"704x1280x{frames}: {work['step_tflop']:.1f} TFLOP a step with guidance; text {work['text_tflop']:.1f}, "

@@ -50,6 +50,7 @@ class LtxOptions:
     decode_noise_scale: float | None = None
     max_frames: int = 161
     vae_tiling: bool = False
+    vae_tile: int | None = None
     model_cpu_offload: bool = False
     resolution_scale: float = 1.0
     cpu_threads: int | None = 1

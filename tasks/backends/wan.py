@@ -64,6 +64,8 @@ class WanOptions:
     max_frames: int = 145
     """Most frames one pass may make (6 s at 24 fps); a longer shot is refused, never split."""
     vae_tiling: bool = False
+    vae_tile: int | None = None
+    """Tile side in pixels when vae_tiling is on (None: the VAE's own, 256); tiles overlap by a quarter."""
     model_cpu_offload: bool = False
     resolution_scale: float = 1.0
     """Degrade rung: both sides scaled by this (then snapped to 32); the frame count stays."""
@@ -161,7 +163,13 @@ def memory_knobs(pipe, options: WanOptions):
     undo: list[Callable[[], None]] = []
     try:
         if options.vae_tiling:
-            pipe.vae.enable_tiling()
+            tile = getattr(options, "vae_tile", None)
+            if tile:
+                stride = tile * 3 // 4
+                pipe.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
+                                       tile_sample_stride_height=stride, tile_sample_stride_width=stride)
+            else:
+                pipe.vae.enable_tiling()
             undo.append(pipe.vae.disable_tiling)
         if options.model_cpu_offload:
             if torch.cuda.is_available():

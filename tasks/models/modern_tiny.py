@@ -146,6 +146,14 @@ def build_tiny_ltx(directory: Path) -> Path:
     return directory
 
 
+# For the models registry (tasks/models): name -> (builder, marker file, recipe version), as
+# its tiny builders for SDXL and SVD; `tiny:wan` and `tiny:ltx` in a profile.
+TINY_BUILDERS = {
+    "wan": (build_tiny_wan, WAN_MARKER, WAN_TINY_VERSION),
+    "ltx": (build_tiny_ltx, WAN_MARKER, LTX_TINY_VERSION),
+}
+
+
 # -- full size, on the meta device -------------------------------------------------------------
 
 def full_size_models(family: str = "wan") -> dict:
