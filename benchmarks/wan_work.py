@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, ROOT / "benchmarks"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 
 def _latent_shape(width: int, height: int, frames: int) -> tuple[int, int, int]:
@@ -127,6 +128,23 @@ def shot_pflop(width: int = 704, height: int = 1280, frames: int = 121, steps: i
             "steps": steps, "pflop": total / 1000}
 
 
+def story_animate_pflop(seconds: float = 60.0, shot_seconds: float = 4.0, fps: int = 24) -> dict:
+    """Animate work of a story cut into equal shots: Wan (one 704x1280 pass per shot at `fps`,
+    50 steps) next to studio's SVD-XT (one 25-frame 576x1024 window per shot, 40 steps, counted
+    by benchmarks/gpu_work.py). Keyframes are not included."""
+    import math
+
+    from gpu_work import unet_tflop
+
+    shots = math.ceil(seconds / shot_seconds)
+    frames = round(shot_seconds * fps)
+    wan_native = (frames - 1 + 3) // 4 * 4 + 1
+    wan = shot_pflop(frames=wan_native)
+    svd = 40 * unet_tflop("svd-xt-unet", 576, 1024, 25) / 1000
+    return {"shots": shots, "frames": frames, "wan_native_frames": wan_native,
+            "wan_pflop": shots * wan["pflop"], "svd_pflop": shots * svd}
+
+
 def tiny_timings(sizes=((32, 64), (64, 128), (128, 256)), frames=(13, 25, 49, 97), steps: int = 4) -> list[dict]:
     """Seconds for one tiny-twin generation on this machine (load excluded), per size and count."""
     import torch
@@ -181,6 +199,10 @@ def main() -> None:
         print(f"parameters ltx {name:<9} {count / 1e6:10.1f} M")
     for width, height, frames in ((480, 704, 121), (768, 512, 121)):
         print(f"ltx {width}x{height}x{frames}: {ltx_transformer_tflop(width, height, frames):.1f} TFLOP a step with guidance")
+    story = story_animate_pflop()
+    print(f"60 s story, {story['shots']} shots of {story['frames']} frames: animate {story['wan_pflop']:.0f} PFLOP "
+          f"with Wan ({story['wan_native_frames']} frames a pass) vs {story['svd_pflop']:.0f} PFLOP with SVD-XT "
+          f"(one 25-frame window a shot, then interpolated)")
     if not args.no_tiny:
         for row in tiny_timings():
             print("tiny", row)
