@@ -162,7 +162,7 @@ def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
     """The new design's shots, as a render makes them: the storyboard's cuts on the word times,
     the flow's timeline (clip frames with their fades) and animate's window plan."""
     from faceless.flows.timeline import shot_timeline
-    from faceless.tasks.stages.animate import window_plan
+    from faceless.tasks.backends.svd import window_plan
     from faceless.tasks.stages.storyboard import storyboard
 
     shots = storyboard(plan, timing, profile["plan"])

@@ -47,7 +47,7 @@ def _voice_lines(plan: dict) -> list[dict]:
 
 
 def _keyframe_inputs(shots: list[dict]) -> list[dict]:
-    return [{k: shot[k] for k in ("prompt", "prompt_2", "negative_prompt", "seed")} for shot in shots]
+    return [{k: shot[k] for k in ("prompt", "prompt_2", "description", "negative_prompt", "seed")} for shot in shots]
 
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -75,7 +75,7 @@ def story_to_video(
     alignment = ledger.record("align", with_store(align_task)(
         narration, settings["align"], identities["align"], return_state=True))
     if one_family_at_a_time:
-        _release(logger, "bark", "whisper")
+        _release(logger, "bark", "kokoro", "whisper")
 
     board = ledger.record("storyboard", with_store(storyboard_task)(plan_ref, alignment, settings["plan"], return_state=True))
     shots = store.read_json(store.path_of(board, "shots.json"))["shots"]
@@ -88,10 +88,11 @@ def story_to_video(
         _keyframe_inputs(shots), indexes, unmapped(settings["keyframe"]), unmapped(identities["keyframe"]))
     if one_family_at_a_time:
         wait(keyframe_futures)
-        _release(logger, "sdxl")
+        _release(logger, "sdxl", "flux")
     animate_settings = clip_settings(settings)
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
-        keyframe_futures, indexes, [shot["seed"] for shot in shots], timeline["clip_frames"],
+        keyframe_futures, [shot["description"] for shot in shots], indexes, [shot["seed"] for shot in shots],
+        timeline["clip_frames"],
         unmapped(animate_settings), unmapped(identities["animate"]))
     # Let every shot finish (or fail) before reporting: a failure at shot 7 still leaves
     # shots 1-6 done and cached for the resume.

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_serializer
+
+from faceless.tasks.backends.ltx import DEFAULT_DEGRADE as LTX_DEGRADE, LtxOptions
+from faceless.tasks.backends.wan import DEFAULT_DEGRADE as WAN_DEGRADE, WanOptions
 
 
 class Section(BaseModel):
@@ -126,7 +129,7 @@ class Keyframe(Section):
     degrade: list[Rung] = []
 
 
-class Animate(Section):
+class SvdAnimate(Section):
     backend: Literal["svd"] = "svd"
     model: str
     width: int
@@ -144,6 +147,78 @@ class Animate(Section):
     attention_slicing: bool = False
     forward_chunking: bool = False
     degrade: list[AnimateRung] = []
+
+
+class NativeRung(Section):
+    """A rung of the wan/ltx ladder: how a pass runs, never how many frames it makes (a shot is
+    one pass, whole). Only the keys it sets are kept."""
+    vae_tiling: bool | None = None
+    model_cpu_offload: bool | None = None
+    resolution_scale: Annotated[float, Field(gt=0, le=1)] | None = None  # both sides, snapped to 32
+
+    @model_serializer(mode="wrap")
+    def _only_what_it_sets(self, handler):
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+# The published models' own defaults live with their backends (WanOptions, LtxOptions); a
+# profile's section takes them from there, so there is still one place for each.
+_WAN, _LTX = WanOptions(), LtxOptions()
+
+
+class WanAnimate(Section):
+    """Wan 2.2 TI2V-5B: one native pass per shot at the output frame rate (tasks/backends/wan.py)."""
+    backend: Literal["wan"]
+    model: str = "hf:Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    width: int = _WAN.width  # generation size, multiples of 32; frames are cropped to the output's
+    height: int = _WAN.height
+    num_inference_steps: int = _WAN.num_inference_steps
+    guidance_scale: float = _WAN.guidance_scale
+    negative_prompt: str = _WAN.negative_prompt
+    max_sequence_length: int = _WAN.max_sequence_length  # UMT5 tokens of the shot's description
+    max_frames: int = _WAN.max_frames  # a longer shot is refused, never split
+    vae_tiling: bool = _WAN.vae_tiling
+    vae_tile: int | None = _WAN.vae_tile
+    model_cpu_offload: bool = _WAN.model_cpu_offload
+    resolution_scale: float = _WAN.resolution_scale
+    cpu_threads: int | None = _WAN.cpu_threads
+    zoom: float = 0.0
+    degrade: list[NativeRung] = [NativeRung(**rung) for rung in WAN_DEGRADE]
+
+
+class LtxAnimate(Section):
+    """LTX-Video: one native pass per shot, told the frame rate (tasks/backends/ltx.py)."""
+    backend: Literal["ltx"]
+    model: str = "hf:Lightricks/LTX-Video"
+    width: int = _LTX.width
+    height: int = _LTX.height
+    num_inference_steps: int = _LTX.num_inference_steps
+    guidance_scale: float = _LTX.guidance_scale
+    negative_prompt: str = _LTX.negative_prompt
+    max_sequence_length: int = _LTX.max_sequence_length
+    decode_timestep: float = _LTX.decode_timestep
+    decode_noise_scale: float | None = _LTX.decode_noise_scale
+    max_frames: int = _LTX.max_frames
+    vae_tiling: bool = _LTX.vae_tiling
+    vae_tile: int | None = _LTX.vae_tile
+    model_cpu_offload: bool = _LTX.model_cpu_offload
+    resolution_scale: float = _LTX.resolution_scale
+    cpu_threads: int | None = _LTX.cpu_threads
+    zoom: float = 0.0
+    degrade: list[NativeRung] = [NativeRung(**rung) for rung in LTX_DEGRADE]
+
+
+def _backend_or(default: str):
+    """A discriminator that reads `backend`, or takes `default` when a profile leaves it out
+    (profiles written before there was a choice)."""
+    def tag(value):
+        found = value.get("backend") if isinstance(value, dict) else getattr(value, "backend", None)
+        return found or default
+    return Discriminator(tag)
+
+
+Animate = Annotated[Union[Annotated[SvdAnimate, Tag("svd")], Annotated[WanAnimate, Tag("wan")],
+                          Annotated[LtxAnimate, Tag("ltx")]], _backend_or("svd")]
 
 
 class Memory(Section):

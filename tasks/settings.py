@@ -193,7 +193,9 @@ def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None]:
 
 
 def _plain(annotation):
-    # `X | None` is X for walking purposes.
+    # `X | None` and `Annotated[X, ...]` are X for walking purposes.
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
     if _is_union(annotation):
         members = [m for m in typing.get_args(annotation) if m is not type(None)]
         if len(members) == 1:

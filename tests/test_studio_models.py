@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from faceless.tasks import models
-from faceless.tasks.stages.animate import generate, window_plan
+from faceless.tasks.backends.svd import generate, window_plan
 from faceless.tasks.stages.keyframe import base_then_refiner, keyframe
 from faceless.tasks.settings import load_profile
 

@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from faceless.tasks.models.tiny import TINY_BUILDERS, TINY_VERSION, ensure_tiny
+from faceless.tasks.models.tiny import TINY_MODELS, ensure_tiny, tiny_version
 
 
 class ModelMissingError(RuntimeError):
@@ -63,8 +63,11 @@ def profile_models(profile: dict) -> list[tuple[str, str, str]]:
         found.append(("narrate.model", profile["narrate"]["model"], "transformers"))
     if profile["align"]["backend"] == "faster-whisper":
         found.append(("align.model", profile["align"]["model"], "ctranslate2"))
-    for role in ("base", "refiner"):
-        found.append((f"keyframe.{role}", profile["keyframe"][role], "diffusers"))
+    if profile["keyframe"]["backend"] == "sdxl-ensemble":
+        for role in ("base", "refiner"):
+            found.append((f"keyframe.{role}", profile["keyframe"][role], "diffusers"))
+    else:
+        found.append(("keyframe.model", profile["keyframe"]["model"], "diffusers"))
     found.append(("animate.model", profile["animate"]["model"], "diffusers"))
     return found
 
@@ -75,7 +78,7 @@ def require(profile: dict) -> None:
     missing_hub, missing_dirs = [], []
     for setting, spec, kind in profile_models(profile):
         if spec.startswith("tiny:"):
-            if spec.removeprefix("tiny:") not in TINY_BUILDERS:
+            if spec.removeprefix("tiny:") not in TINY_MODELS:
                 missing_dirs.append(f"{setting}: unknown tiny model {spec!r}")
             continue
         try:
@@ -107,7 +110,7 @@ def identity(spec: str, kind: str = "diffusers") -> str:
     """What a cache key needs to know about a model: its spec plus a hash of its configs,
     so rebuilding or swapping weights under the same name is noticed."""
     if spec.startswith("tiny:"):
-        return f"{spec}@v{TINY_VERSION}"
+        return f"{spec}@v{tiny_version(spec.removeprefix('tiny:'))}"
     directory = resolve(spec, kind)
     digest = hashlib.sha256()
     for config in sorted(directory.rglob("*.json")):
