@@ -115,3 +115,15 @@ def test_bad_inputs_are_refused(pipe):
         flux.keyframe(pipe, "x", 64, 64, seed=1, settings={"max_sequence_length": 512})
     with pytest.raises(ValueError, match="prompt"):
         flux.keyframe(pipe, "  ", 64, 64, seed=1)
+
+
+def test_loads_and_draws_with_no_network(tiny_dir, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    pipe = flux.load_pipeline(tiny_dir)
+    assert flux.keyframe(pipe, "a quiet harbour", 32, 48, seed=5).image.size == (32, 48)

@@ -14,6 +14,13 @@ from types import SimpleNamespace
 import pytest
 
 pytest.importorskip("kokoro")
+pytestmark = [
+    # misaki 0.9.4 reads its lexicons with importlib.resources.open_text; kokoro builds its
+    # convolutions with the old weight_norm and a one-layer LSTM with dropout: harmless.
+    pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:dropout option adds dropout:UserWarning"),
+]
 
 from faceless.tasks.backends import kokoro as K  # noqa: E402
 from faceless.tasks.models import kokoro_tiny  # noqa: E402
