@@ -15,7 +15,8 @@ strides (24 kHz audio, 600 samples per duration frame, so the timing arithmetic 
 one). What it shrinks: the phoneme BERT (12 layers of 768 -> 1 of 32), the duration/prosody
 depth (3 -> 1), the vocoder's resblocks (3 kernels -> 1) and `max_dur` (50 -> 8), which with
 random weights puts each phoneme at about 0.1 s, near real speech, instead of about 0.6 s.
-So the twin is not small (about 50 M parameters, 190 MB): kokoro's fixed widths allow no less.
+So the twin is not small (about 49 M parameters, stored in float16: 100 MB); kokoro's fixed
+widths allow no less.
 """
 
 from __future__ import annotations
@@ -69,14 +70,20 @@ def full_size_parameters() -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_folder(model, config: dict, directory: Path, voices: dict) -> None:
-    """Write a Kokoro folder: config.json, kokoro-v1_0.pth, voices/<name>.pt."""
+def save_folder(model, config: dict, directory: Path, voices: dict, dtype=None) -> None:
+    """Write a Kokoro folder: config.json, kokoro-v1_0.pth, voices/<name>.pt. `dtype`: store
+    the weights in it (KModel copies them into its float32 parameters when loading)."""
     import torch
+
+    def stored(state: dict) -> dict:
+        if dtype is None:
+            return state
+        return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
     directory = Path(directory)
     (directory / "voices").mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
-    torch.save({part: getattr(model, part).state_dict() for part in PARTS}, directory / WEIGHTS_FILE)
+    torch.save({part: stored(getattr(model, part).state_dict()) for part in PARTS}, directory / WEIGHTS_FILE)
     for name, pack in voices.items():
         torch.save(pack, directory / "voices" / f"{name}.pt")
 
@@ -89,4 +96,4 @@ def build_tiny_kokoro(directory: Path, voices: tuple[str, ...] = (DEFAULT_VOICE,
     model = random_model(config, seed=20)
     generator = torch.Generator().manual_seed(21)
     packs = {name: torch.randn(510, 1, 2 * config["style_dim"], generator=generator) * 0.15 for name in voices}
-    save_folder(model, config, directory, packs)
+    save_folder(model, config, directory, packs, dtype=torch.float16)
