@@ -22,15 +22,16 @@ Settings (KokoroSettings): voice, speed, british, sentence_pause_s, spacy_model,
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from faceless.tasks.media.audio import WordTime, write_narration
 
 from faceless.tasks.models.kokoro_tiny import DEFAULT_VOICE, REPO_ID, SAMPLE_RATE, WEIGHTS_FILE
 
@@ -81,15 +82,6 @@ class TokenTime:
     phonemes: str
     start: float | None  # seconds from the start of the sentence's audio
     end: float | None
-
-
-@dataclass
-class WordTime:
-    sentence: int
-    index: int  # position in the story's word list
-    text: str
-    start: float
-    end: float
 
 
 def quiet() -> None:
@@ -169,15 +161,12 @@ def load_voice_pack(directory: str | Path, voice: str):
 
 def load(directory: str | Path, settings: Mapping[str, Any] | KokoroSettings | None = None,
          device: str | None = None) -> KokoroVoice:
+    """The model, its G2P and the voice. Not cached here: the models registry keeps one per
+    process (and can release it before the picture stages)."""
     config = KokoroSettings.from_mapping(settings)
-    return _load_cached(str(directory), config, device)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_cached(directory: str, settings: KokoroSettings, device: str | None) -> KokoroVoice:
     model = load_model(directory, device)
-    pack = load_voice_pack(directory, settings.voice)
-    return KokoroVoice(model, offline_g2p(settings), pack, settings, Path(directory))
+    pack = load_voice_pack(directory, config.voice)
+    return KokoroVoice(model, offline_g2p(config), pack, config, Path(directory))
 
 
 # -- speaking ----------------------------------------------------------------------------------
@@ -281,14 +270,11 @@ def word_times(words: list[str], tokens: list[TokenTime], duration: float) -> li
 
 
 def narrate_kokoro(sentences: list[dict], settings: Mapping[str, Any], directory: Path,
-                   model_dir: str | Path | None = None) -> dict:
+                   model_dir: str | Path | None = None, voice: KokoroVoice | None = None) -> dict:
     """Write narration.wav and words.json into `directory` (as the other voices do).
     `sentences`: dicts with index, text and words (the story's words, exactly as written).
     `model_dir`: the Kokoro folder; default `settings["model_dir"]`."""
-    from faceless.tasks.stages.narrate import write_wav
-    from faceless.tasks.runtime import store
-
-    voice = load(model_dir or settings["model_dir"], settings)
+    voice = voice or load(model_dir or settings["model_dir"], settings)
     rate = SAMPLE_RATE
     pause = np.zeros(int(voice.settings.sentence_pause_s * rate), dtype=np.float32)
     pieces: list[np.ndarray] = []
@@ -316,15 +302,8 @@ def narrate_kokoro(sentences: list[dict], settings: Mapping[str, Any], directory
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > 1.0:  # compose normalises loudness later; keep the WAV from clipping
         audio = audio / peak
-    write_wav(Path(directory) / "narration.wav", audio, rate)
-    total = len(audio) / rate
-    store.write_json(Path(directory) / "words.json", {
-        "duration": total,
-        "sample_rate": rate,
-        "timed_by": "kokoro",
-        "sentences": spans,
-        "words": [asdict(w) for w in words],
-    })
+    # Kokoro's own durations time the words, as Piper's do: no recogniser needed.
+    total = write_narration(Path(directory), audio, rate, spans, words, timed_by="voice")
     seconds = time.perf_counter() - started
     return {"backend": "kokoro", "voice": voice.settings.voice, "duration": total, "words": len(words),
             "sample_rate": rate, "seconds": seconds, "real_time_factor": seconds / total if total else None}
