@@ -280,8 +280,9 @@ class _LiveView(_View):
             self.bars.update(stage.bar, description=f"  {stage.label}{retried}", total=None, completed=0, what="")
             return
         done = self.total is not None and self.finished_count >= self.total
+        style = "bold red" if self.failed else "bold green" if done else "bold"
         self.bars.update(self.overall, total=self.total, completed=self.finished_count, what=self.count(),
-                         description="[bold green]stages" if done else "[bold]stages", over=done)
+                         description=f"[{style}]stages", over=done)
         self.bars.refresh()
 
     def added(self, stage: _Stage) -> None:
