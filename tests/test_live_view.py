@@ -92,3 +92,35 @@ def test_pipe_gets_plain_lines_and_stdout_only_the_path(env, tmp_path):
     assert progress and all(re.fullmatch(r"faceless: \S+( shot \d+)?: (denoising|encoding) \d+/\d+ (steps|frames)",
                                          line) for line in progress), progress
     assert not re.search(r"Task run '[^']+' - (Finished in state|Running hook|Hook)", result.stderr)
+
+
+def test_without_a_view_stage_tasks_get_no_hooks():
+    """Deployments and workers run the flow without `watch()`: no hooks, no lines in their logs."""
+    from faceless.tasks.runtime import live
+
+    assert live.hooks() == {}
+    live.progress("some-run", 1, 10, "steps")  # reporting to nobody is harmless
+    live.expect(9)
+
+
+def test_plain_view_throttles_progress_lines(monkeypatch):
+    import io
+
+    from faceless.tasks.runtime import live
+
+    monkeypatch.setenv("FACELESS_PROGRESS_EVERY_S", "3600")
+    stream = io.StringIO()
+    with live.watch(stream) as view:
+        assert set(live.hooks()) == {"on_running", "on_completion", "on_failure"}
+        view.started("a", "keyframe shot 0")
+        for step in range(1, 11):
+            view.progress("a", step, 10, "steps")
+        view.finished("a", "done")
+        view.expect(7)
+        view.started("b", "animate shot 0")
+        view.finished("b", "failed")
+    assert live.hooks() == {}
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2, lines  # no progress line within the hour: only the finished stages
+    assert re.fullmatch(r"faceless: \[1/\?\] keyframe shot 0: done in \d+\.\d s", lines[0])
+    assert re.fullmatch(r"faceless: \[1/7 \(1 failed\)\] animate shot 0: FAILED after \d+\.\d s", lines[1])
