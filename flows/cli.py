@@ -74,9 +74,11 @@ def _run_parameters(flow_run_id: str) -> dict:
 
 def _render(parameters: dict) -> int:
     from faceless.flows.story_to_video import story_to_video
+    from faceless.tasks.runtime import live
 
     try:
-        state = story_to_video(**parameters, return_state=True)
+        with live.watch():  # stages and progress on stderr: a live display on a terminal, else lines
+            state = story_to_video(**parameters, return_state=True)
     except KeyboardInterrupt:
         print("faceless: interrupted; run the same command again to resume from the finished stages",
               file=sys.stderr)

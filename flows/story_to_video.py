@@ -23,7 +23,7 @@ from faceless.flows import deliver, report
 from faceless.flows.preflight import preflight
 from faceless.flows.manifest import StageLedger, build_manifest
 from faceless.flows.timeline import clip_settings, shot_timeline
-from faceless.tasks.runtime import gpu, store
+from faceless.tasks.runtime import gpu, live, store
 from faceless.tasks import models
 from faceless.tasks.stages.align import align_task
 from faceless.tasks.stages.animate import animate_task
@@ -83,6 +83,7 @@ def story_to_video(
     indexes = [shot["index"] for shot in shots]
     timeline = shot_timeline([shot["start"] for shot in shots], store.read_json(
         store.path_of(narration, "words.json"))["duration"], settings["compose"])
+    live.expect(len(ledger.stages) + 2 * len(shots) + 1)  # these, a keyframe and a clip a shot, compose
 
     keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
         _keyframe_inputs(shots), indexes, unmapped(settings["keyframe"]), unmapped(identities["keyframe"]))

@@ -167,7 +167,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
         subtitles.time_base = Fraction(1, 1000)
 
         progress = Progress("encode-video", f"Encoding {total} frames ({settings['video_codec']}, "
-                                            f"{settings['preset']})", total)
+                                            f"{settings['preset']})", total, unit="frames")
         written = 0
         for pixels in timeline_frames(clips, bounds, handles):
             if pixels.shape[:2] != (height, width):
