@@ -15,8 +15,16 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_serializer
 
+from faceless.tasks.backends.flux import FluxSettings
+from faceless.tasks.backends.kokoro import KokoroSettings
 from faceless.tasks.backends.ltx import DEFAULT_DEGRADE as LTX_DEGRADE, LtxOptions
 from faceless.tasks.backends.wan import DEFAULT_DEGRADE as WAN_DEGRADE, WanOptions
+
+
+# The published models' own defaults live with their backends (FluxSettings, KokoroSettings,
+# WanOptions, LtxOptions); a profile's section takes them from there, so there is still one
+# place for each.
+_FLUX, _KOKORO, _WAN, _LTX = FluxSettings(), KokoroSettings(), WanOptions(), LtxOptions()
 
 
 class Section(BaseModel):
@@ -64,7 +72,20 @@ class BarkNarrate(Section):
     cpu_threads: int = 1  # torch threads while generating on a CPU
 
 
-Narrate = Annotated[Union[PiperNarrate, BarkNarrate], Field(discriminator="backend")]
+class KokoroNarrate(Section):
+    """Kokoro-82M: word times from its own durations, so align stays `voice`
+    (tasks/backends/kokoro.py)."""
+    backend: Literal["kokoro"]
+    model: str = "hf:hexgrad/Kokoro-82M"
+    voice: str = _KOKORO.voice  # a voices/<voice>.pt file in the model folder
+    speed: float = _KOKORO.speed
+    british: bool = _KOKORO.british  # misaki's British lexicon (for a b* voice)
+    sentence_pause_s: float = _KOKORO.sentence_pause_s
+    spacy_model: str | None = _KOKORO.spacy_model  # None: the installed English model
+    espeak_fallback: bool = _KOKORO.espeak_fallback  # espeak-ng for words the lexicon lacks
+
+
+Narrate = Annotated[Union[PiperNarrate, BarkNarrate, KokoroNarrate], Field(discriminator="backend")]
 
 
 # -- align ------------------------------------------------------------------------------------
@@ -113,7 +134,7 @@ class AnimateRung(Rung):
 # (model_cpu_offload, vae_tiling, attention_slicing, forward_chunking; all off by default),
 # which their degrade ladders turn on one rung at a time after an out-of-memory error.
 
-class Keyframe(Section):
+class SdxlKeyframe(Section):
     backend: Literal["sdxl-ensemble"] = "sdxl-ensemble"
     base: str
     refiner: str
@@ -127,6 +148,37 @@ class Keyframe(Section):
     attention_slicing: bool = False
     forward_chunking: bool = False
     degrade: list[Rung] = []
+
+
+class FluxRung(Section):
+    """A rung of the flux-schnell ladder; only the keys it sets are kept."""
+    vae_tiling: bool | None = None
+    vae_slicing: bool | None = None
+    model_cpu_offload: bool | None = None
+    sequential_cpu_offload: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_what_it_sets(self, handler):
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+
+class FluxKeyframe(Section):
+    """FLUX.1-schnell: 4 steps, no guidance; CLIP reads `prompt`, T5 the shot's whole
+    description (tasks/backends/flux.py)."""
+    backend: Literal["flux-schnell"]
+    model: str = "hf:black-forest-labs/FLUX.1-schnell"
+    width: int = 720  # multiples of 16
+    height: int = 1280
+    num_inference_steps: int = _FLUX.num_inference_steps
+    guidance_scale: float = _FLUX.guidance_scale
+    max_sequence_length: int = _FLUX.max_sequence_length
+    vae_tiling: bool = _FLUX.vae_tiling
+    vae_slicing: bool = _FLUX.vae_slicing
+    model_cpu_offload: bool = _FLUX.model_cpu_offload  # ignored without a GPU
+    sequential_cpu_offload: bool = _FLUX.sequential_cpu_offload
+    degrade: list[FluxRung] = [FluxRung(vae_tiling=True), FluxRung(model_cpu_offload=True),
+                               FluxRung(sequential_cpu_offload=True)]
 
 
 class SvdAnimate(Section):
@@ -159,11 +211,6 @@ class NativeRung(Section):
     @model_serializer(mode="wrap")
     def _only_what_it_sets(self, handler):
         return {key: value for key, value in handler(self).items() if value is not None}
-
-
-# The published models' own defaults live with their backends (WanOptions, LtxOptions); a
-# profile's section takes them from there, so there is still one place for each.
-_WAN, _LTX = WanOptions(), LtxOptions()
 
 
 class WanAnimate(Section):
@@ -217,6 +264,8 @@ def _backend_or(default: str):
     return Discriminator(tag)
 
 
+Keyframe = Annotated[Union[Annotated[SdxlKeyframe, Tag("sdxl-ensemble")], Annotated[FluxKeyframe, Tag("flux-schnell")]],
+                     _backend_or("sdxl-ensemble")]
 Animate = Annotated[Union[Annotated[SvdAnimate, Tag("svd")], Annotated[WanAnimate, Tag("wan")],
                           Annotated[LtxAnimate, Tag("ltx")]], _backend_or("svd")]
 

@@ -36,12 +36,17 @@ def parse_size(size: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _same_area(width: int, height: int, aspect: float) -> tuple[int, int]:
+# Picture sides each backend takes: latents 8x smaller (SDXL, SVD), 8x then 2x2 patches
+# (FLUX), 16x or 32x then patches (Wan, LTX).
+SIZE_MULTIPLE = {"sdxl-ensemble": 8, "flux-schnell": 16, "svd": 8, "wan": 32, "ltx": 32}
+
+
+def _same_area(width: int, height: int, aspect: float, multiple: int = 8) -> tuple[int, int]:
     # Generate the pictures in the output's shape at the profile's cost (pixel count), so a
     # 16:9 video gets landscape keyframes instead of a crop of portrait ones.
     area = width * height
-    new_width = max(64, round((area * aspect) ** 0.5 / 8) * 8)
-    new_height = max(64, round(new_width / aspect / 8) * 8)
+    new_width = max(64, round((area * aspect) ** 0.5 / multiple) * multiple)
+    new_height = max(64, round(new_width / aspect / multiple) * multiple)
     return new_width, new_height
 
 
@@ -54,7 +59,8 @@ def apply_size(profile: dict, size: str) -> dict:
         for stage in ("keyframe", "animate"):
             settings = profile[stage]
             if abs(settings["width"] / settings["height"] - aspect) > 0.02 * aspect:
-                settings["width"], settings["height"] = _same_area(settings["width"], settings["height"], aspect)
+                settings["width"], settings["height"] = _same_area(
+                    settings["width"], settings["height"], aspect, SIZE_MULTIPLE[settings["backend"]])
     return profile
 
 
@@ -123,9 +129,10 @@ def profile_yaml(profile: dict) -> str:
 
 
 def _check_sizes(label: str, profile: dict) -> None:
-    # Both diffusion models work on 8x-downsampled latents; x264 with yuv420p needs even sizes.
-    for stage, multiple in (("keyframe", 8), ("animate", 8), ("compose", 2)):
+    # x264 with yuv420p needs even sizes.
+    for stage in ("keyframe", "animate", "compose"):
         settings = profile[stage]
+        multiple = SIZE_MULTIPLE[settings["backend"]] if "backend" in settings else 2
         for key in ("width", "height"):
             value = settings[key]
             if not 16 <= value <= 4096 or value % multiple:

@@ -20,7 +20,8 @@ class ModelMissingError(RuntimeError):
 
 
 # What a model folder must hold, by the library that loads it.
-MARKERS = {"diffusers": "model_index.json", "transformers": "config.json", "ctranslate2": "model.bin"}
+MARKERS = {"diffusers": "model_index.json", "transformers": "config.json", "ctranslate2": "model.bin",
+           "kokoro": "kokoro-v1_0.pth"}
 
 def fetch_hint(repo_id: str) -> str:
     return f"`hf download {repo_id}`"
@@ -59,8 +60,9 @@ def resolve(spec: str, kind: str = "diffusers") -> Path:
 def profile_models(profile: dict) -> list[tuple[str, str, str]]:
     """(setting, spec, kind) of every model the profile's stages load."""
     found = []
-    if profile["narrate"]["backend"] == "bark":
-        found.append(("narrate.model", profile["narrate"]["model"], "transformers"))
+    kind = {"bark": "transformers", "kokoro": "kokoro"}.get(profile["narrate"]["backend"])
+    if kind:
+        found.append(("narrate.model", profile["narrate"]["model"], kind))
     if profile["align"]["backend"] == "faster-whisper":
         found.append(("align.model", profile["align"]["model"], "ctranslate2"))
     if profile["keyframe"]["backend"] == "sdxl-ensemble":
@@ -70,6 +72,18 @@ def profile_models(profile: dict) -> list[tuple[str, str, str]]:
         found.append(("keyframe.model", profile["keyframe"]["model"], "diffusers"))
     found.append(("animate.model", profile["animate"]["model"], "diffusers"))
     return found
+
+
+# Repositories that ask you to accept their licence on huggingface.co before they download.
+GATED = {"stabilityai/stable-video-diffusion-img2vid-xt", "stabilityai/stable-video-diffusion-img2vid"}
+
+
+def _gated_note(ids: list[str]) -> str:
+    gated = [i for i in ids if i in GATED]
+    if not gated:
+        return ""
+    return (f" ({', '.join(gated)} {'is' if len(gated) == 1 else 'are'} gated: accept the licence on "
+            "huggingface.co and run `hf auth login` first)")
 
 
 def require(profile: dict) -> None:
@@ -98,8 +112,7 @@ def require(profile: dict) -> None:
             f"profile {name!r} needs model weights that are not in the Hugging Face cache ({hf_home()}): "
             f"{', '.join(ids)}. Fetch them on a connected machine with "
             + "; ".join(fetch_hint(i) for i in ids)
-            + " (gated models such as stabilityai/stable-video-diffusion-img2vid-xt need their licence "
-            "accepted on huggingface.co and `hf auth login` first), then copy that cache here or point "
+            + _gated_note(ids) + ", then copy that cache here or point "
             "HF_HOME at it; or set each model in the profile to a local directory")
     if missing_dirs:
         parts.append(f"profile {name!r} has model folders that are missing or incomplete: {'; '.join(missing_dirs)}")

@@ -135,6 +135,19 @@ def _build_tiny_whisper(directory: Path) -> None:
     build_tiny_whisper(directory)
 
 
+def _build_tiny_flux(directory: Path) -> None:
+    from faceless.tasks.models.flux_tiny import build_tiny_flux
+
+    quiet_libraries()
+    build_tiny_flux(directory)
+
+
+def _build_tiny_kokoro(directory: Path) -> None:
+    from faceless.tasks.models.kokoro_tiny import build_tiny_kokoro
+
+    build_tiny_kokoro(directory)
+
+
 # name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.
 TINY_MODELS = {
     "sdxl-base": (lambda d: _build_tiny_sdxl(d, refiner=False), "model_index.json", TINY_VERSION),
@@ -143,6 +156,8 @@ TINY_MODELS = {
     "bark": (_build_tiny_bark, "config.json", TINY_VERSION),
     "whisper": (_build_tiny_whisper, "model.bin", TINY_VERSION),
     **modern_tiny.TINY_BUILDERS,  # wan, ltx
+    "flux-schnell": (_build_tiny_flux, "model_index.json", 1),
+    "kokoro": (_build_tiny_kokoro, "kokoro-v1_0.pth", 1),
 }
 
 
