@@ -52,8 +52,10 @@ def model_identities(profile: dict) -> dict:
         "narrate": voice_identity(profile["narrate"]),
         "align": (models.identity(align["model"], "ctranslate2") if align["backend"] == "faster-whisper"
                   else "the voice's own word times"),
-        "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
-        "animate": {"svd": models.identity(profile["animate"]["model"])},
+        # keyframe: {"base": ..., "refiner": ...} for sdxl-ensemble, {"model": ...} for flux-schnell
+        "keyframe": {setting.split(".", 1)[1]: models.identity(spec, kind)
+                     for setting, spec, kind in models.profile_models(profile) if setting.startswith("keyframe.")},
+        "animate": {profile["animate"]["backend"]: models.identity(profile["animate"]["model"])},
     }
 
 

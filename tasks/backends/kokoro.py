@@ -85,11 +85,17 @@ class TokenTime:
 
 
 def quiet() -> None:
-    """kokoro logs every phoneme string at DEBUG through loguru, whose default sink prints it."""
+    """kokoro logs every phoneme string at DEBUG through loguru, whose default sink prints it;
+    building KModel warns twice about its own layers (a one-layer LSTM with dropout, the old
+    weight_norm), which is advice for kokoro's authors, not for a render's reader."""
+    import warnings
+
     from loguru import logger
 
     logger.disable("kokoro")
     logger.disable("misaki")
+    warnings.filterwarnings("ignore", message="dropout option adds dropout", category=UserWarning)
+    warnings.filterwarnings("ignore", message=".*torch.nn.utils.weight_norm.* is deprecated", category=FutureWarning)
 
 
 # -- G2P without network ----------------------------------------------------------------------

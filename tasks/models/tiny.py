@@ -143,8 +143,10 @@ def _build_tiny_flux(directory: Path) -> None:
 
 
 def _build_tiny_kokoro(directory: Path) -> None:
+    from faceless.tasks.backends.kokoro import quiet
     from faceless.tasks.models.kokoro_tiny import build_tiny_kokoro
 
+    quiet()
     build_tiny_kokoro(directory)
 
 
