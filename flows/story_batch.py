@@ -66,7 +66,7 @@ async def story_batch(stories: str | list[str] = "deployments/stories", profile:
             of either; on the worker's machine, relative to the clone.
         profile: The story-to-video deployment each story runs through: offline (CPU, no
             network), fast or studio (a GPU and the weights), tiny (the smallest).
-        out: Folder the videos go into, one <out>/<story>/video.mp4 each.
+        out: Folder the videos go into, a folder per story with its video.mp4.
         size: Output WIDTHxHEIGHT for every story, e.g. 1080x1920 or 1920x1080; empty for the
             profile's own (720x1280).
     """
