@@ -64,9 +64,9 @@ MODEL_SETTINGS = (("narrate", "model", "bark"), ("align", "model", "whisper"), (
 
 
 def _quiet() -> None:
-    from faceless.tasks import models
+    from faceless.tasks.models import registry
 
-    models._quiet_libraries()
+    registry.quiet_libraries()
 
 
 def _free() -> None:
@@ -96,11 +96,11 @@ def full_size_pipelines(device: str, dtype):
     from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection,
                               CLIPVisionConfig, CLIPVisionModelWithProjection)
 
-    from faceless.tasks import models
+    from faceless.tasks.models import tiny
 
     tokenizer_dir = Path(tempfile.mkdtemp(prefix="gpu-check-tokenizer-"))
-    models._write_tokenizer(tokenizer_dir)  # a byte-level CLIP tokenizer: ids fit the real 49408 vocabulary
-    tokenizer = models._load_tokenizer(tokenizer_dir)
+    tiny._write_tokenizer(tokenizer_dir)  # a byte-level CLIP tokenizer: ids fit the real 49408 vocabulary
+    tokenizer = tiny._load_tokenizer(tokenizer_dir)
     shutil.rmtree(tokenizer_dir, ignore_errors=True)
 
     def make(cls, *args, **kwargs):
@@ -145,7 +145,7 @@ def full_size_voice(device: str = "meta"):
     import torch
     from transformers import BarkModel, WhisperForConditionalGeneration
 
-    from faceless.tasks.backends.tiny_voice import bark_config, whisper_config
+    from faceless.tasks.models.tiny_voice import bark_config, whisper_config
 
     with torch.device(device):
         return BarkModel(bark_config("small")), WhisperForConditionalGeneration(whisper_config("large-v3")[0])
@@ -163,8 +163,8 @@ def build_models(folder: Path, full: bool) -> dict:
     """Every studio model family saved as a model folder under `folder`: {family: (path, seconds, note)}."""
     import torch
 
-    from faceless.tasks import models
-    from faceless.tasks.backends.tiny_voice import build_bark, build_whisper
+    from faceless.tasks.models import tiny
+    from faceless.tasks.models.tiny_voice import build_bark, build_whisper
 
     _quiet()
     device, dtype = ("cuda", torch.float16) if full else ("cpu", None)
@@ -206,9 +206,9 @@ def build_models(folder: Path, full: bool) -> dict:
         timed("bark", lambda: (build_bark(folder / "bark", "small", device, dtype), bark_note)[1])
         timed("whisper", lambda: (build_whisper(folder / "whisper", "large-v3", device, dtype), whisper_note)[1])
     else:
-        timed("sdxl-base", lambda: (models._build_tiny_sdxl(folder / "sdxl-base", refiner=False), "tiny")[1])
-        timed("sdxl-refiner", lambda: (models._build_tiny_sdxl(folder / "sdxl-refiner", refiner=True), "tiny")[1])
-        timed("svd", lambda: (models._build_tiny_svd(folder / "svd"), "tiny")[1])
+        timed("sdxl-base", lambda: (tiny._build_tiny_sdxl(folder / "sdxl-base", refiner=False), "tiny")[1])
+        timed("sdxl-refiner", lambda: (tiny._build_tiny_sdxl(folder / "sdxl-refiner", refiner=True), "tiny")[1])
+        timed("svd", lambda: (tiny._build_tiny_svd(folder / "svd"), "tiny")[1])
         timed("bark", lambda: (build_bark(folder / "bark", "tiny"), "tiny")[1])
         timed("whisper", lambda: (build_whisper(folder / "whisper", "tiny"), "tiny")[1])
     return built

@@ -25,7 +25,6 @@ import glob
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -111,13 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = (args.dir or Path(tempfile.mkdtemp(prefix="faceless-cluster-"))).resolve()
     folder.mkdir(parents=True, exist_ok=True)
 
-    stopping = False
-
-    def on_signal(signum, frame):
-        nonlocal stopping
-        stopping = True
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stack.stop_requested()
 
     processes: list[tuple[str, subprocess.Popen]] = []
     state: dict = {}
@@ -167,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             step()
             print(f"cluster: {label}: {time.perf_counter() - started:.1f} s", flush=True)
-            if stopping:
+            if stopping.is_set():
                 return 130
         env = state["env"]
         print("cluster: in another shell:", flush=True)
@@ -177,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster: state and logs in {folder}", flush=True)
         print("cluster: ready", flush=True)
         gone: set[str] = set()
-        while not stopping:
+        while not stopping.is_set():
             for label, process in processes:
                 if process.poll() is None or label in gone:
                     continue

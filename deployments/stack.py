@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -213,6 +214,14 @@ def stop(process: subprocess.Popen, timeout: float = 30, second_term_after: floa
         pass
 
 
+def stop_requested() -> threading.Event:
+    """Set by SIGTERM or SIGINT (Ctrl-C): the foreground loop then stops its processes in order."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    return stopping
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=4200)
@@ -223,13 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.logs or Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
     logs.mkdir(parents=True, exist_ok=True)
 
-    stopping = False
-
-    def on_signal(signum, frame):
-        nonlocal stopping
-        stopping = True
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_requested()
 
     processes: list[subprocess.Popen] = []
     try:
@@ -247,14 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             step()
             print(f"stack: {label}: {time.perf_counter() - started:.1f} s", flush=True)
-            if stopping:
+            if stopping.is_set():
                 return 130
         print(f"stack: ready. UI http://127.0.0.1:{args.port}; in another shell:\n"
               f"  export PREFECT_API_URL={env['PREFECT_API_URL']}\n"
               f"  prefect deployment run 'story-to-video/offline' --param story_file=deployments/stories/"
               f"alin-learns-to-code.txt --watch\n"
               f"stack: logs in {logs}; Ctrl-C stops the worker and the server", flush=True)
-        while not stopping:
+        while not stopping.is_set():
             for process in processes:
                 if process.poll() is not None:
                     print(f"stack: the {process.args[1]} exited ({process.returncode}); "

@@ -13,16 +13,16 @@ models loaded once for all shots and released before the next family loads.
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import wait
-from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from faceless.flows import deliver, report, roots
-from faceless.flows.timeline import shot_timeline
+from faceless.flows.manifest import StageLedger, build_manifest
+from faceless.flows.timeline import clip_settings, shot_timeline
 from faceless.tasks.runtime import gpu, store
 from faceless.tasks import models
 from faceless.tasks.stages.align import align_task
@@ -62,14 +62,25 @@ def model_identities(profile: dict) -> dict:
     }
 
 
-def backends(profile: dict) -> dict:
-    """What made each part of the video, in words, for the manifest."""
-    return {
-        "narrate": profile["narrate"]["backend"],
-        "align": profile.get("align", {}).get("backend", "voice"),
-        "keyframe": "sdxl base + refiner",
-        "animate": "svd",
-    }
+@dataclass
+class Inputs:
+    """What the flow starts from, checked: the story, its profile resolved, its models present."""
+    text: str
+    title: str
+    settings: dict
+    identities: dict
+
+
+def _checked_inputs(story, story_file, profile, out, size, music) -> Inputs:
+    """Every input refused now, in one line, before any stage runs and before anything is written."""
+    text, title = story_input(story, story_file)
+    _, body = split_front_matter(text)
+    deliver.output_folder(out)
+    settings = load_profile(profile, size)
+    identities = model_identities(settings)
+    check_fonts(body, settings["compose"]["captions"])
+    roots.check("music", music)
+    return Inputs(text, title or "", settings, identities)
 
 
 def _release(logger, *families: str) -> None:
@@ -78,22 +89,12 @@ def _release(logger, *families: str) -> None:
         logger.info("released %s before the next model stage", ", ".join(released))
 
 
-def _record(stage: str, run, scene: int | None = None) -> tuple[dict, dict]:
-    """The artifact of a finished task (a future or a state) and its line in the manifest."""
-    if hasattr(run, "wait"):
-        run.wait()
-        run = run.state
-    ref = run.result()
-    cached = run.name == "Cached" or ref["cached"]
-    return ref, {
-        "stage": stage,
-        "scene": scene,
-        "key": ref["key"],
-        "cached": cached,
-        "seconds": 0.0 if cached else ref["seconds"],
-        "attempts": ref["attempts"],
-        "degraded": ref["degraded"],
-    }
+def _voice_lines(plan: dict) -> list[dict]:
+    return [{"index": s["index"], "text": s["text"], "words": s["words"]} for s in plan["sentences"]]
+
+
+def _keyframe_inputs(shots: list[dict]) -> list[dict]:
+    return [{k: shot[k] for k in ("prompt", "prompt_2", "negative_prompt", "seed")} for shot in shots]
 
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -108,112 +109,52 @@ def story_to_video(
     """Render a story into a narrated, captioned video (vertical unless `size`, e.g. 1920x1080,
     says otherwise), with `music` (an audio file) ducked under the voice if given; returns the
     video's path."""
-    logger = get_run_logger()
-    started = time.perf_counter()
-    loads_before = dict(models.LOADS)
-    text, title = story_input(story, story_file)
-    _, body = split_front_matter(text)  # refuse malformed front matter before any work
-    deliver.output_folder(out)  # refuse a bad folder before any work, not after
-    settings = load_profile(profile, size)
-    identities = model_identities(settings)
-    check_fonts(body, settings["compose"]["captions"])  # fail now, not at compose
-    roots.check("music", music)
+    logger, ledger = get_run_logger(), StageLedger()
+    inputs = _checked_inputs(story, story_file, profile, out, size, music)
+    settings, identities = inputs.settings, inputs.identities
     music_ref = import_music(music) if music else None
-    compose_settings = settings["compose"]
-    animate_settings = {
-        **settings["animate"],
-        "out_width": compose_settings["width"],
-        "out_height": compose_settings["height"],
-        "out_fps": compose_settings["fps"],
-    }
     one_family_at_a_time = bool(settings.get("memory", {}).get("release_between_stages"))
-    stages: list[dict] = []
 
-    plan_ref, record = _record("plan", with_store(plan_task)(text, title or "", settings["plan"], return_state=True))
-    stages.append(record)
+    plan_ref = ledger.record("plan", with_store(plan_task)(inputs.text, inputs.title, settings["plan"], return_state=True))
     plan = store.read_json(store.path_of(plan_ref, "plan.json"))
-
-    narration, record = _record("narrate", with_store(narrate_task)(
-        [{"index": s["index"], "text": s["text"], "words": s["words"]} for s in plan["sentences"]],
-        settings["narrate"], identities["narrate"], return_state=True))
-    stages.append(record)
-    alignment, record = _record("align", with_store(align_task)(
+    narration = ledger.record("narrate", with_store(narrate_task)(
+        _voice_lines(plan), settings["narrate"], identities["narrate"], return_state=True))
+    alignment = ledger.record("align", with_store(align_task)(
         narration, settings["align"], identities["align"], return_state=True))
-    stages.append(record)
     if one_family_at_a_time:
         _release(logger, "bark", "whisper")
 
-    board, record = _record("storyboard", with_store(storyboard_task)(
-        plan_ref, alignment, settings["plan"], return_state=True))
-    stages.append(record)
+    board = ledger.record("storyboard", with_store(storyboard_task)(plan_ref, alignment, settings["plan"], return_state=True))
     shots = store.read_json(store.path_of(board, "shots.json"))["shots"]
     logger.info("%s: %d sentences in %d shots", plan["title"], len(plan["sentences"]), len(shots))
     indexes = [shot["index"] for shot in shots]
+    timeline = shot_timeline([shot["start"] for shot in shots], store.read_json(
+        store.path_of(narration, "words.json"))["duration"], settings["compose"])
 
     keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
-        [{k: shot[k] for k in ("prompt", "prompt_2", "negative_prompt", "seed")} for shot in shots], indexes,
-        unmapped(settings["keyframe"]), unmapped(identities["keyframe"]),
-    )
-    duration = store.read_json(store.path_of(narration, "words.json"))["duration"]
-    timeline = shot_timeline([shot["start"] for shot in shots], duration, compose_settings)
+        _keyframe_inputs(shots), indexes, unmapped(settings["keyframe"]), unmapped(identities["keyframe"]))
     if one_family_at_a_time:
         wait(keyframe_futures)
         _release(logger, "sdxl")
+    animate_settings = clip_settings(settings)
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
         keyframe_futures, indexes, [shot["seed"] for shot in shots], timeline["clip_frames"],
-        unmapped(animate_settings), unmapped(identities["animate"]),
-    )
-
+        unmapped(animate_settings), unmapped(identities["animate"]))
     # Let every shot finish (or fail) before reporting: a failure at shot 7 still leaves
     # shots 1-6 done and cached for the resume.
     wait([*keyframe_futures, *animate_futures])
-    keyframes, clips = [], []
-    for index, future in zip(indexes, keyframe_futures):
-        ref, record = _record("keyframe", future, index)
-        keyframes.append(ref)
-        stages.append(record)
-    for index, future in zip(indexes, animate_futures):
-        ref, record = _record("animate", future, index)
-        clips.append(ref)
-        stages.append(record)
+    keyframes = [ledger.record("keyframe", future, i) for i, future in zip(indexes, keyframe_futures)]
+    clips = [ledger.record("animate", future, i) for i, future in zip(indexes, animate_futures)]
 
-    video, record = _record("compose", with_store(compose_task)(
+    video = ledger.record("compose", with_store(compose_task)(
         narration, alignment, clips, {"bounds": timeline["bounds"], "handles": timeline["handles"]},
-        compose_settings, music_ref, return_state=True))
-    stages.append(record)
-
-    bounds, fps = timeline["bounds"], compose_settings["fps"]
-    scene_rows = [
-        {**shot, "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
-         "clip_frames": timeline["clip_frames"][i],
-         **{k: clips[i]["meta"][k] for k in ("windows", "fps_conditioning", "interpolation")}}
-        for i, shot in enumerate(shots)
-    ]
-    manifest = {
-        "story": {"title": plan["title"], "slug": plan["slug"], "sentences": len(plan["sentences"]),
-                  "words": sum(len(s["words"]) for s in plan["sentences"])},
-        "profile": profile,
-        "settings": settings,
-        "models": identities,
-        "backends": backends(settings),
-        "model_loads": {family: count - loads_before.get(family, 0) for family, count in models.LOADS.items()
-                        if count > loads_before.get(family, 0)},
-        "seeds": [shot["seed"] for shot in shots],
-        "scenes": scene_rows,
-        "narration": {"duration": duration, **narration["meta"]},
-        "subtitles": alignment["meta"],
-        "video": video["meta"],
-        "music": music_ref and {"file": Path(music).name, **music_ref["meta"]},
-        "stages": stages,
-        "flow_run_id": str(flow_run.id) if flow_run.id else None,
-        "rendered_by": store.rendered_by(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+        settings["compose"], music_ref, return_state=True))
+    manifest = build_manifest(
+        ledger=ledger, plan=plan, profile=profile, settings=settings, identities=identities, shots=shots,
+        timeline=timeline, narration=narration, alignment=alignment, clips=clips, video=video,
+        music=music, music_ref=music_ref)
     target = deliver.export(Path(out), plan["slug"], video, narration, alignment, keyframes, manifest)
     report.publish(manifest, target)
-    computed = [f"{r['stage']}{'' if r['scene'] is None else '[' + str(r['scene']) + ']'} {r['seconds']:.1f}s"
-                for r in stages if not r["cached"]]
-    logger.info("computed: %s; cached: %d of %d stages",
-                ", ".join(computed) or "nothing", sum(r["cached"] for r in stages), len(stages))
+    logger.info("%s", ledger.summary())
     logger.info("video: %s", target / "video.mp4")
     return str(target / "video.mp4")

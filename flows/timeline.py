@@ -21,6 +21,13 @@ def shot_timeline(starts: list[float], duration: float, compose: dict) -> dict:
             "clip_frames": [n + handles[k] + handles[k + 1] for k, n in enumerate(own)]}
 
 
+def clip_settings(settings: dict) -> dict:
+    """The animate settings with the output's size and frame rate, which every clip is made for."""
+    compose = settings["compose"]
+    return {**settings["animate"], "out_width": compose["width"], "out_height": compose["height"],
+            "out_fps": compose["fps"]}
+
+
 def _cumulative(lengths: list[int]) -> list[int]:
     total, out = 0, []
     for n in lengths:

@@ -13,7 +13,7 @@ import statistics
 import time
 
 from faceless.tasks.stages.align import align
-from faceless.tasks.stages.narrate import narrate_piper
+from faceless.tasks.backends import piper
 from faceless.tasks.stages.plan import split_sentences
 
 STORY = (
@@ -44,7 +44,7 @@ def test_heard_word_starts_match_the_voice_own_clock(whisper_base, tmp_path):
     assert len(sentences) >= 5 and 60 <= len(STORY.split()) <= 100
     narration = tmp_path / "narrate"
     narration.mkdir()
-    narrate_piper(sentences, VOICE, narration)
+    piper.narrate(sentences, VOICE, narration)
     voice = json.loads((narration / "words.json").read_text())
 
     out = tmp_path / "align"

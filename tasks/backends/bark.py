@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from faceless.tasks import models
 
-from faceless.tasks.runtime import store
+from faceless.tasks.media.audio import WordTime, write_narration
 
 # Where a clause ends: the word carries the punctuation, or is a dash on its own.
 _CLAUSE_END = (",", ";", ":", "—", "–", "…", ")")
@@ -128,19 +128,7 @@ def speak(model, processor, text: str, settings: dict, seed: int) -> np.ndarray:
     return samples.float().cpu().numpy().astype(np.float32)
 
 
-@dataclass
-class EstimatedWord:
-    sentence: int
-    index: int
-    text: str
-    start: float
-    end: float
-    estimated: bool = True
-
-
 def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict:
-    from faceless.tasks.stages.narrate import write_wav
-
     model, processor = models.bark(settings["model"])
     rate = int(model.generation_config.sample_rate)
     chunks = chunk_sentences(sentences, int(settings.get("max_chunk_chars", 180)))
@@ -149,7 +137,7 @@ def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict
 
     pieces: list[np.ndarray] = []
     cursor = 0
-    words: list[EstimatedWord] = []
+    words: list[WordTime] = []
     spans: dict[int, dict] = {}
     chunk_rows = []
     with models.MODEL_LOCK:
@@ -163,7 +151,7 @@ def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict
             pieces.append(audio)
             cursor += len(audio)
             for offset, (text, (w_start, w_end)) in enumerate(zip(chunk.words, estimate_word_times(chunk.words, start, end))):
-                words.append(EstimatedWord(chunk.sentence, chunk.first_word + offset, text, w_start, w_end))
+                words.append(WordTime(chunk.sentence, chunk.first_word + offset, text, w_start, w_end, estimated=True))
             span = spans.setdefault(chunk.sentence, {"index": chunk.sentence, "start": start, "end": end})
             span["end"] = end
             chunk_rows.append({"sentence": chunk.sentence, "text": chunk.text, "start": start, "end": end})
@@ -172,15 +160,7 @@ def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak > 1.0:  # Bark can overshoot; compose normalises loudness later anyway
         audio = audio / peak
-    write_wav(directory / "narration.wav", audio, rate)
-    duration = len(audio) / rate
-    store.write_json(directory / "words.json", {
-        "duration": duration,
-        "sample_rate": rate,
-        "timed_by": "estimate",
-        "sentences": [spans[s["index"]] for s in sentences if s["index"] in spans],
-        "chunks": chunk_rows,
-        "words": [asdict(w) for w in words],
-    })
+    duration = write_narration(directory, audio, rate, [spans[s["index"]] for s in sentences if s["index"] in spans],
+                               words, timed_by="estimate", chunks=chunk_rows)
     return {"backend": "bark", "model": settings["model"], "voice_preset": settings["voice_preset"],
             "duration": duration, "words": len(words), "chunks": len(chunks), "sample_rate": rate}

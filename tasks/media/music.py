@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from faceless.tasks.media import loudness
+from faceless.tasks.media.audio import decode_mono
 
 from faceless.tasks.runtime import store
 
@@ -38,15 +39,9 @@ def read_music(path: Path, rate: int) -> np.ndarray:
         with av.open(str(path)) as source:
             if not source.streams.audio:
                 raise MusicError(f"music file {path} has no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            pieces = []
-            for frame in source.decode(audio=0):
-                frame.pts = None
-                pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+        samples = decode_mono(path, rate)
     except av.FFmpegError as error:
         raise MusicError(f"music file {path} is not audio FFmpeg can read ({error})") from None
-    samples = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
     if samples.size < rate // 10 or not np.any(samples):
         raise MusicError(f"music file {path} is silent or shorter than 0.1 s")
     return samples

@@ -281,11 +281,13 @@ def _build(stage: str, key: str, final: Path, build: Callable[[Path], dict | Non
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         if remote() is not None:
-            return _publish_remote(stage, key, tmp, manifest)
-        write_json(tmp / MANIFEST, manifest)
-        if final.exists():  # an incomplete or corrupt earlier attempt
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+            winner = _publish_remote(stage, key, tmp, manifest)
+            if winner is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return winner
+        else:
+            write_json(tmp / MANIFEST, manifest)
+        move_into_place(tmp, final)  # remote: the local copy is the built folder itself
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -294,53 +296,68 @@ def _build(stage: str, key: str, final: Path, build: Callable[[Path], dict | Non
     return ref
 
 
-def _publish_remote(stage: str, key: str, tmp: Path, manifest: dict) -> dict:
+def _publish_remote(stage: str, key: str, tmp: Path, manifest: dict) -> dict | None:
     """Upload the files (named by content), then create the manifest only if there is none.
-    Of two racing machines one manifest wins; the loser deletes its objects and uses the winner's."""
+    Of two racing machines one manifest wins; the loser deletes its objects and returns the
+    winner's artifact. None when ours won."""
     from botocore.exceptions import ClientError
 
     bucket, _ = remote()
     client = s3_client()
-    final = artifact_dir(stage, key)
-    try:
-        uploaded = []
-        for name, digest in manifest["files"].items():
-            object_key = _s3_key("artifacts", stage, key, digest, name)
-            client.upload_file(str(tmp / name), bucket, object_key)
-            uploaded.append((name, digest, object_key))
-        body = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        manifest_key = _s3_key("artifacts", stage, key, MANIFEST)
-        for attempt in range(2):
-            try:
-                client.put_object(Bucket=bucket, Key=manifest_key, Body=body, IfNoneMatch="*",
-                                  ContentType="application/json")
-                break
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
-                    raise
-            # Another manifest is there: a machine that built the same key first (use its
-            # artifact), or a damaged one that produce() found unusable (replace it, once).
-            winner = _remote_manifest(stage, key)
-            ref = _load_remote(stage, key) if winner is not None else None
-            if ref is not None:
-                for name, digest, object_key in uploaded:  # ours, unless the winner's names it too
-                    if winner["files"].get(name) != digest:
-                        client.delete_object(Bucket=bucket, Key=object_key)
-                shutil.rmtree(tmp, ignore_errors=True)
-                return ref
-            if attempt == 1:
-                raise RuntimeError(f"{stage} artifact {key}: could not replace its damaged manifest")
-            client.delete_object(Bucket=bucket, Key=manifest_key)
-        # Won: the local copy is the built folder itself.
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    ref = _ref(manifest)
-    ref["cached"] = False
-    return ref
+    uploaded = []
+    for name, digest in manifest["files"].items():
+        object_key = _s3_key("artifacts", stage, key, digest, name)
+        client.upload_file(str(tmp / name), bucket, object_key)
+        uploaded.append((name, digest, object_key))
+    body = (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    manifest_key = _s3_key("artifacts", stage, key, MANIFEST)
+    for attempt in range(2):
+        try:
+            client.put_object(Bucket=bucket, Key=manifest_key, Body=body, IfNoneMatch="*",
+                              ContentType="application/json")
+            break
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+        # Another manifest is there: a machine that built the same key first (use its
+        # artifact), or a damaged one that produce() found unusable (replace it, once).
+        winner = _remote_manifest(stage, key)
+        ref = _load_remote(stage, key) if winner is not None else None
+        if ref is not None:
+            for name, digest, object_key in uploaded:  # ours, unless the winner's names it too
+                if winner["files"].get(name) != digest:
+                    client.delete_object(Bucket=bucket, Key=object_key)
+            return ref
+        if attempt == 1:
+            raise RuntimeError(f"{stage} artifact {key}: could not replace its damaged manifest")
+        client.delete_object(Bucket=bucket, Key=manifest_key)
+    return None
+
+
+def move_into_place(tmp: Path, final: Path) -> None:
+    """Publish a finished folder by one rename, so readers see all of it or none. A folder
+    already there is an incomplete or damaged earlier attempt (complete ones are never rebuilt)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+
+
+def build_folder_once(directory: Path, marker: str, build: Callable[[Path], Any]) -> Path:
+    """A folder built once per machine (tiny models, tokenizer files): under the artifacts' own
+    lock, so processes started together build it once, in a temporary folder moved into place."""
+    if (directory / marker).is_file():
+        return directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(directory.parent / f".{directory.name}.lock"):
+        if (directory / marker).is_file():
+            return directory
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
+        try:
+            build(tmp)
+            move_into_place(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
 
 
 def _sweep_stale_temporaries(parent: Path, older_than_s: float = 6 * 3600) -> None:

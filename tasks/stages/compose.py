@@ -19,6 +19,7 @@ from faceless.tasks.media import loudness, music
 
 from faceless.tasks.runtime import store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.media.audio import decode_mono
 from faceless.tasks.media.captions import CaptionRenderer, blend, phrases
 from faceless.tasks.runtime.progress import Progress
 
@@ -213,16 +214,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
 
 def read_audio(wav: Path, rate: int) -> np.ndarray:
     """The narration as mono float samples at the output rate."""
-    import av
-
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    pieces = []
-    with av.open(str(wav)) as source:
-        for frame in source.decode(audio=0):
-            frame.pts = None
-            pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-    pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
-    return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, np.float32)
+    return decode_mono(wav, rate)
 
 
 def _encode_aac(samples: np.ndarray, rate: int, bitrate: int, channels: int = 1) -> bytes:

@@ -22,9 +22,6 @@ import functools
 import gzip
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,20 +76,7 @@ def write_clip_tokenizer_files(directory: Path) -> None:
 
 def clip_tokenizer_dir() -> Path:
     """A folder with CLIP's tokenizer files, written once per FACELESS_HOME."""
-    directory = store.models_dir() / "clip-tokenizer-v1"
-    if (directory / "merges.txt").is_file():
-        return directory
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-clip-tokenizer-", dir=directory.parent))
-    try:
-        write_clip_tokenizer_files(tmp)
-        try:
-            os.rename(tmp, directory)
-        except OSError:  # another process wrote it first
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+    return store.build_folder_once(store.models_dir() / "clip-tokenizer-v1", "merges.txt", write_clip_tokenizer_files)
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,95 @@
+"""What a render writes down about itself: one record per stage run, and manifest.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect.runtime import flow_run
+
+from faceless.tasks import models
+from faceless.tasks.runtime import store
+
+
+def backends(profile: dict) -> dict:
+    """What made each part of the video, in words, for the manifest."""
+    return {
+        "narrate": profile["narrate"]["backend"],
+        "align": profile.get("align", {}).get("backend", "voice"),
+        "keyframe": "sdxl base + refiner",
+        "animate": "svd",
+    }
+
+
+class StageLedger:
+    """The stage runs of one render, in order: whether each was cached, its seconds, attempts
+    and degradations. Started with the flow, so model loads and seconds are this run's own."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.loads_before = dict(models.LOADS)
+        self.stages: list[dict] = []
+
+    def record(self, stage: str, run, scene: int | None = None) -> dict:
+        """The artifact of a finished task (a future or a state), noted in the ledger."""
+        if hasattr(run, "wait"):
+            run.wait()
+            run = run.state
+        ref = run.result()
+        cached = run.name == "Cached" or ref["cached"]
+        self.stages.append({
+            "stage": stage,
+            "scene": scene,
+            "key": ref["key"],
+            "cached": cached,
+            "seconds": 0.0 if cached else ref["seconds"],
+            "attempts": ref["attempts"],
+            "degraded": ref["degraded"],
+        })
+        return ref
+
+    def model_loads(self) -> dict:
+        return {family: count - self.loads_before.get(family, 0) for family, count in models.LOADS.items()
+                if count > self.loads_before.get(family, 0)}
+
+    def summary(self) -> str:
+        computed = [f"{r['stage']}{'' if r['scene'] is None else '[' + str(r['scene']) + ']'} {r['seconds']:.1f}s"
+                    for r in self.stages if not r["cached"]]
+        return (f"computed: {', '.join(computed) or 'nothing'}; "
+                f"cached: {sum(r['cached'] for r in self.stages)} of {len(self.stages)} stages")
+
+
+def scene_rows(shots: list[dict], timeline: dict, clips: list[dict], fps: int) -> list[dict]:
+    """One row per shot: the storyboard's fields, where it lands in the video, how it moves."""
+    bounds = timeline["bounds"]
+    return [
+        {**shot, "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
+         "clip_frames": timeline["clip_frames"][i],
+         **{k: clips[i]["meta"][k] for k in ("windows", "fps_conditioning", "interpolation")}}
+        for i, shot in enumerate(shots)
+    ]
+
+
+def build_manifest(*, ledger: StageLedger, plan: dict, profile: str, settings: dict, identities: dict,
+                   shots: list[dict], timeline: dict, narration: dict, alignment: dict, clips: list[dict],
+                   video: dict, music: str | None, music_ref: dict | None) -> dict:
+    duration = store.read_json(store.path_of(narration, "words.json"))["duration"]
+    return {
+        "story": {"title": plan["title"], "slug": plan["slug"], "sentences": len(plan["sentences"]),
+                  "words": sum(len(s["words"]) for s in plan["sentences"])},
+        "profile": profile,
+        "settings": settings,
+        "models": identities,
+        "backends": backends(settings),
+        "model_loads": ledger.model_loads(),
+        "seeds": [shot["seed"] for shot in shots],
+        "scenes": scene_rows(shots, timeline, clips, settings["compose"]["fps"]),
+        "narration": {"duration": duration, **narration["meta"]},
+        "subtitles": alignment["meta"],
+        "video": video["meta"],
+        "music": music_ref and {"file": Path(music).name, **music_ref["meta"]},
+        "stages": ledger.stages,
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "rendered_by": store.rendered_by(),
+        "seconds": round(time.perf_counter() - ledger.started, 3),
+    }

@@ -1,0 +1,77 @@
+"""One loader per model family, each loading once per process through the registry."""
+
+from __future__ import annotations
+
+from faceless.tasks.models.registry import load_once, device_and_dtype
+from faceless.tasks.models.specs import resolve
+
+
+def sdxl_ensemble(base_spec: str, refiner_spec: str):
+    """SDXL base and refiner, sharing text_encoder_2 and the VAE; loaded once per process."""
+    return load_once("sdxl", (base_spec, refiner_spec), lambda: _load_sdxl_ensemble(base_spec, refiner_spec))
+
+
+def _load_sdxl_ensemble(base_spec: str, refiner_spec: str):
+    from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
+
+    device, dtype = device_and_dtype()
+    base = StableDiffusionXLPipeline.from_pretrained(str(resolve(base_spec)), dtype=dtype)
+    refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+        str(resolve(refiner_spec)), text_encoder_2=base.text_encoder_2, vae=base.vae, dtype=dtype,
+    )
+    if dtype == torch_float16():
+        # SDXL's VAE overflows in fp16 (NaN, black pictures): have the pipelines decode in fp32.
+        base.vae.register_to_config(force_upcast=True)
+    base.set_progress_bar_config(disable=True)
+    refiner.set_progress_bar_config(disable=True)
+    return base.to(device), refiner.to(device)
+
+
+def torch_float16():
+    import torch
+
+    return torch.float16
+
+
+def svd(spec: str):
+    """The SVD img2vid pipeline, loaded once per process."""
+    return load_once("svd", (spec,), lambda: _load_svd(spec))
+
+
+def _load_svd(spec: str):
+    from diffusers import StableVideoDiffusionPipeline
+
+    device, dtype = device_and_dtype()
+    pipe = StableVideoDiffusionPipeline.from_pretrained(str(resolve(spec)), dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def bark(spec: str):
+    """Bark (model, processor), loaded once per process."""
+    return load_once("bark", (spec,), lambda: _load_bark(spec))
+
+
+def _load_bark(spec: str):
+    from transformers import BarkModel, BarkProcessor
+
+    device, dtype = device_and_dtype()
+    directory = resolve(spec, "transformers")
+    model = BarkModel.from_pretrained(str(directory), dtype=dtype).to(device).eval()
+    processor = BarkProcessor.from_pretrained(str(directory))
+    return model, processor
+
+
+def whisper(spec: str, compute_type: str = "default"):
+    """A faster-whisper model, loaded once per process."""
+    return load_once("whisper", (spec, compute_type), lambda: _load_whisper(spec, compute_type))
+
+
+def _load_whisper(spec: str, compute_type: str):
+    from faster_whisper import WhisperModel
+
+    device, _ = device_and_dtype()
+    if compute_type == "default":  # fp16 on a GPU, fp32 on a CPU (int8 would change the times)
+        compute_type = "float16" if device == "cuda" else "float32"
+    return WhisperModel(str(resolve(spec, "ctranslate2")), device=device, compute_type=compute_type,
+                        local_files_only=True)

@@ -1,0 +1,120 @@
+"""Model specs in profiles, and where their weights are.
+
+- ``tiny:<name>``: a tiny random-weight twin (tiny.py), built on first use.
+- ``hf:<repo id>``: weights from the Hugging Face cache (``HF_HOME``), never downloaded.
+- a directory path: the model's own folder (``save_pretrained`` output, or a CTranslate2
+  Whisper for faster-whisper).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from faceless.tasks.models.tiny import TINY_BUILDERS, TINY_VERSION, ensure_tiny
+
+
+class ModelMissingError(RuntimeError):
+    """Weights that are not on this machine; the message says how to get them."""
+
+
+# What a model folder must hold, by the library that loads it.
+MARKERS = {"diffusers": "model_index.json", "transformers": "config.json", "ctranslate2": "model.bin"}
+
+def fetch_hint(repo_id: str) -> str:
+    return f"`hf download {repo_id}`"
+
+
+def _hf_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        raise ModelMissingError(
+            f"model {repo_id} is not in the Hugging Face cache ({hf_home()}); "
+            f"fetch it on a connected machine with {fetch_hint(repo_id)} "
+            f"and copy the cache here, or set the profile to a local directory"
+        ) from None
+
+
+def hf_home() -> str:
+    return os.environ.get("HF_HOME", "~/.cache/huggingface")
+
+
+def resolve(spec: str, kind: str = "diffusers") -> Path:
+    """The directory to load a model from (`kind` says which library loads it)."""
+    if spec.startswith("tiny:"):
+        return ensure_tiny(spec.removeprefix("tiny:"))
+    if spec.startswith("hf:"):
+        return _hf_snapshot(spec.removeprefix("hf:"))
+    path = Path(spec).expanduser()
+    if not (path / MARKERS[kind]).is_file():
+        raise ModelMissingError(f"model directory {path} has no {MARKERS[kind]}")
+    return path
+
+
+def profile_models(profile: dict) -> list[tuple[str, str, str]]:
+    """(setting, spec, kind) of every model the profile's stages load."""
+    found = []
+    narrate, align = profile.get("narrate", {}), profile.get("align", {})
+    if narrate.get("backend") == "bark":
+        found.append(("narrate.model", narrate["model"], "transformers"))
+    if align.get("backend") == "faster-whisper":
+        found.append(("align.model", align["model"], "ctranslate2"))
+    keyframe, animate = profile.get("keyframe", {}), profile.get("animate", {})
+    for role in ("base", "refiner"):
+        if role in keyframe:
+            found.append((f"keyframe.{role}", keyframe[role], "diffusers"))
+    if "model" in animate:
+        found.append(("animate.model", animate["model"], "diffusers"))
+    return found
+
+
+def require(profile: dict) -> None:
+    """Fail at once, before any stage, naming every model this machine lacks and how to get it.
+    Tiny models are not checked: they are built on first use."""
+    missing_hub, missing_dirs = [], []
+    for setting, spec, kind in profile_models(profile):
+        if spec.startswith("tiny:"):
+            if spec.removeprefix("tiny:") not in TINY_BUILDERS:
+                missing_dirs.append(f"{setting}: unknown tiny model {spec!r}")
+            continue
+        try:
+            resolve(spec, kind)
+        except ModelMissingError:
+            if spec.startswith("hf:"):
+                missing_hub.append(spec.removeprefix("hf:"))
+            else:
+                missing_dirs.append(f"{setting}: {spec} has no {MARKERS[kind]}")
+    if not (missing_hub or missing_dirs):
+        return
+    parts = []
+    name = profile.get("name", "?")
+    if missing_hub:
+        ids = list(dict.fromkeys(missing_hub))
+        parts.append(
+            f"profile {name!r} needs model weights that are not in the Hugging Face cache ({hf_home()}): "
+            f"{', '.join(ids)}. Fetch them on a connected machine with "
+            + "; ".join(fetch_hint(i) for i in ids)
+            + " (gated models such as stabilityai/stable-video-diffusion-img2vid-xt need their licence "
+            "accepted on huggingface.co and `hf auth login` first), then copy that cache here or point "
+            "HF_HOME at it; or set each model in the profile to a local directory")
+    if missing_dirs:
+        parts.append(f"profile {name!r} has model folders that are missing or incomplete: {'; '.join(missing_dirs)}")
+    raise ModelMissingError(". ".join(parts))
+
+
+def identity(spec: str, kind: str = "diffusers") -> str:
+    """What a cache key needs to know about a model: its spec plus a hash of its configs,
+    so rebuilding or swapping weights under the same name is noticed."""
+    if spec.startswith("tiny:"):
+        return f"{spec}@v{TINY_VERSION}"
+    directory = resolve(spec, kind)
+    digest = hashlib.sha256()
+    for config in sorted(directory.rglob("*.json")):
+        digest.update(config.relative_to(directory).as_posix().encode())
+        digest.update(config.read_bytes())
+    return f"{spec}@{digest.hexdigest()[:16]}"

@@ -1,0 +1,156 @@
+"""Tiny random-weight twins of the real models: the published architectures (configs/) shrunk
+in width and depth, built deterministically through the same pipeline classes on first use into
+``$FACELESS_HOME/models/``, then loaded exactly like real weights (the offline and tiny profiles)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from faceless.tasks.models.registry import quiet_libraries
+from faceless.tasks.runtime import store
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+TINY_VERSION = 2  # 2: the real CLIP vocabulary. Bump when a tiny recipe changes, so old builds are not reused
+
+
+def _full_config(name: str) -> dict:
+    return json.loads((CONFIGS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _shrunk(name: str, **overrides) -> dict:
+    """A published architecture with widths and depths shrunk: same blocks, tiny tensors."""
+    config = {k: v for k, v in _full_config(name).items() if not k.startswith("_")}
+    config.update(overrides)
+    return config
+
+
+# -- CLIP's tokenizer, offline: the real vocabulary, from the open_clip_torch wheel ----------
+
+def _write_tokenizer(directory: Path) -> int:
+    from faceless.tasks.text.prompts import write_clip_tokenizer_files
+
+    write_clip_tokenizer_files(directory)
+    return len(json.loads((directory / "vocab.json").read_text(encoding="utf-8")))
+
+
+def _load_tokenizer(directory: Path):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(directory), model_max_length=77)
+
+
+def _text_config(name: str, vocab_size: int, tokenizer) -> dict:
+    return _shrunk(
+        name, vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, projection_dim=32, max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+
+
+# -- tiny builders -------------------------------------------------------------------------------
+
+def _build_tiny_sdxl(directory: Path, refiner: bool) -> None:
+    import torch
+    from diffusers import (AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline,
+                           StableDiffusionXLPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    quiet_libraries()
+    vocab_size = _write_tokenizer(directory / "_tokenizer")
+    tokenizer = _load_tokenizer(directory / "_tokenizer")
+    torch.manual_seed(0)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_text_config("sdxl-text-encoder-2", vocab_size, tokenizer)))
+    vae = AutoencoderKL(**_shrunk("sdxl-vae", block_out_channels=[8, 16, 32, 32], layers_per_block=1, norm_num_groups=8, force_upcast=False))
+    scheduler = EulerDiscreteScheduler.from_config(_full_config("sdxl-scheduler"))
+    time_embed = 8
+    if refiner:
+        torch.manual_seed(2)
+        unet = UNet2DConditionModel(**_shrunk(
+            "sdxl-refiner-unet", block_out_channels=[32, 32, 64, 64], attention_head_dim=[2, 2, 4, 4],
+            transformer_layers_per_block=1, layers_per_block=1, cross_attention_dim=32, norm_num_groups=8,
+            addition_time_embed_dim=time_embed, projection_class_embeddings_input_dim=5 * time_embed + 32,
+        ))
+        pipe = StableDiffusionXLImg2ImgPipeline(
+            vae=vae, text_encoder=None, text_encoder_2=text_encoder_2, tokenizer=None, tokenizer_2=tokenizer,
+            unet=unet, scheduler=scheduler, requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+        )
+    else:
+        torch.manual_seed(1)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**_text_config("sdxl-text-encoder", vocab_size, tokenizer)))
+        unet = UNet2DConditionModel(**_shrunk(
+            "sdxl-base-unet", block_out_channels=[32, 64, 64], attention_head_dim=[2, 4, 4],
+            transformer_layers_per_block=[1, 1, 1], layers_per_block=1, cross_attention_dim=64, norm_num_groups=8,
+            addition_time_embed_dim=time_embed, projection_class_embeddings_input_dim=6 * time_embed + 32,
+        ))
+        pipe = StableDiffusionXLPipeline(
+            vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
+            tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+        )
+    pipe.save_pretrained(str(directory))
+    shutil.rmtree(directory / "_tokenizer")
+
+
+def _build_tiny_svd(directory: Path) -> None:
+    import torch
+    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
+                           UNetSpatioTemporalConditionModel)
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    quiet_libraries()
+    torch.manual_seed(3)
+    unet = UNetSpatioTemporalConditionModel(**_shrunk(
+        "svd-xt-unet", block_out_channels=[32, 64, 64, 64], num_attention_heads=[2, 4, 4, 4],
+        layers_per_block=1, cross_attention_dim=32, addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=3 * 8,
+    ))
+    vae = AutoencoderKLTemporalDecoder(**_shrunk("svd-xt-vae", block_out_channels=[32, 32, 32, 32], layers_per_block=1))
+    # The pipeline resizes the conditioning image to 224 for the image encoder: keep 224.
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**_shrunk(
+        "svd-xt-image-encoder", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, projection_dim=32, image_size=224,
+    )))
+    pipe = StableVideoDiffusionPipeline(
+        vae=vae, image_encoder=image_encoder, unet=unet,
+        scheduler=EulerDiscreteScheduler.from_config(_full_config("svd-xt-scheduler")),
+        feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
+    )
+    pipe.save_pretrained(str(directory))
+
+
+def _build_tiny_bark(directory: Path) -> None:
+    from faceless.tasks.models.tiny_voice import build_tiny_bark
+
+    quiet_libraries()
+    build_tiny_bark(directory)
+
+
+def _build_tiny_whisper(directory: Path) -> None:
+    from faceless.tasks.models.tiny_voice import build_tiny_whisper
+
+    quiet_libraries()
+    build_tiny_whisper(directory)
+
+
+TINY_BUILDERS = {
+    "sdxl-base": lambda d: _build_tiny_sdxl(d, refiner=False),
+    "sdxl-refiner": lambda d: _build_tiny_sdxl(d, refiner=True),
+    "svd": _build_tiny_svd,
+    "bark": _build_tiny_bark,
+    "whisper": _build_tiny_whisper,
+}
+TINY_MARKERS = {"sdxl-base": "model_index.json", "sdxl-refiner": "model_index.json", "svd": "model_index.json",
+                 "bark": "config.json", "whisper": "model.bin"}
+
+
+def _tiny_dir(name: str) -> Path:
+    if name not in TINY_BUILDERS:
+        raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(sorted(TINY_BUILDERS))})")
+    return store.models_dir() / f"tiny-{name}-v{TINY_VERSION}"
+
+
+def ensure_tiny(name: str) -> Path:
+    """Build a tiny model once (atomically, like an artifact) and return its directory."""
+    return store.build_folder_once(_tiny_dir(name), TINY_MARKERS[name], TINY_BUILDERS[name])
