@@ -239,7 +239,9 @@ def write_profile(path: Path, full: bool, built: dict, story: Path, speech_secon
         profile["narrate"]["semantic_max_new_tokens"] = round(speech_seconds * BARK_TOKENS_PER_S)
         profile["align"]["max_new_tokens"] = min(440, 2 * words + 8)
     path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
-    return profile
+    from faceless.tasks.settings import load_profile
+
+    return load_profile(str(path))  # resolved, as the render will see it
 
 
 # -- the renders -----------------------------------------------------------------------------------
@@ -409,7 +411,7 @@ def budget_section(profile: dict, story: Path, speech_seconds: float, tflops: fl
     # The random voice speaks `speech_seconds` a sentence: the storyboard's shots and the
     # window plan of those times, as the render will make them.
     plan = plan_story(story.read_text(encoding="utf-8"), profile["plan"]).to_dict()
-    pause = float(profile["narrate"].get("sentence_pause_s", 0.35))
+    pause = profile["narrate"]["sentence_pause_s"]
     words, spans, clock = [], [], 0.0
     for sentence in plan["sentences"]:
         clock += pause if spans else 0.0
@@ -500,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build: {build_seconds:.1f} s")
         profile = write_profile(scratch / "profile.yaml", full, built, story, args.speech_seconds)
         capped = ", ".join(f"{k} {profile[s][k]}" for s, k in (("narrate", "semantic_max_new_tokens"),
-                                                                ("align", "max_new_tokens")) if k in profile[s])
+                                                                ("align", "max_new_tokens")) if profile[s].get(k) is not None)
         print(f"profile: {scratch / 'profile.yaml'} ({profile['description']}; random-weight caps: {capped})")
         budget_section(profile, story, args.speech_seconds if full else 1.2, tflops, full)
         if full:

@@ -79,8 +79,8 @@ def step_tflop(profile: dict) -> dict:
     """TFLOP of one denoising step of each model at the profile's keyframe and animate settings
     (with classifier-free guidance where the profile's settings use it)."""
     keyframe, animate = profile["keyframe"], profile["animate"]
-    sdxl_batch = 2 if float(keyframe.get("guidance_scale", 5.0)) > 1 else 1
-    svd_batch = 2 if float(animate.get("max_guidance_scale", 3.0)) > 1 else 1
+    sdxl_batch = 2 if keyframe["guidance_scale"] > 1 else 1
+    svd_batch = 2  # SVD's max_guidance_scale (diffusers' 3.0, not a profile setting) > 1: guided
     return {
         "sdxl_base": unet_tflop("sdxl-base-unet", keyframe["width"], keyframe["height"], batch=sdxl_batch),
         "sdxl_refiner": unet_tflop("sdxl-refiner-unet", keyframe["width"], keyframe["height"], batch=sdxl_batch),
@@ -104,7 +104,7 @@ def gpu_work(n_keyframes: int, svd_windows_total: int, profile: dict) -> dict:
     """Denoising steps and PFLOP of `n_keyframes` SDXL keyframes and `svd_windows_total` SVD windows."""
     keyframe, animate = profile["keyframe"], profile["animate"]
     steps = int(keyframe["num_inference_steps"])
-    base_steps = round(steps * float(keyframe.get("high_noise_frac", 0.8)))  # 100 at 0.8: 80 + 20
+    base_steps = round(steps * keyframe["high_noise_frac"])  # 100 at 0.8: 80 + 20
     per_step = step_tflop(profile)
     svd_steps = svd_windows_total * int(animate["num_inference_steps"])
     sdxl_tflop = n_keyframes * (base_steps * per_step["sdxl_base"] + (steps - base_steps) * per_step["sdxl_refiner"])
@@ -162,7 +162,7 @@ def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
     """The new design's shots, as a render makes them: the storyboard's cuts on the word times,
     the flow's timeline (clip frames with their fades) and animate's window plan."""
     from faceless.flows.timeline import shot_timeline
-    from faceless.tasks.stages.animate import window_plan
+    from faceless.tasks.backends.svd import window_plan
     from faceless.tasks.stages.storyboard import storyboard
 
     shots = storyboard(plan, timing, profile["plan"])

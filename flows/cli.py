@@ -2,6 +2,7 @@
 
     faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH] [--music FILE]
     faceless resume FLOW_RUN_ID
+    faceless profile show NAME|FILE.yaml [--size WxH]
 
 Inputs are checked before Prefect starts, so a bad story, profile, folder or missing model
 is one line on stderr in well under a second. The last line on stdout is the video's path.
@@ -31,32 +32,24 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--music", help="background music (any audio file), looped and ducked under the voice")
     resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
     resume.add_argument("flow_run_id", help="the story-to-video flow run to resume")
+    profile = commands.add_parser("profile", help="look at profiles").add_subparsers(dest="action", required=True)
+    show = profile.add_parser("show", help="print a profile resolved, every setting with its default, as a "
+                                           "profile file (renders the same with --profile)")
+    show.add_argument("name", help="profile name or a .yaml file")
+    show.add_argument("--size", help="resolved for this output WIDTHxHEIGHT")
     return parser
 
 
-def _check_inputs(parameters: dict) -> None:
-    from faceless.flows.deliver import output_folder
-    from faceless.flows.story_to_video import model_identities, story_input
-    from faceless.tasks.media.captions import check_fonts
-    from faceless.tasks.media.music import check_music
-    from faceless.tasks.stages.plan import normalise_story, split_front_matter
-    from faceless.tasks.settings import load_profile
+def _show_profile(name: str, size: str | None) -> int:
+    from faceless.tasks.settings import ProfileError, load_profile, profile_yaml
 
-    _, body = split_front_matter(story_input(parameters.get("story"), parameters.get("story_file"))[0])
-    text = normalise_story(body)
-    output_folder(parameters.get("out", "./out"))
-    settings = load_profile(parameters.get("profile_file") or parameters.get("profile", "offline"),
-                            parameters.get("size") or None)
-    model_identities(settings)
-    check_fonts(text, settings["compose"]["captions"])
-    if parameters.get("music"):
-        from faceless.flows import roots
-
-        roots.check("music", parameters["music"])
-        check_music(parameters["music"])
-    from faceless.tasks.runtime.gpu import parse_faults
-
-    parse_faults(os.environ.get("FACELESS_FAULT", ""))
+    try:
+        text = profile_yaml(load_profile(name, size))
+    except ProfileError as error:
+        print(f"faceless: error: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
 
 
 def _run_parameters(flow_run_id: str) -> dict:
@@ -83,9 +76,11 @@ def _run_parameters(flow_run_id: str) -> dict:
 
 def _render(parameters: dict) -> int:
     from faceless.flows.story_to_video import story_to_video
+    from faceless.tasks.runtime import live
 
     try:
-        state = story_to_video(**parameters, return_state=True)
+        with live.watch():  # stages and progress on stderr: a live display on a terminal, else lines
+            state = story_to_video(**parameters, return_state=True)
     except KeyboardInterrupt:
         print("faceless: interrupted; run the same command again to resume from the finished stages",
               file=sys.stderr)
@@ -111,6 +106,9 @@ def _render(parameters: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "profile":
+        return _show_profile(args.name, args.size)
+    from faceless.flows.preflight import preflight
     from faceless.tasks.models import ModelMissingError
 
     expected = (ValueError, ModelMissingError, FileNotFoundError)  # StoryError, ProfileError, ... are ValueErrors
@@ -131,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 parameters["size"] = args.size
             if args.music:
                 parameters["music"] = str(Path(args.music).expanduser().absolute())
-        _check_inputs(parameters)
+        preflight(**parameters)
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)
         return 2

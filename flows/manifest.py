@@ -12,13 +12,8 @@ from faceless.tasks.runtime import store
 
 
 def backends(profile: dict) -> dict:
-    """What made each part of the video, in words, for the manifest."""
-    return {
-        "narrate": profile["narrate"]["backend"],
-        "align": profile.get("align", {}).get("backend", "voice"),
-        "keyframe": "sdxl base + refiner",
-        "animate": "svd",
-    }
+    """The backend of each stage, by the names profiles use (e.g. "animate": "wan")."""
+    return {stage: profile[stage]["backend"] for stage in ("narrate", "align", "keyframe", "animate")}
 
 
 class StageLedger:

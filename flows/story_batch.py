@@ -64,8 +64,9 @@ async def story_batch(stories: str | list[str] = "deployments/stories", profile:
     Args:
         stories: A folder of UTF-8 .txt stories (each one is rendered), one story file, or a list
             of either; on the worker's machine, relative to the clone.
-        profile: The story-to-video deployment each story runs through: offline (CPU, no
-            network), fast or studio (a GPU and the weights), tiny (the smallest).
+        profile: The story-to-video deployment each story runs through, named after its
+            profile: offline (a CPU, no network), fast or studio (a GPU and the weights), tiny
+            (the smallest).
         out: Folder the videos go into, a folder per story with its video.mp4.
         size: Output WIDTHxHEIGHT for every story, e.g. 1080x1920 or 1920x1080; empty for the
             profile's own (720x1280).

@@ -13,76 +13,28 @@ models loaded once for all shots and released before the next family loads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from faceless.flows import deliver, report, roots
+from faceless.flows import deliver, report
+from faceless.flows.preflight import preflight
 from faceless.flows.manifest import StageLedger, build_manifest
 from faceless.flows.parameters import ProfileName
 from faceless.flows.timeline import clip_settings, shot_timeline
-from faceless.tasks.runtime import gpu, store
+from faceless.tasks.runtime import gpu, live, store
 from faceless.tasks import models
 from faceless.tasks.stages.align import align_task
 from faceless.tasks.stages.animate import animate_task
 from faceless.tasks.runtime.caching import with_store
-from faceless.tasks.media.captions import check_fonts
 from faceless.tasks.stages.compose import compose_task
 from faceless.tasks.stages.keyframe import keyframe_task
 from faceless.tasks.media.music import import_music
-from faceless.tasks.stages.narrate import narrate_task, voice_identity
-from faceless.tasks.stages.plan import StoryError, plan_task, read_story_file, split_front_matter
-from faceless.tasks.settings import load_profile
+from faceless.tasks.stages.narrate import narrate_task
+from faceless.tasks.stages.plan import plan_task
 from faceless.tasks.stages.storyboard import storyboard_task
-
-
-def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
-    """The story text and its title (the file's name), from exactly one of the two (an empty
-    string, as the run form sends for an untouched box, is not given)."""
-    if bool(story) == bool(story_file):
-        raise StoryError("give exactly one of story (the text) or story_file (a path)")
-    if story_file:
-        roots.check("story_file", story_file)
-        return read_story_file(story_file), Path(story_file).stem.replace("_", " ")
-    return story, None
-
-
-def model_identities(profile: dict) -> dict:
-    """Model identity per stage. Fails first, in seconds, naming every model whose weights
-    are not on this machine (before any stage starts)."""
-    models.require(profile)
-    align = profile.get("align", {})
-    return {
-        "narrate": voice_identity(profile["narrate"]),
-        "align": (models.identity(align["model"], "ctranslate2") if align.get("backend") == "faster-whisper"
-                  else "the voice's own word times"),
-        "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
-        "animate": {"svd": models.identity(profile["animate"]["model"])},
-    }
-
-
-@dataclass
-class Inputs:
-    """What the flow starts from, checked: the story, its profile resolved, its models present."""
-    text: str
-    title: str
-    settings: dict
-    identities: dict
-
-
-def _checked_inputs(story, story_file, profile, out, size, music) -> Inputs:
-    """Every input refused now, in one line, before any stage runs and before anything is written."""
-    text, title = story_input(story, story_file)
-    _, body = split_front_matter(text)
-    deliver.output_folder(out)
-    settings = load_profile(profile, size)
-    identities = model_identities(settings)
-    check_fonts(body, settings["compose"]["captions"])
-    roots.check("music", music)
-    return Inputs(text, title or "", settings, identities)
 
 
 def _release(logger, *families: str) -> None:
@@ -96,19 +48,12 @@ def _voice_lines(plan: dict) -> list[dict]:
 
 
 def _keyframe_inputs(shots: list[dict]) -> list[dict]:
-    return [{k: shot[k] for k in ("prompt", "prompt_2", "negative_prompt", "seed")} for shot in shots]
+    return [{k: shot[k] for k in ("prompt", "prompt_2", "description", "negative_prompt", "seed")} for shot in shots]
 
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def story_to_video(
-    story: str = "",
-    story_file: str = "",
-    profile: ProfileName = "offline",
-    profile_file: str = "",
-    out: str = "./out",
-    size: str = "",
-    music: str = "",
-) -> str:
+def story_to_video(story: str = "", story_file: str = "", profile: ProfileName = "offline", profile_file: str = "",
+                   out: str = "./out", size: str = "", music: str = "") -> str:
     """Render a story into a narrated, captioned video (vertical unless `size` says otherwise),
     with `music` ducked under the voice if given; returns the video's path. Give exactly one of
     `story` and `story_file`; an empty text parameter is one not given. The run form draws each
@@ -119,8 +64,9 @@ def story_to_video(
             start with front matter between two --- lines). Leave it empty to use story_file.
         story_file: Or the path of a UTF-8 .txt file with the story, on the worker's machine
             (relative to the clone). Leave it empty when the story is typed above.
-        profile: The installed profile: offline (a CPU, no network), fast or studio (a GPU and
-            the models' weights), tiny (the smallest, for trying the pipeline out).
+        profile: One of the installed profiles: offline runs on a CPU with no network; studio,
+            fast and modern need a GPU and the models' weights; tiny and modern-tiny are the
+            smallest (random weights, for trying a code path out).
         profile_file: Or the path of a profile YAML file of your own, used instead of profile.
             Leave it empty to use profile.
         out: The folder the video goes into, in a folder named after the story (video.mp4,
@@ -132,10 +78,10 @@ def story_to_video(
     """
     profile = profile_file or profile  # a file of your own, else the installed profile
     logger, ledger = get_run_logger(), StageLedger()
-    inputs = _checked_inputs(story, story_file, profile, out, size, music)
+    inputs = preflight(story, story_file, profile, out, size, music)  # every deployment run too
     settings, identities = inputs.settings, inputs.identities
     music_ref = import_music(music) if music else None
-    one_family_at_a_time = bool(settings.get("memory", {}).get("release_between_stages"))
+    one_family_at_a_time = settings["memory"]["release_between_stages"]
 
     plan_ref = ledger.record("plan", with_store(plan_task)(inputs.text, inputs.title, settings["plan"], return_state=True))
     plan = store.read_json(store.path_of(plan_ref, "plan.json"))
@@ -144,7 +90,7 @@ def story_to_video(
     alignment = ledger.record("align", with_store(align_task)(
         narration, settings["align"], identities["align"], return_state=True))
     if one_family_at_a_time:
-        _release(logger, "bark", "whisper")
+        _release(logger, "bark", "kokoro", "whisper")
 
     board = ledger.record("storyboard", with_store(storyboard_task)(plan_ref, alignment, settings["plan"], return_state=True))
     shots = store.read_json(store.path_of(board, "shots.json"))["shots"]
@@ -152,15 +98,17 @@ def story_to_video(
     indexes = [shot["index"] for shot in shots]
     timeline = shot_timeline([shot["start"] for shot in shots], store.read_json(
         store.path_of(narration, "words.json"))["duration"], settings["compose"])
+    live.expect(len(ledger.stages) + 2 * len(shots) + 1)  # these, a keyframe and a clip a shot, compose
 
     keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
         _keyframe_inputs(shots), indexes, unmapped(settings["keyframe"]), unmapped(identities["keyframe"]))
     if one_family_at_a_time:
         wait(keyframe_futures)
-        _release(logger, "sdxl")
+        _release(logger, "sdxl", "flux")
     animate_settings = clip_settings(settings)
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
-        keyframe_futures, indexes, [shot["seed"] for shot in shots], timeline["clip_frames"],
+        keyframe_futures, [shot["description"] for shot in shots], indexes, [shot["seed"] for shot in shots],
+        timeline["clip_frames"],
         unmapped(animate_settings), unmapped(identities["animate"]))
     # Let every shot finish (or fail) before reporting: a failure at shot 7 still leaves
     # shots 1-6 done and cached for the resume.

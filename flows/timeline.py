@@ -16,7 +16,7 @@ def shot_timeline(starts: list[float], duration: float, compose: dict) -> dict:
     differ by a frame; compose holds a clip's last frame or leaves its spare one."""
     fps = compose["fps"]
     own = [max(1, round((end - start) * fps)) for start, end in zip(starts, [*starts[1:], duration])]
-    handles = transition_handles([0, *_cumulative(own)], round(compose.get("transition_s", 0.0) * fps / 2))
+    handles = transition_handles([0, *_cumulative(own)], round(compose["transition_s"] * fps / 2))
     return {"bounds": frame_boundaries(starts, duration, fps), "handles": handles,
             "clip_frames": [n + handles[k] + handles[k + 1] for k, n in enumerate(own)]}
 

@@ -10,6 +10,7 @@ import pytest
 from faceless.tasks import models
 from faceless.tasks.backends.bark import chunk_sentences, chunk_words, estimate_word_times
 from faceless.tasks.stages.narrate import narrate
+from faceless.tasks.settings import section
 
 LONG = ("The lighthouse keeper climbed the narrow stairs at dusk, counting every step as his father had, "
         "while the storm that had chased the fishing boats home all afternoon threw salt against the glass; "
@@ -70,8 +71,8 @@ def test_estimated_word_times_tile_the_span():
     assert times[1][1] - times[1][0] > times[0][1] - times[0][0]
 
 
-SETTINGS = {"backend": "bark", "model": "tiny:bark", "voice_preset": "v2/en_speaker_6", "max_chunk_chars": 120,
-            "clause_pause_s": 0.1, "sentence_pause_s": 0.3, "semantic_max_new_tokens": 30, "seed": 7}
+SETTINGS = section("narrate", backend="bark", model="tiny:bark", voice_preset="v2/en_speaker_6", max_chunk_chars=120,
+                   clause_pause_s=0.1, sentence_pause_s=0.3, semantic_max_new_tokens=30, seed=7)
 
 
 def test_tiny_bark_narrates_sentence_by_sentence_at_24_khz(tiny_home, tmp_path):

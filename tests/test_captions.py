@@ -5,14 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 import pytest
-import yaml
-
 from faceless.tasks.media.captions import CaptionFontError, CaptionRenderer, _Fonts, blend, check_fonts, phrases
 from faceless.tasks.stages.compose import caption_schedule
-from faceless.tasks.settings import PROFILES_DIR
+from faceless.tasks.settings import load_profile
 
 # The shipped profile's caption style, so the fonts tested are the ones users get.
-STYLE = {**yaml.safe_load((PROFILES_DIR / "offline.yaml").read_text())["compose"]["captions"], "max_words": 3}
+STYLE = {**load_profile("offline")["compose"]["captions"], "max_words": 3}
 LINES = {
     "latin": "The quick brown fox",
     "accented": "Zoë était très déçue, ça",

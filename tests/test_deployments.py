@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, ROOT, _free_port
+from faceless.tasks.settings import available
 
 STORIES = {
     # Two short sentences each: one shot, so one keyframe and one clip per story.
@@ -302,7 +303,7 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
     descriptions = _form_parameters(stack, deployment)
     assert list(descriptions) == ["story", "story_file", "profile", "profile_file", "out", "size", "music"]
     profiles = deployment["parameter_openapi_schema"]["properties"]["profile"]
-    assert profiles["type"] == "string" and sorted(profiles["enum"]) == ["fast", "offline", "studio", "tiny"]
+    assert profiles["type"] == "string" and profiles["enum"] == available() and "offline" in available()
     out = tmp_path / "out"
     shots = Path(os.environ.get("FACELESS_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
@@ -330,7 +331,7 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
             profile.click()
             options = page.get_by_role("option")
             options.first.wait_for(timeout=10_000)
-            assert sorted(options.all_inner_texts()) == ["fast", "offline", "studio", "tiny"]
+            assert sorted(options.all_inner_texts()) == available()
             page.keyboard.press("Escape")
             story = page.get_by_label("story (Optional)", exact=True)
             assert story.evaluate("e => e.tagName") == "TEXTAREA" and story.is_editable()

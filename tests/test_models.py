@@ -38,7 +38,7 @@ def test_refiner_continues_from_the_base_latents(ensemble):
 
 def test_same_seed_same_picture(ensemble):
     base, refiner = ensemble
-    settings = {"width": 64, "height": 96, "num_inference_steps": 4, "high_noise_frac": 0.8}
+    settings = {"width": 64, "height": 96, "num_inference_steps": 4, "high_noise_frac": 0.8, "guidance_scale": 5.0}
     first, _ = base_then_refiner(base, refiner, "a fox", "", 3, settings)
     second, _ = base_then_refiner(base, refiner, "a fox", "", 3, settings)
     third, _ = base_then_refiner(base, refiner, "a fox", "", 4, settings)

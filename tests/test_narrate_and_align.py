@@ -10,8 +10,9 @@ import webvtt
 
 from faceless.tasks.stages.align import MAX_LINE, align, build_cues
 from faceless.tasks.stages.narrate import narrate
+from faceless.tasks.settings import section
 
-SETTINGS = {"backend": "piper", "voice": "en_US-joe-medium", "noise_w_scale": 0.0, "sentence_pause_s": 0.3}
+SETTINGS = section("narrate", backend="piper", voice="en_US-joe-medium", noise_w_scale=0.0, sentence_pause_s=0.3)
 SENTENCES = [
     'His first program printed "Hello, World" and he was thrilled.',
     "By 1984 he wrote 40 lines; café naïve 😀 — done!",

@@ -39,7 +39,7 @@ def test_profile_names_are_the_installed_profiles():
 
 
 def test_story_input_takes_empty_as_not_given(tmp_path):
-    from faceless.flows.story_to_video import story_input
+    from faceless.flows.preflight import story_input
     from faceless.tasks.stages.plan import StoryError
 
     story = tmp_path / "fox.txt"

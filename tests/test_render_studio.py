@@ -42,7 +42,7 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
     manifest = tiny["manifest"]
     assert tiny["result"].stdout.strip().splitlines()[-1] == str(tiny["folder"] / "video.mp4")
     assert manifest["backends"] == {"narrate": "bark", "align": "faster-whisper",
-                                    "keyframe": "sdxl base + refiner", "animate": "svd"}
+                                    "keyframe": "sdxl-ensemble", "animate": "svd"}
     assert manifest["models"]["narrate"].startswith("bark tiny:bark@")
     assert manifest["models"]["align"].startswith("tiny:whisper@")
     assert manifest["narration"]["backend"] == "bark" and manifest["narration"]["sample_rate"] == 24_000

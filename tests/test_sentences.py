@@ -9,6 +9,7 @@ import pytest
 
 from faceless.tasks.stages.plan import normalise_story, plan_story
 from faceless.tasks.text.sentences import split_sentences
+from faceless.tasks.settings import section
 
 ROOT = Path(__file__).resolve().parent.parent
 STORIES = sorted([*ROOT.glob("deployments/stories/*.txt"), *ROOT.glob("benchmarks/stories/*.txt"),
@@ -97,7 +98,7 @@ def test_sample_story_words_are_kept_exactly(path):
     sentences = split_sentences(text)
     assert [word for sentence in sentences for word in sentence.split()] == text.split()
     assert all(sentence == " ".join(sentence.split()) and sentence for sentence in sentences)
-    plan = plan_story(text, {})
+    plan = plan_story(text, section("plan"))
     assert [word for s in plan.sentences for word in s.words] == normalise_story(text).split()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from faceless.tasks.stages.animate import window_plan
+from faceless.tasks.backends.svd import window_plan
 from faceless.tasks.text.prompts import MAX_TOKENS, clip_tokenizer, count_tokens, shot_prompt
 from faceless.tasks.stages.storyboard import cast_in_shots, cut_shots, cut_times, storyboard
 

@@ -7,14 +7,14 @@ import pytest
 from PIL import Image
 
 from faceless.tasks import models
-from faceless.tasks.stages.animate import generate, window_plan
+from faceless.tasks.backends.svd import generate, window_plan
 from faceless.tasks.stages.keyframe import base_then_refiner, keyframe
 from faceless.tasks.settings import load_profile
 
 
 def test_refiner_takes_the_base_latents_not_a_decoded_picture(tiny_home):
     base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
-    settings = {"width": 64, "height": 96, "num_inference_steps": 10, "high_noise_frac": 0.8}
+    settings = {"width": 64, "height": 96, "num_inference_steps": 10, "high_noise_frac": 0.8, "guidance_scale": 5.0}
     seen = {"encode": 0, "decode": 0, "refiner_inputs": []}
     hooks = [
         base.vae.encoder.register_forward_hook(lambda *a: seen.__setitem__("encode", seen["encode"] + 1)),
@@ -72,7 +72,7 @@ def test_chained_windows_continue_from_the_last_frame_without_repeating_it(tiny_
 
 
 def test_models_are_loaded_once_for_all_scenes_and_released_on_request(tiny_home, tmp_path):
-    settings = {"base": "tiny:sdxl-base", "refiner": "tiny:sdxl-refiner", "width": 64, "height": 64,
+    settings = {**load_profile("tiny")["keyframe"], "width": 64, "height": 64,
                 "num_inference_steps": 2, "high_noise_frac": 0.5}
     models.sdxl_ensemble(settings["base"], settings["refiner"])
     loads = models.LOADS["sdxl"]
@@ -110,7 +110,7 @@ def test_tiny_profile_needs_nothing_from_the_hub():
 def test_the_refiner_reads_the_second_encoders_prompt(tiny_home):
     """The refiner has only SDXL's second text encoder: it must be given prompt_2 (style and
     setting), not the first encoder's prompt."""
-    settings = {"width": 64, "height": 64, "num_inference_steps": 2, "high_noise_frac": 0.5}
+    settings = {"width": 64, "height": 64, "num_inference_steps": 2, "high_noise_frac": 0.5, "guidance_scale": 5.0}
     base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
     calls = []
 

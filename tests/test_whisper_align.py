@@ -10,6 +10,7 @@ import pytest
 import srt
 
 from faceless.tasks.stages.align import align
+from faceless.tasks.settings import section
 from faceless.tasks.backends.whisper_align import (Heard, fill_between, fit_words, match_words, normal_form, number_words, recognise,
                                  settle)
 
@@ -125,8 +126,8 @@ def test_a_word_never_starts_in_silence_nor_before_a_pause_it_swallowed(tmp_path
     assert words[1].start == 0.6  # all silence: nothing to go by, keep the recogniser's time
 
 
-SETTINGS = {"backend": "faster-whisper", "model": "tiny:whisper", "language": "en", "beam_size": 1,
-            "temperature": 0.0, "max_new_tokens": 12}
+SETTINGS = section("align", backend="faster-whisper", model="tiny:whisper", language="en", beam_size=1,
+                   temperature=0.0, max_new_tokens=12)
 
 
 def test_tiny_whisper_runs_and_the_subtitles_keep_the_story_words(tiny_home, tmp_path):

@@ -15,6 +15,7 @@ import time
 from faceless.tasks.stages.align import align
 from faceless.tasks.backends import piper
 from faceless.tasks.stages.plan import split_sentences
+from faceless.tasks.settings import section
 
 STORY = (
     "Mira found the old radio in her grandfather's attic on a rainy Sunday. "
@@ -25,13 +26,13 @@ STORY = (
     "The broadcast said it came from 1952, more than seventy years ago! "
     "Mira held her breath and listened until the batteries died."
 )
-VOICE = {"backend": "piper", "voice": "en_US-joe-medium", "noise_w_scale": 0.0, "sentence_pause_s": 0.3}
+VOICE = section("narrate", backend="piper", voice="en_US-joe-medium", noise_w_scale=0.0, sentence_pause_s=0.3)
 
 
 def align_settings(model) -> dict:
     # The studio profile's align section (tasks/profiles/studio.yaml), with Whisper base.
-    return {"backend": "faster-whisper", "model": str(model), "language": "en", "beam_size": 5,
-            "compute_type": "default", "min_matched": 0.5}
+    return section("align", backend="faster-whisper", model=str(model), language="en", beam_size=5,
+                   compute_type="default", min_matched=0.5)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -117,12 +117,13 @@ def speak(model, processor, text: str, settings: dict, seed: int) -> np.ndarray:
 
     inputs = processor(text, voice_preset=settings["voice_preset"])
     inputs = {k: (v.to(model.device) if hasattr(v, "to") else v) for k, v in inputs.items()}
+    # A temperature left unset (None) is the checkpoint's own generation config.
     options = {f"{stage}_temperature": settings[f"{stage}_temperature"]
-               for stage in ("semantic", "coarse", "fine") if f"{stage}_temperature" in settings}
-    if settings.get("semantic_max_new_tokens"):
-        options["semantic_max_new_tokens"] = int(settings["semantic_max_new_tokens"])
-    torch.manual_seed(_chunk_seed(settings.get("seed", 0), text))
-    with torch.inference_mode(), models.cpu_threads(model.device, settings.get("cpu_threads", 1)):
+               for stage in ("semantic", "coarse", "fine") if settings[f"{stage}_temperature"] is not None}
+    if settings["semantic_max_new_tokens"]:
+        options["semantic_max_new_tokens"] = settings["semantic_max_new_tokens"]
+    torch.manual_seed(_chunk_seed(settings["seed"], text))
+    with torch.inference_mode(), models.cpu_threads(model.device, settings["cpu_threads"]):
         audio, lengths = model.generate(**inputs, do_sample=True, return_output_lengths=True, **options)
     samples = audio[0, : int(lengths[0])] if lengths is not None else audio[0]
     return samples.float().cpu().numpy().astype(np.float32)
@@ -131,9 +132,9 @@ def speak(model, processor, text: str, settings: dict, seed: int) -> np.ndarray:
 def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict:
     model, processor = models.bark(settings["model"])
     rate = int(model.generation_config.sample_rate)
-    chunks = chunk_sentences(sentences, int(settings.get("max_chunk_chars", 180)))
-    sentence_pause = np.zeros(int(settings.get("sentence_pause_s", 0.35) * rate), dtype=np.float32)
-    clause_pause = np.zeros(int(settings.get("clause_pause_s", 0.12) * rate), dtype=np.float32)
+    chunks = chunk_sentences(sentences, settings["max_chunk_chars"])
+    sentence_pause = np.zeros(int(settings["sentence_pause_s"] * rate), dtype=np.float32)
+    clause_pause = np.zeros(int(settings["clause_pause_s"] * rate), dtype=np.float32)
 
     pieces: list[np.ndarray] = []
     cursor = 0
@@ -146,7 +147,7 @@ def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict
                 pause = clause_pause if chunks[i - 1].sentence == chunk.sentence else sentence_pause
                 pieces.append(pause)
                 cursor += len(pause)
-            audio = speak(model, processor, chunk.text, settings, settings.get("seed", 0))
+            audio = speak(model, processor, chunk.text, settings, settings["seed"])
             start, end = cursor / rate, (cursor + len(audio)) / rate
             pieces.append(audio)
             cursor += len(audio)

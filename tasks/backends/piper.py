@@ -110,11 +110,11 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
     voice = load_piper_voice(settings["voice"])
     rate = voice.config.sample_rate
     config = SynthesisConfig(
-        length_scale=settings.get("length_scale", 1.0),
-        noise_scale=settings.get("noise_scale", 0.667),
-        noise_w_scale=settings.get("noise_w_scale", 0.0),
+        length_scale=settings["length_scale"],
+        noise_scale=settings["noise_scale"],
+        noise_w_scale=settings["noise_w_scale"],
     )
-    pause = np.zeros(int(settings.get("sentence_pause_s", 0.3) * rate), dtype=np.float32)
+    pause = np.zeros(int(settings["sentence_pause_s"] * rate), dtype=np.float32)
 
     pieces: list[np.ndarray] = []
     cursor = 0  # samples written so far

@@ -164,21 +164,20 @@ def fit_words(timing: dict, heard: list[Heard], min_matched: float = 0.5) -> tup
 
 def recognise(wav: Path, settings: dict) -> list[Heard]:
     """Every word faster-whisper hears in the narration, with its start and end."""
-    model = models.whisper(settings["model"], settings.get("compute_type", "default"))
-    temperature = settings.get("temperature", [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    model = models.whisper(settings["model"], settings["compute_type"])
+    temperature = settings["temperature"]
     with models.MODEL_LOCK:
         segments, _ = model.transcribe(
-            str(wav), language=settings.get("language", "en"), word_timestamps=True,
-            beam_size=int(settings.get("beam_size", 5)), temperature=temperature,
+            str(wav), language=settings["language"], word_timestamps=True,
+            beam_size=settings["beam_size"], temperature=temperature,
             condition_on_previous_text=False,  # a misheard sentence must not derail the next
-            max_new_tokens=settings.get("max_new_tokens"), vad_filter=False,
+            max_new_tokens=settings["max_new_tokens"], vad_filter=False,
         )
         heard = [Heard(w.word.strip(), float(w.start), float(w.end))
                  for segment in segments for w in (segment.words or []) if w.word.strip()]
-    return settle(heard, wav, float(settings.get("boundary_lag_s", BOUNDARY_LAG_S)))
+    return settle(heard, wav, settings["boundary_lag_s"])
 
 
-BOUNDARY_LAG_S = 0.1  # how early Whisper places a boundary between running words (measured, base)
 JOINED_S = 0.02  # a word starting this close to the previous one's end runs on from it
 FRAME_S = 0.01
 SILENCE_DB = 35.0  # this far below the narration's loud frames is silence

@@ -111,8 +111,7 @@ def _face(path: Path, size: int, weight: str | None) -> ImageFont.FreeTypeFont:
 def font_names(style: dict) -> list[str]:
     """The profile's fonts in order of preference: each character is drawn with the first
     that has a glyph for it."""
-    names = style.get("fonts") or [style["font"]]
-    return [names] if isinstance(names, str) else list(names)
+    return list(style["fonts"])
 
 
 def _must_draw(char: str) -> bool:
@@ -151,7 +150,7 @@ class _Fonts:
 
     def __init__(self, style: dict, size: int):
         self.paths = [find_font(name) for name in font_names(style)]
-        self.faces = [_face(path, size, style.get("weight")) for path in self.paths]
+        self.faces = [_face(path, size, style["weight"]) for path in self.paths]
         self.cmaps = [_codepoints(path) for path in self.paths]
 
     def runs(self, text: str) -> list[tuple[str, ImageFont.FreeTypeFont]]:
@@ -194,7 +193,7 @@ class CaptionRenderer:
         # Style sizes are for a 720-pixel-wide vertical frame; scale with the frame's short side.
         self.scale = min(width, height) / 720
         self.size = max(8, round(style["size"] * self.scale))
-        self.outline = max(1, round(style.get("outline_width", 4) * self.scale))
+        self.outline = max(1, round(style["outline_width"] * self.scale))
         # Landscape and square videos have no app column on the right: centre them.
         self.safe_left, self.safe_right = (SAFE_LEFT, SAFE_RIGHT) if height > width else (0.06, 0.94)
         self.limit = self.width * (self.safe_right - self.safe_left)
@@ -252,7 +251,7 @@ class CaptionRenderer:
                 colour = self.style["highlight"] if i == highlight else self.style["color"]
                 self._draw_word(draw, x, baseline, piece, fonts, colour)
                 x += w + space
-        top = int(self.height * (1 - self.style.get("bottom_margin", 0.22))) - box_h
+        top = int(self.height * (1 - self.style["bottom_margin"])) - box_h
         return np.asarray(image), 0, top
 
     def _draw_word(self, draw: ImageDraw.ImageDraw, x: float, baseline: float, text: str, fonts: _Fonts,

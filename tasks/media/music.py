@@ -107,11 +107,10 @@ def mix(voice: np.ndarray, music: np.ndarray, rate: int, settings: dict) -> tupl
     bed[voice.size - fade_out:] *= np.linspace(1, 0, fade_out, dtype=np.float32)
     voice_lufs, _ = loudness.measure(voice, rate)
     music_lufs, _ = loudness.measure(music, rate)
-    level_db = float(settings.get("level_db", -12.0))
+    level_db = settings["level_db"]
     gain_db = (voice_lufs + level_db) - music_lufs
-    duck_db = float(settings.get("duck_db", -10.0))
-    gain = ducking_gain(voice, rate, duck_db, float(settings.get("attack_s", 0.1)),
-                        float(settings.get("release_s", 0.5)))
+    duck_db = settings["duck_db"]
+    gain = ducking_gain(voice, rate, duck_db, settings["attack_s"], settings["release_s"])
     mixed = voice + bed * (10 ** (gain_db / 20)) * gain
     return mixed.astype(np.float32), {
         "level_db": level_db, "duck_db": duck_db, "music_lufs": round(music_lufs, 2),

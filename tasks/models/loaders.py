@@ -75,3 +75,41 @@ def _load_whisper(spec: str, compute_type: str):
         compute_type = "float16" if device == "cuda" else "float32"
     return WhisperModel(str(resolve(spec, "ctranslate2")), device=device, compute_type=compute_type,
                         local_files_only=True)
+
+
+def wan(spec: str):
+    """Wan 2.2 TI2V (WanImageToVideoPipeline), loaded once per process."""
+    from faceless.tasks.backends import wan as backend
+
+    return load_once("wan", (spec,), lambda: _on_device(backend.load, spec))
+
+
+def ltx(spec: str):
+    """LTX-Video (LTXImageToVideoPipeline), loaded once per process."""
+    from faceless.tasks.backends import ltx as backend
+
+    return load_once("ltx", (spec,), lambda: _on_device(backend.load, spec))
+
+
+def _on_device(load, spec: str):
+    device, _ = device_and_dtype()  # also quiets the libraries and flushes denormals on a CPU
+    return load(resolve(spec), device)
+
+
+def flux(spec: str):
+    """FLUX.1-schnell (FluxPipeline), loaded once per process: bf16 on a GPU, fp32 on a CPU."""
+    from faceless.tasks.backends import flux as backend
+
+    def load():
+        device_and_dtype()  # quiets the libraries, flushes denormals on a CPU
+        return backend.load_pipeline(resolve(spec))
+
+    return load_once("flux", (spec,), load)
+
+
+def kokoro(spec: str, settings: dict):
+    """Kokoro-82M with its G2P and the profile's voice, loaded once per process and voice."""
+    from faceless.tasks.backends import kokoro as backend
+
+    options = backend.KokoroSettings.from_mapping(settings)
+    return load_once("kokoro", (spec, options), lambda: backend.load(resolve(spec, "kokoro"), options))

@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from faceless.tasks.models.tiny import TINY_BUILDERS, TINY_VERSION, ensure_tiny
+from faceless.tasks.models.tiny import TINY_MODELS, ensure_tiny, tiny_version
 
 
 class ModelMissingError(RuntimeError):
@@ -20,7 +20,8 @@ class ModelMissingError(RuntimeError):
 
 
 # What a model folder must hold, by the library that loads it.
-MARKERS = {"diffusers": "model_index.json", "transformers": "config.json", "ctranslate2": "model.bin"}
+MARKERS = {"diffusers": "model_index.json", "transformers": "config.json", "ctranslate2": "model.bin",
+           "kokoro": "kokoro-v1_0.pth"}
 
 def fetch_hint(repo_id: str) -> str:
     return f"`hf download {repo_id}`"
@@ -59,18 +60,30 @@ def resolve(spec: str, kind: str = "diffusers") -> Path:
 def profile_models(profile: dict) -> list[tuple[str, str, str]]:
     """(setting, spec, kind) of every model the profile's stages load."""
     found = []
-    narrate, align = profile.get("narrate", {}), profile.get("align", {})
-    if narrate.get("backend") == "bark":
-        found.append(("narrate.model", narrate["model"], "transformers"))
-    if align.get("backend") == "faster-whisper":
-        found.append(("align.model", align["model"], "ctranslate2"))
-    keyframe, animate = profile.get("keyframe", {}), profile.get("animate", {})
-    for role in ("base", "refiner"):
-        if role in keyframe:
-            found.append((f"keyframe.{role}", keyframe[role], "diffusers"))
-    if "model" in animate:
-        found.append(("animate.model", animate["model"], "diffusers"))
+    kind = {"bark": "transformers", "kokoro": "kokoro"}.get(profile["narrate"]["backend"])
+    if kind:
+        found.append(("narrate.model", profile["narrate"]["model"], kind))
+    if profile["align"]["backend"] == "faster-whisper":
+        found.append(("align.model", profile["align"]["model"], "ctranslate2"))
+    if profile["keyframe"]["backend"] == "sdxl-ensemble":
+        for role in ("base", "refiner"):
+            found.append((f"keyframe.{role}", profile["keyframe"][role], "diffusers"))
+    else:
+        found.append(("keyframe.model", profile["keyframe"]["model"], "diffusers"))
+    found.append(("animate.model", profile["animate"]["model"], "diffusers"))
     return found
+
+
+# Repositories that ask you to accept their licence on huggingface.co before they download.
+GATED = {"stabilityai/stable-video-diffusion-img2vid-xt", "stabilityai/stable-video-diffusion-img2vid"}
+
+
+def _gated_note(ids: list[str]) -> str:
+    gated = [i for i in ids if i in GATED]
+    if not gated:
+        return ""
+    return (f" ({', '.join(gated)} {'is' if len(gated) == 1 else 'are'} gated: accept the licence on "
+            "huggingface.co and run `hf auth login` first)")
 
 
 def require(profile: dict) -> None:
@@ -79,7 +92,7 @@ def require(profile: dict) -> None:
     missing_hub, missing_dirs = [], []
     for setting, spec, kind in profile_models(profile):
         if spec.startswith("tiny:"):
-            if spec.removeprefix("tiny:") not in TINY_BUILDERS:
+            if spec.removeprefix("tiny:") not in TINY_MODELS:
                 missing_dirs.append(f"{setting}: unknown tiny model {spec!r}")
             continue
         try:
@@ -92,15 +105,14 @@ def require(profile: dict) -> None:
     if not (missing_hub or missing_dirs):
         return
     parts = []
-    name = profile.get("name", "?")
+    name = profile["name"]
     if missing_hub:
         ids = list(dict.fromkeys(missing_hub))
         parts.append(
             f"profile {name!r} needs model weights that are not in the Hugging Face cache ({hf_home()}): "
             f"{', '.join(ids)}. Fetch them on a connected machine with "
             + "; ".join(fetch_hint(i) for i in ids)
-            + " (gated models such as stabilityai/stable-video-diffusion-img2vid-xt need their licence "
-            "accepted on huggingface.co and `hf auth login` first), then copy that cache here or point "
+            + _gated_note(ids) + ", then copy that cache here or point "
             "HF_HOME at it; or set each model in the profile to a local directory")
     if missing_dirs:
         parts.append(f"profile {name!r} has model folders that are missing or incomplete: {'; '.join(missing_dirs)}")
@@ -111,7 +123,7 @@ def identity(spec: str, kind: str = "diffusers") -> str:
     """What a cache key needs to know about a model: its spec plus a hash of its configs,
     so rebuilding or swapping weights under the same name is noticed."""
     if spec.startswith("tiny:"):
-        return f"{spec}@v{TINY_VERSION}"
+        return f"{spec}@v{tiny_version(spec.removeprefix('tiny:'))}"
     directory = resolve(spec, kind)
     digest = hashlib.sha256()
     for config in sorted(directory.rglob("*.json")):

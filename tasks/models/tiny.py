@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+from faceless.tasks.models import modern_tiny
 from faceless.tasks.models.registry import quiet_libraries
 from faceless.tasks.runtime import store
 
@@ -134,23 +135,40 @@ def _build_tiny_whisper(directory: Path) -> None:
     build_tiny_whisper(directory)
 
 
-TINY_BUILDERS = {
-    "sdxl-base": lambda d: _build_tiny_sdxl(d, refiner=False),
-    "sdxl-refiner": lambda d: _build_tiny_sdxl(d, refiner=True),
-    "svd": _build_tiny_svd,
-    "bark": _build_tiny_bark,
-    "whisper": _build_tiny_whisper,
+def _build_tiny_flux(directory: Path) -> None:
+    from faceless.tasks.models.flux_tiny import build_tiny_flux
+
+    quiet_libraries()
+    build_tiny_flux(directory)
+
+
+def _build_tiny_kokoro(directory: Path) -> None:
+    from faceless.tasks.models.kokoro_tiny import build_tiny_kokoro
+
+    build_tiny_kokoro(directory)
+
+
+# name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.
+TINY_MODELS = {
+    "sdxl-base": (lambda d: _build_tiny_sdxl(d, refiner=False), "model_index.json", TINY_VERSION),
+    "sdxl-refiner": (lambda d: _build_tiny_sdxl(d, refiner=True), "model_index.json", TINY_VERSION),
+    "svd": (_build_tiny_svd, "model_index.json", TINY_VERSION),
+    "bark": (_build_tiny_bark, "config.json", TINY_VERSION),
+    "whisper": (_build_tiny_whisper, "model.bin", TINY_VERSION),
+    **modern_tiny.TINY_BUILDERS,  # wan, ltx
+    "flux-schnell": (_build_tiny_flux, "model_index.json", 1),
+    "kokoro": (_build_tiny_kokoro, "kokoro-v1_0.pth", 1),
 }
-TINY_MARKERS = {"sdxl-base": "model_index.json", "sdxl-refiner": "model_index.json", "svd": "model_index.json",
-                 "bark": "config.json", "whisper": "model.bin"}
 
 
-def _tiny_dir(name: str) -> Path:
-    if name not in TINY_BUILDERS:
-        raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(sorted(TINY_BUILDERS))})")
-    return store.models_dir() / f"tiny-{name}-v{TINY_VERSION}"
+def tiny_version(name: str) -> int:
+    if name not in TINY_MODELS:
+        raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(sorted(TINY_MODELS))})")
+    return TINY_MODELS[name][2]
 
 
 def ensure_tiny(name: str) -> Path:
     """Build a tiny model once (atomically, like an artifact) and return its directory."""
-    return store.build_folder_once(_tiny_dir(name), TINY_MARKERS[name], TINY_BUILDERS[name])
+    version = tiny_version(name)  # refuses an unknown name
+    build, marker, _ = TINY_MODELS[name]
+    return store.build_folder_once(store.models_dir() / f"tiny-{name}-v{version}", marker, build)

@@ -24,7 +24,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.runtime import task_run
 from prefect.transactions import get_transaction
 
-from faceless.tasks.runtime import store
+from faceless.tasks.runtime import live, store
 
 
 def records_dir() -> Path:
@@ -123,5 +123,7 @@ def run_stage(stage: str, build: Callable[[Path], dict], degraded: Any = None) -
 
 
 def with_store(task, retries: int = 0):
-    """The task with results persisted next to the artifacts of the current FACELESS_HOME."""
-    return task.with_options(result_storage=result_storage(), persist_result=True, retries=retries)
+    """The task with results persisted next to the artifacts of the current FACELESS_HOME (and,
+    under `faceless render`'s live view, state hooks that report to it)."""
+    return task.with_options(result_storage=result_storage(), persist_result=True, retries=retries,
+                             **live.hooks())

@@ -106,7 +106,7 @@ def inject_fault(stage: str, scene: int | None) -> None:
 
 def degrade(settings: dict, attempt: int) -> tuple[dict, dict | None]:
     """The settings for this attempt, and the rungs applied (None on the first attempt)."""
-    rungs = settings.get("degrade") or []
+    rungs = settings["degrade"]
     applied: dict = {}
     for rung in rungs[:attempt - 1]:
         applied.update(rung)
@@ -114,7 +114,7 @@ def degrade(settings: dict, attempt: int) -> tuple[dict, dict | None]:
 
 
 def retries_for(settings: dict) -> int:
-    return len(settings.get("degrade") or [])
+    return len(settings["degrade"])
 
 
 def retry_on_oom(task, task_run_, state) -> bool:
@@ -160,16 +160,16 @@ def memory_knobs(pipe, settings: dict):
     undo: list[Callable[[], None]] = []
     logger = _logger()
     try:
-        if settings.get("attention_slicing") and hasattr(pipe, "enable_attention_slicing"):
+        if settings["attention_slicing"] and hasattr(pipe, "enable_attention_slicing"):
             pipe.enable_attention_slicing()
             undo.append(pipe.disable_attention_slicing)
-        if settings.get("vae_tiling") and hasattr(pipe.vae, "enable_tiling"):
+        if settings["vae_tiling"] and hasattr(pipe.vae, "enable_tiling"):
             pipe.vae.enable_tiling()
             undo.append(pipe.vae.disable_tiling)
-        if settings.get("forward_chunking") and hasattr(pipe.unet, "enable_forward_chunking"):
+        if settings["forward_chunking"] and hasattr(pipe.unet, "enable_forward_chunking"):
             pipe.unet.enable_forward_chunking()
             undo.append(lambda: _set_feed_forward_chunks(pipe.unet, None))
-        if settings.get("model_cpu_offload"):
+        if settings["model_cpu_offload"]:
             if torch.cuda.is_available():
                 device = pipe.device
                 pipe.enable_model_cpu_offload()

@@ -134,13 +134,13 @@ def reading_speed(cues: list[Cue]) -> float:
 def align(words_file: Path, directory: Path, settings: dict | None = None, wav: Path | None = None) -> dict:
     timing = store.read_json(words_file)
     settings = settings or {"backend": "voice"}
-    backend = settings.get("backend", "voice")
+    backend = settings["backend"]
     if backend == "faster-whisper":
         from faceless.tasks.runtime import gpu
         from faceless.tasks.backends import whisper_align
 
         heard = gpu.on_gpu("align", lambda: whisper_align.recognise(wav or words_file.parent / "narration.wav", settings))
-        words, counts = whisper_align.fit_words(timing, heard, float(settings.get("min_matched", 0.5)))
+        words, counts = whisper_align.fit_words(timing, heard, settings["min_matched"])
         timing = {**timing, "words": words, "timed_by": "faster-whisper"}
         extra = {"aligner": "faster-whisper", "heard_words": len(heard), **counts}
     elif backend == "voice":

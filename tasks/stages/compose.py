@@ -127,9 +127,9 @@ def video_options(settings: dict) -> dict[str, str]:
     """x264 options from the profile: quality (crf) at a speed (preset), and optionally a
     bitrate cap (maxrate with its VBV buffer) so a busy scene cannot exceed what platforms take."""
     options = {"preset": settings["preset"], "crf": str(settings["crf"])}
-    if settings.get("maxrate"):
+    if settings["maxrate"]:
         options["maxrate"] = str(settings["maxrate"])
-        options["bufsize"] = str(settings.get("bufsize") or settings["maxrate"])
+        options["bufsize"] = str(settings["bufsize"] or settings["maxrate"])
     return options
 
 
@@ -143,7 +143,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
     total = bounds[-1]
     style = settings["captions"]
     renderer = CaptionRenderer(style, width, height)
-    phrase_list = phrases(timing["words"], int(style.get("max_words", 4)))
+    phrase_list = phrases(timing["words"], style["max_words"])
     schedule = caption_schedule(phrase_list, fps, total)
     overlays: dict[tuple[int, int], tuple] = {}
     m4a, loudness_report = loud_aac(narration_wav, settings, music_file)
@@ -167,7 +167,7 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
         subtitles.time_base = Fraction(1, 1000)
 
         progress = Progress("encode-video", f"Encoding {total} frames ({settings['video_codec']}, "
-                                            f"{settings['preset']})", total)
+                                            f"{settings['preset']})", total, unit="frames")
         written = 0
         for pixels in timeline_frames(clips, bounds, handles):
             if pixels.shape[:2] != (height, width):
@@ -244,24 +244,24 @@ def loud_aac(narration_wav: Path, settings: dict, music_file: Path | None = None
     with its true peak checked after encoding: the encoder can overshoot sharp onsets by a few
     dB, so the limiter is lowered until the encoded audio, not just its input, stays under
     the ceiling."""
-    rate, target = settings["audio_rate"], settings.get("loudness", {})
+    rate, target = settings["audio_rate"], settings["loudness"]
     samples = read_audio(narration_wav, rate)
     music_report = None
     if music_file is not None:
-        samples, music_report = music.mix(samples, music.read_music(music_file, rate), rate, settings.get("music", {}))
-    ceiling = target.get("true_peak_db", -1.0)
-    channels = int(settings.get("audio_channels", 1))
+        samples, music_report = music.mix(samples, music.read_music(music_file, rate), rate, settings["music"])
+    ceiling = target["true_peak_db"]
+    channels = settings["audio_channels"]
     # BS.1770 sums the channels' power: the same signal on two channels is 3 dB louder than
     # on one, so each channel is normalised that much lower (true peak is per channel).
     spread_db = 10 * math.log10(channels)
     for margin in (1.5, 2.5, 3.5, 5.0, 7.0):
-        normalised, report = loudness.normalise(samples, rate, target.get("target_lufs", -14.0) - spread_db,
+        normalised, report = loudness.normalise(samples, rate, target["target_lufs"] - spread_db,
                                                 ceiling, margin)
         m4a = _encode_aac(normalised, rate, _bitrate(settings["audio_bitrate"]), channels)
         if report["output_lufs"] is None:
             break
         report.update(channels=channels, output_lufs=round(report["output_lufs"] + spread_db, 2),
-                      target_lufs=target.get("target_lufs", -14.0))
+                      target_lufs=target["target_lufs"])
         encoded_lufs, encoded_peak = loudness.measure(_decode(m4a), rate)
         encoded_lufs += spread_db
         report.update(encoded_lufs=round(encoded_lufs, 2), encoded_true_peak_db=round(encoded_peak, 2))

