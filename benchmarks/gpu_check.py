@@ -264,7 +264,7 @@ def child(args) -> int:
     try:
         from faceless.flows.story_to_video import story_to_video
 
-        result["video"] = story_to_video(story_file=str(args.story), profile=str(args.profile), out=str(args.out))
+        result["video"] = story_to_video(story_file=str(args.story), profile_file=str(args.profile), out=str(args.out))
         result["completed"], result["error"] = True, None
     except BaseException as error:  # the render's own failure is the measurement
         text = str(error).strip()

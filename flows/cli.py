@@ -69,7 +69,9 @@ def _run_parameters(flow_run_id: str) -> dict:
         flow = client.read_flow(run.flow_id)
     if flow.name != "story-to-video":
         raise ValueError(f"flow run {flow_run_id} is a {flow.name!r} run, not story-to-video")
-    return dict(run.parameters)
+    from faceless.flows.parameters import flow_parameters
+
+    return flow_parameters(dict(run.parameters))
 
 
 def _render(parameters: dict) -> int:
@@ -116,9 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parameters = {
                 "story_file": str(Path(args.story_file).expanduser().absolute()),
-                "profile": args.profile,
                 "out": args.out,
             }
+            # The flow takes an installed profile by name and a file of your own apart.
+            if args.profile.endswith((".yaml", ".yml")):
+                parameters["profile_file"] = args.profile
+            else:
+                parameters["profile"] = args.profile
             if args.size:
                 parameters["size"] = args.size
             if args.music:
@@ -132,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         from faceless.flows.deliver import output_folder
 
         parameters["out"] = str(output_folder(args.out))
-        if args.profile.endswith((".yaml", ".yml")):
-            parameters["profile"] = str(Path(args.profile).expanduser().absolute())
+        if "profile_file" in parameters:
+            parameters["profile_file"] = str(Path(args.profile).expanduser().absolute())
     return _render(parameters)
 
 

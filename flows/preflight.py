@@ -34,10 +34,11 @@ class Checked:
 
 
 def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
-    """The story text and its title (the file's name), from exactly one of the two."""
-    if (story is None) == (story_file is None):
+    """The story text and its title (the file's name), from exactly one of the two (an empty
+    string, as the run form sends for an untouched box, is not given)."""
+    if bool(story) == bool(story_file):
         raise StoryError("give exactly one of story (the text) or story_file (a path)")
-    if story_file is not None:
+    if story_file:
         roots.check("story_file", story_file)
         return read_story_file(story_file), Path(story_file).stem.replace("_", " ")
     return story, None
@@ -60,15 +61,17 @@ def model_identities(profile: dict) -> dict:
 
 
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
-              out: str = "./out", size: str | None = None, music: str | None = None) -> Checked:
-    """Check the flow's parameters (the same names and defaults as story_to_video's); raises
-    with a one-line message at the first problem. Writes nothing."""
+              out: str = "./out", size: str | None = None, music: str | None = None,
+              profile_file: str = "") -> Checked:
+    """Check the flow's parameters (the same names and defaults as story_to_video's; empty
+    text is not given, and profile_file, when given, is used instead of profile); raises with
+    a one-line message at the first problem. Writes nothing."""
     text, title = story_input(story, story_file)
     _, body = split_front_matter(text)
     # Fonts are checked on the text the captions will draw: normalised, as the plan stage does.
     body = normalise_story(body)
     output_folder(out)
-    settings = load_profile(profile, size)
+    settings = load_profile(profile_file or profile, size or None)
     identities = model_identities(settings)  # every missing model named at once
     check_fonts(body, settings["compose"]["captions"])
     if music:

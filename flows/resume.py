@@ -28,6 +28,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.deployments import run_deployment
 
+from faceless.flows.parameters import flow_parameters
+
 RESUME_TAG = "resume-of:"
 RESUMES_TAG = "resumes:"
 STORY_FLOW = "story-to-video"
@@ -82,8 +84,8 @@ def resume_crashed(flow_run_id: str, max_resumes: int = 2, wait_s: float = 120) 
             job_variables.pop("env", None)
         tags = [t for t in crashed.tags if not t.startswith((RESUME_TAG, RESUMES_TAG))] + [
             RESUME_TAG + origin, RESUMES_TAG + flow_run_id]
-    resumed = run_deployment(crashed.deployment_id, parameters=crashed.parameters, job_variables=job_variables,
-                             tags=tags, timeout=0, as_subflow=False,
+    resumed = run_deployment(crashed.deployment_id, parameters=flow_parameters(crashed.parameters),
+                             job_variables=job_variables, tags=tags, timeout=0, as_subflow=False,
                              flow_run_name=f"{crashed.name}-resume-{len(chain) + 1}")
     logger.info("resuming crashed run %s (%s) as %s, resume %d of at most %d",
                 flow_run_id, crashed.name, resumed.id, len(chain) + 1, max_resumes)

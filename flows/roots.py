@@ -25,9 +25,10 @@ def configured() -> list[str]:
 
 
 def check(parameter: str, value: str | Path | None) -> None:
-    """Refuse `value` (the parameter `parameter`) when FACELESS_ROOTS is set and it is outside."""
+    """Refuse `value` (the parameter `parameter`) when FACELESS_ROOTS is set and it is outside.
+    None or an empty string is a parameter not given."""
     roots = configured()
-    if value is None or not roots:
+    if not value or not roots:
         return
     text = str(value)
     if text.startswith("s3://"):

@@ -17,6 +17,7 @@ from prefect.deployments import arun_deployment
 from prefect.settings import get_current_settings
 
 from faceless.flows.deliver import output_folder
+from faceless.flows.parameters import ProfileName
 
 
 def story_files(stories: str | list[str]) -> list[Path]:
@@ -55,10 +56,21 @@ def batch_table(files: list[Path], runs: list) -> str:
 
 
 @flow(name="story-batch")
-async def story_batch(stories: str | list[str] = "deployments/stories", profile: str = "offline",
-                      out: str = "./out", size: str | None = None) -> list[str]:
+async def story_batch(stories: str | list[str] = "deployments/stories", profile: ProfileName = "offline",
+                      out: str = "./out", size: str = "") -> list[str]:
     """Render every story (a folder of .txt files, one file, or a list) through the
-    `story-to-video/<profile>` deployment; returns the states of the story runs."""
+    `story-to-video/<profile>` deployment; returns the states of the story runs.
+
+    Args:
+        stories: A folder of UTF-8 .txt stories (each one is rendered), one story file, or a list
+            of either; on the worker's machine, relative to the clone.
+        profile: The story-to-video deployment each story runs through, named after its
+            profile: offline (a CPU, no network), fast or studio (a GPU and the weights), tiny
+            (the smallest).
+        out: Folder the videos go into, a folder per story with its video.mp4.
+        size: Output WIDTHxHEIGHT for every story, e.g. 1080x1920 or 1920x1080; empty for the
+            profile's own (720x1280).
+    """
     logger = get_run_logger()
     files = story_files(stories)
     target = str(output_folder(out))

@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from faceless.flows import deliver, report
 from faceless.flows.preflight import preflight
 from faceless.flows.manifest import StageLedger, build_manifest
+from faceless.flows.parameters import ProfileName
 from faceless.flows.timeline import clip_settings, shot_timeline
 from faceless.tasks.runtime import gpu, live, store
 from faceless.tasks import models
@@ -51,17 +52,31 @@ def _keyframe_inputs(shots: list[dict]) -> list[dict]:
 
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
-def story_to_video(
-    story: str | None = None,
-    story_file: str | None = None,
-    profile: str = "offline",
-    out: str = "./out",
-    size: str | None = None,
-    music: str | None = None,
-) -> str:
-    """Render a story into a narrated, captioned video (vertical unless `size`, e.g. 1920x1080,
-    says otherwise), with `music` (an audio file) ducked under the voice if given; returns the
-    video's path."""
+def story_to_video(story: str = "", story_file: str = "", profile: ProfileName = "offline", profile_file: str = "",
+                   out: str = "./out", size: str = "", music: str = "") -> str:
+    """Render a story into a narrated, captioned video (vertical unless `size` says otherwise),
+    with `music` ducked under the voice if given; returns the video's path. Give exactly one of
+    `story` and `story_file`; an empty text parameter is one not given. The run form draws each
+    parameter from this signature (flows/parameters.py) and its description from Args below.
+
+    Args:
+        story: The story itself, typed or pasted here (UTF-8, up to 20,000 characters; it may
+            start with front matter between two --- lines). Leave it empty to use story_file.
+        story_file: Or the path of a UTF-8 .txt file with the story, on the worker's machine
+            (relative to the clone). Leave it empty when the story is typed above.
+        profile: One of the installed profiles: offline runs on a CPU with no network; studio,
+            fast and modern need a GPU and the models' weights; tiny and modern-tiny are the
+            smallest (random weights, for trying a code path out).
+        profile_file: Or the path of a profile YAML file of your own, used instead of profile.
+            Leave it empty to use profile.
+        out: The folder the video goes into, in a folder named after the story (video.mp4,
+            subtitles, narration, keyframes, manifest.json).
+        size: The video's WIDTHxHEIGHT, e.g. 1080x1920, 1920x1080 or 1080x1080. Leave it empty
+            for the profile's own (720x1280).
+        music: The path of an audio file to loop under the narration, ducked while the voice
+            speaks. Leave it empty for none.
+    """
+    profile = profile_file or profile  # a file of your own, else the installed profile
     logger, ledger = get_run_logger(), StageLedger()
     inputs = preflight(story, story_file, profile, out, size, music)  # every deployment run too
     settings, identities = inputs.settings, inputs.identities

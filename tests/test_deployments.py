@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, ROOT, _free_port
+from faceless.tasks.settings import available
 
 STORIES = {
     # Two short sentences each: one shot, so one keyframe and one clip per story.
@@ -267,6 +268,134 @@ def test_run_page_shows_the_summary_and_a_keyframe_in_chromium(stack, tmp_path):
         finally:
             browser.close()
     print(f"screenshots: {shots / 'run-page.png'} {shots / 'summary-artifact.png'}")
+
+
+# The run form (Run > Custom run) in the UI a browser lands on (Prefect 3.9 serves V2 at /, V1 beside it).
+FORM_STORY = "A paper boat sailed down the gutter after the rain.\nThe cat watched it go."
+
+
+def _form_parameters(stack: dict, deployment: dict) -> dict:
+    """Each parameter's description as the form prints it (single line breaks become spaces)."""
+    properties = deployment["parameter_openapi_schema"]["properties"]
+    assert all(p.get("description") for p in properties.values()), properties
+    return {name: re.sub(r"\s+", " ", p["description"]).strip() for name, p in properties.items()}
+
+
+def _page_text(page) -> str:
+    return re.sub(r"\s+", " ", page.inner_text("body"))
+
+
+def _open_custom_run(page, stack: dict, deployment: dict) -> None:
+    """From the deployment's page, as a user: Run, then Custom run."""
+    page.goto(f"{stack['ui']}/v2/deployments/deployment/{deployment['id']}", wait_until="networkidle", timeout=60_000)
+    page.get_by_role("button", name="Run").first.click()
+    page.get_by_text("Custom run", exact=True).click()
+    # The parameters draw after the page: wait for the last one's label.
+    last = list(deployment["parameter_openapi_schema"]["properties"])[-1]
+    page.get_by_text(f"{last} (Optional)", exact=True).wait_for(timeout=30_000)
+
+
+def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    started = time.monotonic()
+    deployment = api(stack, "/deployments/name/story-to-video/offline")
+    descriptions = _form_parameters(stack, deployment)
+    assert list(descriptions) == ["story", "story_file", "profile", "profile_file", "out", "size", "music"]
+    profiles = deployment["parameter_openapi_schema"]["properties"]["profile"]
+    assert profiles["type"] == "string" and profiles["enum"] == available() and "offline" in available()
+    out = tmp_path / "out"
+    shots = Path(os.environ.get("FACELESS_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(f"{stack['ui']}/v2/deployments/deployment/{deployment['id']}", wait_until="networkidle",
+                      timeout=60_000)
+            # The deployment's own description (prefect.yaml), in its page's Description tab.
+            assert deployment["description"].startswith("Render one story on a CPU with no network")
+            page.get_by_role("tab", name="Description").click()
+            page.get_by_text("Render one story on a CPU with no network").first.wait_for(timeout=30_000)
+            _open_custom_run(page, stack, deployment)
+            text = _page_text(page)
+            # No str/None toggles anywhere: every text parameter is a box ready to type in.
+            assert 'Property is type "None"' not in text, text
+            for name, description in descriptions.items():
+                assert description in text, (name, description, text)
+            # The profile is a drop-down of the installed profiles, set to the deployment's.
+            profile = page.get_by_role("button", name="Select profile")
+            assert profile.inner_text() == "offline"
+            profile.click()
+            options = page.get_by_role("option")
+            options.first.wait_for(timeout=10_000)
+            assert sorted(options.all_inner_texts()) == available()
+            page.keyboard.press("Escape")
+            story = page.get_by_label("story (Optional)", exact=True)
+            assert story.evaluate("e => e.tagName") == "TEXTAREA" and story.is_editable()
+            story.click()
+            story.press_sequentially(FORM_STORY)  # the line break is typed as Enter
+            assert story.input_value() == FORM_STORY
+            page.get_by_label("out (Optional)", exact=True).fill(str(out))
+            page.screenshot(path=str(shots / "custom-run-form.png"), full_page=True)
+            page.get_by_role("button", name="Submit").click()
+            # Submitted: the UI goes back to the deployment's page.
+            page.wait_for_url(re.compile(rf".*/deployments/deployment/{deployment['id']}(\?.*)?$"), timeout=60_000)
+        finally:
+            browser.close()
+    runs = [r for r in api(stack, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
+            if r["parameters"].get("story")]
+    assert len(runs) == 1, runs
+    run, run_id = runs[0], runs[0]["id"]
+    # What the form sent: the typed story and the deployment's profile; untouched boxes are not sent.
+    assert run["parameters"]["story"] == FORM_STORY and run["parameters"]["profile"] == "offline", run["parameters"]
+    assert not run["parameters"].get("story_file"), run["parameters"]
+    deadline = time.monotonic() + 900
+    while run["state_type"] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+        assert time.monotonic() < deadline, run["state_name"]
+        time.sleep(2)
+        run = api(stack, f"/flow_runs/{run_id}")
+    assert run["state_type"] == "COMPLETED", run["state"]
+    video = out / "a-paper-boat-sailed-down-the" / "video.mp4"
+    assert video.stat().st_size > 0, sorted(out.rglob("*"))
+    manifest = json.loads((video.parent / "manifest.json").read_text())
+    assert manifest["flow_run_id"] == run_id and manifest["profile"] == "offline"
+    print(f"custom run form to rendered video: {time.monotonic() - started:.1f} s")
+
+
+def test_custom_run_forms_of_story_batch_and_v1_ui(stack):
+    """The nightly batch's form has the same fixes, and the V1 UI (a click away) draws the
+    story-to-video form the same way: text boxes without toggles, a description under each."""
+    from playwright.sync_api import sync_playwright
+
+    deployments = {name: api(stack, f"/deployments/name/{name}")
+                   for name in ("story-batch/nightly", "story-to-video/offline")}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            batch = deployments["story-batch/nightly"]
+            _open_custom_run(page, stack, batch)
+            text = _page_text(page)
+            assert 'Property is type "None"' not in text, text
+            for name, description in _form_parameters(stack, batch).items():
+                assert description in text, (name, description, text)
+            assert page.get_by_role("button", name="Select profile").inner_text() == "offline"
+
+            offline = deployments["story-to-video/offline"]
+            page.goto(f"{stack['ui']}/deployments/deployment/{offline['id']}/run", wait_until="networkidle",
+                      timeout=60_000)
+            page.get_by_text("music (Optional)", exact=True).wait_for(timeout=30_000)
+            text = _page_text(page)
+            assert "Switch to V2 UI" in text and 'Property is type "None"' not in text, text
+            for name, description in _form_parameters(stack, offline).items():
+                assert description in text, (name, description, text)
+        finally:
+            browser.close()
 
 
 def test_stack_stops_again(stack):

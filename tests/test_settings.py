@@ -147,7 +147,7 @@ import json, sys
 from prefect.client.orchestration import get_client
 from faceless.flows.story_to_video import story_to_video
 story, profile, out, name = sys.argv[1:]
-state = story_to_video.with_options(flow_run_name=name)(story_file=story, profile=profile, out=out, return_state=True)
+state = story_to_video.with_options(flow_run_name=name)(story_file=story, profile_file=profile, out=out, return_state=True)
 try:
     state.result()
     error = None
