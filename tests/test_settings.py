@@ -121,7 +121,7 @@ def default(model: type, field: str, value):
 
 def test_a_changed_default_changes_the_cache_key():
     before = load_profile("offline")  # offline leaves keyframe.attention_slicing to its default
-    with default(profile_schema.Keyframe, "attention_slicing", True):
+    with default(profile_schema.SdxlKeyframe, "attention_slicing", True):
         after = load_profile("offline")
     assert after["keyframe"]["attention_slicing"] is True
     assert key_of(after, "keyframe") != key_of(before, "keyframe")
