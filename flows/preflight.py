@@ -52,9 +52,17 @@ def model_identities(profile: dict) -> dict:
         "narrate": voice_identity(profile["narrate"]),
         "align": (models.identity(align["model"], "ctranslate2") if align["backend"] == "faster-whisper"
                   else "the voice's own word times"),
-        "keyframe": {role: models.identity(profile["keyframe"][role]) for role in ("base", "refiner")},
-        "animate": {"svd": models.identity(profile["animate"]["model"])},
+        "keyframe": keyframe_identity(profile["keyframe"]),
+        # Keyed by backend: svd's key is what it always was, so studio's caches stay valid.
+        "animate": {profile["animate"]["backend"]: models.identity(profile["animate"]["model"])},
     }
+
+
+def keyframe_identity(keyframe: dict) -> dict:
+    """The keyframe models' identities: SDXL's two (as before backends), else the backend's one."""
+    if keyframe["backend"] == "sdxl-ensemble":
+        return {role: models.identity(keyframe[role]) for role in ("base", "refiner")}
+    return {keyframe["backend"]: models.identity(keyframe["model"])}
 
 
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
