@@ -41,11 +41,17 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
     backend = {"wan": wan, "ltx": ltx}[settings["backend"]]
     load = {"wan": models.wan, "ltx": models.ltx}[settings["backend"]]
 
+    # Frames come back at the generation size, as svd's do: `frames/` keeps what the model made,
+    # and output_frame crops and scales each once to the output (asking the backend for the
+    # output size resampled every frame twice and saved 720x1280 PNGs: minutes on a CPU).
+    at_generation_size = {k: v for k, v in settings.items() if k not in ("out_width", "out_height")}
+
     def on_gpu():
         pipe = load(settings["model"])
         with models.MODEL_LOCK:
             gpu.inject_fault("animate", shot)
-            return backend.generate(pipe, keyframe, prompt, frame_count, settings["out_fps"], settings, seed, progress)
+            return backend.generate(pipe, keyframe, prompt, frame_count, settings["out_fps"], at_generation_size,
+                                    seed, progress)
 
     clip = gpu.on_gpu(f"animate[{shot}]", on_gpu)
     return clip.frames, clip.frames, {
