@@ -180,41 +180,45 @@ def test_oom_in_every_wan_animate_task_steps_down_wans_own_ladder(modern, prefec
 def test_render_killed_while_animating_resumes_with_finished_shots_cached(modern, prefect_server, models_home,
                                                                           tmp_path):
     shots = len(modern["manifest"]["scenes"])
-    last = shots - 1
     env = make_env(prefect_server, tmp_path / "home", models_home)
     story, out = write_story(tmp_path), tmp_path / "out"
     artifacts = Path(env["FACELESS_HOME"]) / "artifacts"
-    # The last shot hangs where its model runs, so the kill always lands while animating, after
-    # every other shot's clip is done.
+    # The last shot pauses where its model runs (holding the model), so a kill right after the
+    # first clip is done lands while animating whichever order the shots take the model in.
     started = time.monotonic()
     process = subprocess.Popen(
         [str(BIN / "faceless"), "render", str(story), "--profile", "modern-tiny", "--out", str(out)],
-        env={**env, "FACELESS_FAULT": f"animate[{last}]:hang:900"},
+        env={**env, "FACELESS_FAULT": f"animate[{shots - 1}]:hang:20"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 900
-        while len(list((artifacts / "animate").glob("*/manifest.json"))) < shots - 1:
+        deadline = time.monotonic() + 600
+        while not list((artifacts / "animate").glob("*/manifest.json")):
             assert process.poll() is None, "render ended before it could be killed"
-            assert time.monotonic() < deadline, "the other shots' clips never finished"
-            time.sleep(0.1)
-        time.sleep(1.0)  # the hung shot is in its model call by now (its keyframe is done)
+            assert time.monotonic() < deadline, "no clip finished"
+            time.sleep(0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     killed_after = time.monotonic() - started
     finished = {stage: {p.parent.name for p in (artifacts / stage).glob("*/manifest.json")}
                 for stage in ("keyframe", "animate")}
-    assert len(finished["keyframe"]) == shots and len(finished["animate"]) == shots - 1, finished
+    # Every keyframe (the animate stage starts once they are all drawn), some clips, not all.
+    assert len(finished["keyframe"]) == shots and 1 <= len(finished["animate"]) < shots, finished
     assert not out.exists(), "a killed render must not leave deliverables"
 
     started = time.monotonic()
     render(env, story, out, "--profile", "modern-tiny")
     print(f"killed after {killed_after:.1f} s; the resumed render took {time.monotonic() - started:.1f} s")
     manifest = json.loads((folder_of(out) / "manifest.json").read_text())
-    assert computed(manifest) == {("animate", last), ("compose", None)}
     for entry in manifest["stages"]:
+        if entry["stage"] in ("plan", "narrate", "align", "storyboard"):
+            assert entry["cached"], entry
         if entry["stage"] in ("keyframe", "animate"):
             assert entry["cached"] == (entry["key"] in finished[entry["stage"]]), entry
+    unfinished = {(e["stage"], e["scene"]) for e in manifest["stages"]
+                  if e["stage"] == "animate" and e["key"] not in finished["animate"]}
+    assert len(unfinished) == shots - len(finished["animate"])
+    assert computed(manifest) == unfinished | {("compose", None)}
     assert manifest["backends"] == BACKENDS
     with av.open(str(folder_of(out) / "video.mp4")) as container:
         frames = sum(1 for _ in container.decode(video=0))
