@@ -83,6 +83,11 @@ def test_modern_tiny_renders_an_unseen_story_through_the_new_backends(modern):
     assert modern["result"].stdout.strip().splitlines()[-1] == str(folder / "video.mp4")
     assert manifest["profile"] == "modern-tiny"
     assert manifest["backends"] == BACKENDS
+    assert list(manifest["models"]["keyframe"]) == ["flux-schnell"]
+    assert manifest["models"]["keyframe"]["flux-schnell"].startswith("tiny:flux-schnell@")
+    assert list(manifest["models"]["animate"]) == ["wan"] and manifest["models"]["animate"]["wan"].startswith("tiny:wan@")
+    assert manifest["model_loads"] == {"kokoro": 1, "flux": 1, "wan": 1}  # once each, for all shots
+    assert manifest["narration"]["backend"] == "kokoro"
     assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "keyframe",
                                                         "animate", "compose"}
     assert all(not s["cached"] and s["attempts"] == 1 and s["degraded"] is None for s in manifest["stages"])
