@@ -44,6 +44,14 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def _motion(shot: dict, backend: str, fps: int) -> str:
+    """How a shot was animated: SVD windows at their fps conditioning, or one native pass."""
+    if backend == "svd":
+        return f"{_count(shot['windows'], 'SVD window')} at fps {shot['fps_conditioning']}"
+    name = {"wan": "Wan 2.2", "ltx": "LTX-Video"}.get(backend, backend)
+    return f"one {name} pass at {fps} fps"
+
+
 def _stage_name(row: dict) -> str:
     return row["stage"] if row["scene"] is None else f"{row['stage']}[{row['scene']}]"
 
@@ -82,7 +90,7 @@ def summary_markdown(manifest: dict, target: Path) -> str:
         lines.append(
             f"| {shot['index']} | ![shot {shot['index']} keyframe]({thumbnail_uri(png)}) | "
             f"{shot['start']:.2f} s | {shot['frames'] / fps:.2f} s | "
-            f"{_count(shot['windows'], 'SVD window')} at fps {shot['fps_conditioning']} | {_cell(prompt)} |")
+            f"{_motion(shot, manifest['backends']['animate'], fps)} | {_cell(prompt)} |")
     return "\n".join(lines) + "\n"
 
 
