@@ -53,11 +53,17 @@ def model_identities(profile: dict) -> dict:
         "narrate": voice_identity(profile["narrate"]),
         "align": (models.identity(align["model"], "ctranslate2") if align["backend"] == "faster-whisper"
                   else "the voice's own word times"),
-        # keyframe: {"base": ..., "refiner": ...} for sdxl-ensemble, {"model": ...} for flux-schnell
-        "keyframe": {setting.split(".", 1)[1]: models.identity(spec, kind)
-                     for setting, spec, kind in models.profile_models(profile) if setting.startswith("keyframe.")},
+        "keyframe": keyframe_identity(profile["keyframe"]),
+        # Keyed by backend: svd's key is what it always was, so studio's caches stay valid.
         "animate": {profile["animate"]["backend"]: models.identity(profile["animate"]["model"])},
     }
+
+
+def keyframe_identity(keyframe: dict) -> dict:
+    """The keyframe models' identities: SDXL's two (as before backends), else the backend's one."""
+    if keyframe["backend"] == "sdxl-ensemble":
+        return {role: models.identity(keyframe[role]) for role in ("base", "refiner")}
+    return {keyframe["backend"]: models.identity(keyframe["model"])}
 
 
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
