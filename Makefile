@@ -17,13 +17,10 @@ setup: $(VENV)/.installed
 
 # torch is pinned first: 2.13.0 resolves to the CPU wheel on CPU machines, and with it in
 # place the project's torch range installs nothing more (no multi-GB CUDA download).
-# open_clip_torch is installed for its CLIP vocabulary file only, without its dependencies
-# (torchvision from PyPI would not import beside this torch; nothing imports open_clip).
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps open_clip_torch==3.3.0
 	touch $@
 
 render: setup

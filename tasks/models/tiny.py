@@ -27,7 +27,7 @@ def _shrunk(name: str, **overrides) -> dict:
     return config
 
 
-# -- CLIP's tokenizer, offline: the real vocabulary, from the open_clip_torch wheel ----------
+# -- CLIP's tokenizer, offline: the real vocabulary, shipped with tasks/text/prompts.py ----------
 
 def _write_tokenizer(directory: Path) -> int:
     from faceless.tasks.text.prompts import write_clip_tokenizer_files

@@ -11,16 +11,17 @@ style and the setting and fills up with the cast, last member first, then the su
 cast description is whole in one of the two whenever it fits at all, and the subject is cut (at
 a word boundary) only in the second, or in both when it alone would not fit.
 
-The tokenizer is CLIP's byte-level BPE, whose vocabulary ships inside the open_clip_torch
-wheel: the same merges as SDXL's tokenizers, so counts here equal those of the real models.
-The tiny models are built with it too (tasks/models.py), so offline counts equal studio's.
+The tokenizer is CLIP's byte-level BPE. Its vocabulary file ships beside this module
+(bpe_simple_vocab_16e6.txt.gz, OpenAI's CLIP file as open_clip_torch ships it; MIT, see
+CLIP-VOCAB-LICENSE.txt): the same merges as SDXL's tokenizers, so counts here equal those of
+the real models. The tiny models are built with it too (tasks/models/), so offline counts equal
+studio's.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,19 +33,11 @@ _VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 _MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges of that file
 
 
-class TokenizerMissingError(RuntimeError):
-    """The CLIP vocabulary is not installed."""
-
-
-def _open_clip_vocab() -> Path:
-    # Found without importing open_clip: its __init__ imports torchvision, which this project
-    # does not install (the Makefile installs open_clip_torch with --no-deps for this file).
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise TokenizerMissingError(
-            "CLIP's vocabulary comes from the open_clip_torch package: "
-            "pip install --no-deps open_clip_torch==3.3.0 (make setup does)")
-    return Path(list(spec.submodule_search_locations)[0]) / _VOCAB_FILE
+def _vocab_file() -> Path:
+    # Package data, not open_clip_torch: that package cannot be a dependency (it pulls
+    # torchvision, which does not import beside the CPU torch), and a plain `pip install .`
+    # must render offline.
+    return Path(__file__).resolve().parent / _VOCAB_FILE
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -63,7 +56,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 def write_clip_tokenizer_files(directory: Path) -> None:
     """vocab.json and merges.txt of CLIP's tokenizer (49,408 tokens), as the hub's SDXL
     tokenizer folders hold them."""
-    lines = gzip.decompress(_open_clip_vocab().read_bytes()).decode("utf-8").split("\n")
+    lines = gzip.decompress(_vocab_file().read_bytes()).decode("utf-8").split("\n")
     merges = lines[1:_MERGES + 1]
     symbols = list(_bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
