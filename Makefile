@@ -1,4 +1,5 @@
-# Two commands for a fresh clone: `make render` and `make test`. Both set up .venv first.
+# Two commands for a fresh clone: `make render` and `make test` (`make test-fast`: the unit tests
+# only). All set up .venv first.
 # `make stack` runs the local Prefect stack (server, work pool, gpu limit, deployments, worker)
 # in the foreground; Ctrl-C stops it. `make cluster` stands in for several machines: PostgreSQL,
 # an S3 server (SeaweedFS), the Prefect server on PostgreSQL and two workers; Ctrl-C stops it.
@@ -11,7 +12,7 @@ STORY ?= deployments/stories/alin-learns-to-code.txt
 OUT ?= out
 PORT ?= 4200
 
-.PHONY: setup render test stack cluster gpu-check chromium postgres clean
+.PHONY: setup render test test-fast stack cluster gpu-check chromium postgres clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +29,11 @@ render: setup
 
 test: setup chromium postgres
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The unit tests only: no render, server, stack, cluster, S3, browser or real Whisper (the
+# `slow` marker, see tests/conftest.py); no chromium or PostgreSQL needed.
+test-fast: setup
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 stack: setup
 	$(BIN)/python deployments/stack.py --port $(PORT)

@@ -18,6 +18,9 @@ from pathlib import Path
 # Quiet Prefect's phoning home (there is no network) before it is imported.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Without PREFECT_API_URL a render starts a temporary server, which Prefect gives 20 s to come
+# up; on a busy machine (load 9 on 2 cores) it took longer and the render died before any work.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,6 +16,19 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+# `make test-fast` runs `pytest -m "not slow"`. Modules that render, start a stack, a cluster,
+# S3 or a browser, or run real Whisper carry `pytestmark = pytest.mark.slow`; besides, any
+# test that needs a real Prefect server or real Whisper is slow wherever it lives, so a new
+# rendering test in a quick module cannot quietly slow the fast set down.
+SLOW_FIXTURES = {"prefect_server", "whisper_base"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,6 +18,8 @@ from conftest import BIN, ROOT, _free_port
 from test_deployments import api, run_id_of, task_runs, write_story
 from test_stack_faults import descendants, wait_for
 
+pytestmark = pytest.mark.slow  # PostgreSQL, SeaweedFS, a Prefect server and two workers, rendering batches
+
 BUCKET = "faceless"
 
 

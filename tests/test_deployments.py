@@ -22,6 +22,8 @@ import pytest
 from conftest import BIN, ROOT, _free_port
 from faceless.tasks.settings import available
 
+pytestmark = pytest.mark.slow  # the local stack (server, worker) rendering deployment runs, and Chromium
+
 STORIES = {
     # Two short sentences each: one shot, so one keyframe and one clip per story.
     "fox": "A small fox found a golden key under the old oak tree. She opened the door in the hill.",

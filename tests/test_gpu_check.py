@@ -31,6 +31,7 @@ def test_without_a_gpu_it_prints_one_line_and_exits_0():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="--toy is the CPU check")
+@pytest.mark.slow  # builds every model family and renders twice through the flow
 def test_toy_run_goes_end_to_end_through_both_passes(tmp_path):
     started = time.monotonic()
     result = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--scratch", str(tmp_path / "scratch")],

@@ -15,6 +15,8 @@ import webvtt
 
 from conftest import make_env, render, write_music
 
+pytestmark = pytest.mark.slow  # renders videos through the CLI on a real Prefect server
+
 FRONT_MATTER = """---
 setting: an old oak wood on a hill at dusk
 style: storybook watercolour

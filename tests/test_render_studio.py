@@ -16,6 +16,8 @@ import webvtt
 
 from conftest import BIN, make_env, render
 
+pytestmark = pytest.mark.slow  # renders through the studio backends on a real Prefect server
+
 STORY = (
     "Mira kept 12 paper boats on the windowsill of the tower room. "
     "When the river rose, she set them sailing — one for every year her brother had been away, "

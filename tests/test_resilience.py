@@ -11,9 +11,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import srt
 
 from conftest import BIN, ROOT, render
+
+pytestmark = pytest.mark.slow  # renders with injected faults and killed processes on a real Prefect server
 
 # Three sentences of 4-5 s each: three shots.
 STORY = (

@@ -18,6 +18,8 @@ import pytest
 from conftest import BIN, ROOT, _free_port
 from test_deployments import api, prefect, run_id_of, task_runs, write_story
 
+pytestmark = pytest.mark.slow  # the local stack killed and restarted, waiting out leases and heartbeats
+
 
 def start_stack(env: dict, port: int, logs: Path, timeout: float = 300) -> tuple[subprocess.Popen, list[str], float]:
     started = time.monotonic()

@@ -20,6 +20,8 @@ sys.path.insert(0, str(ROOT))
 from deployments.seaweed import start_weed  # noqa: E402
 from faceless.tasks.runtime import store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real S3 server (SeaweedFS) and a render on it from two machines
+
 BUCKET = "faceless"
 
 

@@ -16,6 +16,8 @@ from conftest import ROOT, make_env, render
 from faceless.tasks.stages.plan import split_front_matter
 from faceless.tasks.text.prompts import count_tokens
 
+pytestmark = pytest.mark.slow  # renders a minute-long story with two profiles
+
 STORY = ROOT / "tests" / "stories" / "lantern-festival.txt"
 FRONT, BODY = split_front_matter(STORY.read_text(encoding="utf-8"))
 # Who a shot's words name, or point back to, in this story (Ana is its only "she"; every

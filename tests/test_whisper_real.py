@@ -12,10 +12,14 @@ import json
 import statistics
 import time
 
+import pytest
+
 from faceless.tasks.stages.align import align
 from faceless.tasks.backends import piper
 from faceless.tasks.stages.plan import split_sentences
 from faceless.tasks.settings import section
+
+pytestmark = pytest.mark.slow  # real Whisper base recognising a real narration
 
 STORY = (
     "Mira found the old radio in her grandfather's attic on a rainy Sunday. "
