@@ -3,6 +3,8 @@ And odd but valid text (emoji, numbers, accents, right-to-left, CJK) renders."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 from pathlib import Path
 
@@ -16,9 +18,36 @@ OFFLINE = ROOT / "tasks" / "profiles" / "offline.yaml"
 
 
 def run_cli(tmp_path: Path, *args: str, env: dict | None = None, cwd: Path | None = None):
-    environment = {"FACELESS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", **(env or {})}
-    return subprocess.run([str(BIN / "faceless"), *args], capture_output=True, text=True, timeout=120,
-                          env=environment, cwd=cwd or tmp_path)
+    """`faceless ARGS` in this process: a new process per case cost 4-14 s of imports (over
+    three minutes for this file); the checks are the same code. One case still runs the
+    installed command in its own process (test_the_command_itself_refuses...)."""
+    from faceless.flows import cli
+
+    def render(parameters):
+        raise AssertionError(f"bad input reached the render: {parameters}")
+
+    stderr = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr):
+        for name in ("FACELESS_ROOTS", "FACELESS_FAULT", "PREFECT_API_URL"):
+            patch.delenv(name, raising=False)
+        for name, value in {"FACELESS_HOME": str(tmp_path / "home"), **(env or {})}.items():
+            patch.setenv(name, value)
+        patch.chdir(cwd or tmp_path)
+        patch.setattr(cli, "_render", render)
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit:  # argparse's own refusals
+            code = exit.code
+    return subprocess.CompletedProcess(["faceless", *args], code, "", stderr.getvalue())
+
+
+def test_the_command_itself_refuses_with_status_2_and_one_line(tmp_path):
+    story = tmp_path / "story.txt"
+    story.write_bytes(b"")
+    result = subprocess.run([str(BIN / "faceless"), "render", str(story), "--out", "out"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path,
+                            env={"FACELESS_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"})
+    assert_refused(result, "the story is empty", tmp_path)
 
 
 def assert_refused(result, message: str, tmp_path: Path) -> None:
@@ -114,6 +143,7 @@ def test_malformed_fault_spec(tmp_path):
     assert_refused(result, "is not <stage>[<scene>]:oom:<n>", tmp_path)
 
 
+@pytest.mark.slow  # renders
 def test_odd_but_valid_text_renders(store_env, tmp_path):
     text = ('Zoë said “hello” to 3 friends 😀 at 7:30.\n'
             'مرحبا بالعالم.\n'

@@ -22,6 +22,7 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.slow  # a fresh process importing torch, diffusers and prefect
 def test_without_a_gpu_it_prints_one_line_and_exits_0():
     result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -57,6 +58,7 @@ def test_toy_run_goes_end_to_end_through_both_passes(tmp_path):
     assert seconds < 600
 
 
+@pytest.mark.slow  # counts FLOPs through full-size architectures
 def test_meta_device_counts_match_the_published_tflop_per_step():
     for name, (counted, known) in gpu_work.known_tflop().items():
         assert abs(counted - known) / known < 0.15, (name, counted, known)
@@ -73,6 +75,7 @@ def test_legacy_windows_chain_24_new_frames_a_window():
     assert gpu_work.legacy_windows(3.0, fps_conditioning=4, num_frames=8) == 2  # the tiny profile
 
 
+@pytest.mark.slow  # counts FLOPs through full-size architectures on the meta device
 def test_gpu_work_splits_the_sdxl_schedule_and_counts_svd_steps():
     studio = load_profile("studio")
     work = gpu_work.gpu_work(3, 5, studio)
@@ -82,6 +85,7 @@ def test_gpu_work_splits_the_sdxl_schedule_and_counts_svd_steps():
     assert 30 < work["svd_pflop"] < 34  # 200 steps x ~160 TFLOP
 
 
+@pytest.mark.slow  # narrates a 60 s story
 def test_one_window_per_shot_needs_at_most_a_third_of_the_svd_steps_for_the_60_second_story():
     studio = load_profile("studio")
     plan, timing = gpu_work.piper_timing(gpu_work.NIGHT_TRAIN, studio)
@@ -94,6 +98,7 @@ def test_one_window_per_shot_needs_at_most_a_third_of_the_svd_steps_for_the_60_s
     assert after["pflop"] < before["pflop"]
 
 
+@pytest.mark.slow  # builds every full-size architecture
 def test_full_size_architectures_match_the_published_parameter_counts():
     # Built on the meta device (shapes, no memory): what gpu_check builds on a GPU.
     from gpu_check import full_size_pipelines, full_size_voice, millions
