@@ -19,6 +19,7 @@ def pipe(tmp_path_factory):
     return ltx.load(modern_tiny.build_tiny_ltx(tmp_path_factory.mktemp("tiny-ltx")))
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_one_pass_makes_the_shot_at_its_frame_count_and_size(pipe):
     assert type(pipe).__name__ == "LTXImageToVideoPipeline"
     assert (pipe.vae_spatial_compression_ratio, pipe.vae_temporal_compression_ratio) == (32, 8)
@@ -31,6 +32,7 @@ def test_one_pass_makes_the_shot_at_its_frame_count_and_size(pipe):
     assert steps == [0, 1]
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_the_ladder_keeps_the_frame_count(pipe):
     ltx.check_ladder(ltx.DEFAULT_DEGRADE)
     applied, _ = gpu.degrade({**TINY, "width": 64, "height": 128}, len(ltx.DEFAULT_DEGRADE) + 1)

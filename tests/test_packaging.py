@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -96,16 +97,17 @@ def test_wheel_holds_every_module_and_data_file_under_faceless_only(wheel):
 
 
 # Run in a fresh interpreter with no site processing (-S), so the editable install's .pth
-# hook never runs and the clone cannot be imported; the environment's site-packages are
-# added back by hand for the dependencies, after the unpacked wheel.
+# hook never runs and the clone cannot be imported; this environment's site-packages (named
+# by the parent: under -S the child no longer knows it is in a venv) are added back by hand
+# for the dependencies, after the unpacked wheel.
 ISOLATED = """
-import json, sys, sysconfig
+import json, sys
 sys.path[:0] = [sys.argv[1]]
-sys.path += [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+sys.path += sys.argv[2:]
 import pkgutil, importlib
 import faceless
 from faceless.tasks import settings
-from faceless.tasks import models
+from faceless.tasks.models import tiny
 from faceless.tasks.text import prompts
 modules = {}
 for info in pkgutil.walk_packages(faceless.__path__, "faceless."):
@@ -113,7 +115,8 @@ for info in pkgutil.walk_packages(faceless.__path__, "faceless."):
     modules[info.name] = spec.origin
 profiles = {name: sorted(settings.load_profile(name)) for name in settings.available()}
 print(json.dumps({"path": list(faceless.__path__), "modules": modules, "profiles": profiles,
-                  "configs": sorted(p.name for p in models.CONFIGS_DIR.glob("*.json")),
+                  "configs": sorted(p.name for p in tiny.CONFIGS_DIR.glob("*.json")),
+                  "config": tiny.CONFIGS_DIR.is_relative_to(sys.argv[1]) and bool(tiny._full_config("sdxl-vae")),
                   "vocab": str(prompts._vocab_file())}))
 """
 
@@ -121,7 +124,8 @@ print(json.dumps({"path": list(faceless.__path__), "modules": modules, "profiles
 def test_the_unpacked_wheel_imports_and_finds_its_data_without_the_clone(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", ISOLATED, str(site)], cwd=tmp_path,
+    paths = sysconfig.get_paths()
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", ISOLATED, str(site), paths["purelib"], paths["platlib"]], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.splitlines()[-1])
@@ -131,4 +135,5 @@ def test_the_unpacked_wheel_imports_and_finds_its_data_without_the_clone(wheel, 
     assert sorted(found["profiles"]) == sorted(p.stem for p in (ROOT / "tasks/profiles").glob("*.yaml"))
     assert "offline" in found["profiles"]
     assert found["configs"] == sorted(p.name for p in (ROOT / "tasks/models/configs").glob("*.json"))
+    assert found["config"]
     assert found["vocab"].startswith(str(site)) and Path(found["vocab"]).is_file()

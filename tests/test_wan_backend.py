@@ -34,6 +34,7 @@ def keyframe():
     return Image.new("RGB", (90, 160), (200, 60, 40))
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_the_twin_is_saved_as_the_published_folder(tiny_dir, pipe):
     index = json.loads((tiny_dir / "model_index.json").read_text())
     assert index["_class_name"] == "WanPipeline" and index["expand_timesteps"] is True
@@ -44,6 +45,7 @@ def test_the_twin_is_saved_as_the_published_folder(tiny_dir, pipe):
     assert (pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal) == (16, 4)
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_one_pass_makes_the_shot_at_its_frame_count_and_size(pipe, keyframe):
     steps = []
     clip = wan.generate(pipe, keyframe, "a red fox runs", settings=TINY, seed=3,
@@ -54,6 +56,7 @@ def test_one_pass_makes_the_shot_at_its_frame_count_and_size(pipe, keyframe):
     assert steps == [0, 1]
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_same_seed_same_clip(pipe, keyframe):
     first = wan.generate(pipe, keyframe, "a fox", frames=5, fps=4, settings=TINY, seed=1)
     again = wan.generate(pipe, keyframe, "a fox", frames=5, fps=4, settings=TINY, seed=1)
@@ -62,6 +65,7 @@ def test_same_seed_same_clip(pipe, keyframe):
     assert [f.tobytes() for f in first.frames] != [f.tobytes() for f in other.frames]
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_every_rung_of_the_ladder_keeps_the_frame_count(pipe, keyframe):
     # Attempt k of a Prefect task applies the first k-1 rungs (runtime/gpu.degrade).
     for attempt in range(1, len(wan.DEFAULT_DEGRADE) + 2):
@@ -74,6 +78,7 @@ def test_every_rung_of_the_ladder_keeps_the_frame_count(pipe, keyframe):
     assert not pipe.vae.use_tiling
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_tiled_decoding_makes_the_same_shot(pipe, keyframe):
     # Tiles smaller than the picture, so the 2.2 VAE really decodes in overlapping tiles.
     settings = {**TINY, "width": 64, "height": 128}
@@ -99,6 +104,7 @@ def test_sizes_snap_to_multiples_of_32():
     assert wan.WanOptions(width=720, height=1280, out_width=720, out_height=1280).target_size() == (720, 1280)
 
 
+@pytest.mark.slow  # builds and runs the tiny twin
 def test_a_shot_too_long_for_one_pass_is_refused_not_split(pipe, keyframe):
     with pytest.raises(ValueError, match="max_frames"):
         wan.generate(pipe, keyframe, "a fox", frames=146, fps=24, settings=TINY, seed=1)
