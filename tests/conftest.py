@@ -19,9 +19,10 @@ BIN = Path(sys.executable).parent
 # `make test-fast` runs `pytest -m "not slow"`. Modules that render, start a stack, a cluster,
 # S3 or a browser, or run real Whisper carry `pytestmark = pytest.mark.slow`; besides, any
 # test that needs a real Prefect server, real Whisper or the tiny models (tiny_home: building
-# and running tiny SDXL, SVD, Bark or Whisper took 10-80 s a test) is slow wherever it lives,
-# so a new test of that kind in a quick module cannot quietly slow the fast set down.
-SLOW_FIXTURES = {"prefect_server", "whisper_base", "tiny_home"}
+# and running tiny SDXL, SVD, Bark or Whisper took 10-80 s a test; tiny_dir, the module
+# fixture that builds a backend's tiny twin: Wan, FLUX, Kokoro) is slow wherever it lives, so
+# a new test of that kind in a quick module cannot quietly slow the fast set down.
+SLOW_FIXTURES = {"prefect_server", "whisper_base", "tiny_home", "tiny_dir"}
 
 
 def pytest_collection_modifyitems(items):
