@@ -330,8 +330,8 @@ def budget_section(name: str, profile: dict, story: Path, speech_seconds: float,
     print(f"time budget (estimate): the render story has {len(plan['sentences'])} sentences, about {timing['duration']:.1f} s "
           f"of narration, {len(shots)} shot(s), {motion}:")
     print(f"  {work['pflop']:.1f} PFLOP a pass = {compute:.0f} s at {tflops:.0f} TFLOPS; + ~{per_pass:.0f} s a pass of "
-          f"start-up, loading, voice and encoding; + ~{build:.0f} s building: ~{total / 60:.1f} min "
-          f"(limit {BUDGET_S / 60:.0f} min)")
+          f"start-up, loading, voice and encoding; + ~{build:.0f} s building: ~{total / 60:.1f} min for {name} "
+          f"(limit {BUDGET_S / 60:.0f} min{'' if total <= BUDGET_S else ': over it, run one profile a call'})")
 
 
 def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, full: bool) -> bool:

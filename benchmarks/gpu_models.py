@@ -274,9 +274,11 @@ def build_modern(folder: Path, full: bool) -> dict:
     """Every modern model family saved as a model folder under `folder`: {family: (path, seconds, note)}."""
     import torch
 
+    from faceless.tasks.backends.kokoro import quiet as quiet_kokoro
     from faceless.tasks.models import flux_tiny, kokoro_tiny, modern_tiny
 
     quiet()
+    quiet_kokoro()  # KModel's constructor warns about its own layers: advice for kokoro's authors
     folder.mkdir(parents=True, exist_ok=True)
     built: dict = {}
     timed = _timer(folder, built)
