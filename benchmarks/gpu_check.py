@@ -1,10 +1,10 @@
-"""GPU check: the studio render, full size, on this machine's GPU, without downloading weights.
+"""GPU check: the studio and modern renders, full size, on this machine's GPU, without downloading weights.
 
-    .venv/bin/python benchmarks/gpu_check.py [--toy] [--story FILE] [--scratch DIR] [--keep]
+    .venv/bin/python benchmarks/gpu_check.py [--toy] [--profiles studio,modern] [--story FILE] [--scratch DIR] [--keep]
     make gpu-check
 
 Without a CUDA GPU it prints one line and exits 0; `--toy` then runs the whole procedure at
-toy size on the CPU (the tiny profile's models and settings), so it stays tested.
+toy size on the CPU (the tiny and modern-tiny profiles' models and settings), so it stays tested.
 
 On a CUDA GPU it:
 
@@ -12,33 +12,36 @@ On a CUDA GPU it:
    (benchmarks/gpu_work.py): TFLOP per denoising step and, for a 60-second story
    (benchmarks/stories/night-train.txt, sentence times from the offline Piper narration), the
    old design (chained 25-frame windows over two-sentence scenes) against the new one (one
-   keyframe and one SVD window per shot), and a time budget for this check;
-2. builds every studio model family at its full published size with random weights, on the
-   GPU in fp16 (a step costs the same whatever the weights hold): SDXL base + refiner and
-   SVD-XT from tasks/models/configs/, Bark at suno/bark-small's sizes, Whisper at large-v3's
-   (converted for faster-whisper with CTranslate2, float16, with its tokenizer.json); each is
-   saved as a model folder in a scratch directory and freed, so the render loads them from
-   disk through the real fp16 loaders;
-3. renders a short story (benchmarks/stories/two-sentences.txt) through the real studio code
-   path, `flows.story_to_video.story_to_video` with a profile derived from
-   tasks/profiles/studio.yaml whose model specs are those folders, in a child process
-   with a fresh FACELESS_HOME and its own temporary Prefect server, and prints seconds per
-   stage (the run's manifest.json), SVD windows per shot and peak GPU memory;
+   keyframe and one SVD window per shot); then studio next to modern for the same story
+   (benchmarks/modern_work.py: FLUX.1-schnell steps, Wan 2.2 passes, PFLOP, ratio);
+2. for each profile in --profiles (default studio, then modern), builds every model family at
+   its full published size with random weights on the GPU (benchmarks/gpu_models.py: SDXL base +
+   refiner, SVD-XT, Bark, Whisper for studio; FLUX.1-schnell, Wan 2.2 TI2V-5B, Kokoro-82M for
+   modern) and saves each as a model folder, so the render loads them from disk through the
+   real loaders (fp16 for studio, bf16 for FLUX and Wan);
+3. renders a short story (benchmarks/stories/two-sentences.txt) through the real code path,
+   `flows.story_to_video.story_to_video` with a profile derived from the profile's YAML whose
+   model specs are those folders, in a child process with a fresh FACELESS_HOME and its own
+   temporary Prefect server, and prints seconds per stage and per model family (the run's
+   manifest.json), SVD windows or Wan passes per shot, peak GPU memory of the pass and of each
+   model family (between the flow's releases);
 4. renders it again in a fresh child process whose GPU memory is capped at 24 GiB
    (`torch.cuda.set_per_process_memory_fraction`, set before anything loads), so the
-   profile's degrade ladder meets real CUDA out-of-memory errors, and prints each stage's
-   attempts and degradation and whether the render completed.
+   profile's degrade ladders meet real CUDA out-of-memory errors, and prints each stage's
+   attempts and degradation and whether the render completed;
+5. deletes the profile's model folders before the next profile's (studio's take about 20 GiB
+   of disk, modern's 54: a profile whose folders do not fit the scratch disk is skipped, said so).
 
 Random weights never end a Bark piece (it would run to 768 semantic tokens, 15 s) nor a
-Whisper transcript (448 tokens a window): the derived profile caps both at what a real voice
-and a real transcript of the story need (`--speech-seconds` a sentence). Everything else is
-studio.yaml as it is.
+Whisper transcript (448 tokens a window), and a random Kokoro gives every phoneme over a second:
+the derived profile caps Bark and Whisper at what a real voice and transcript of the story need
+and sets Kokoro's speed so it speaks `--speech-seconds` a sentence. Everything else is the
+profile as it is.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import shutil
@@ -55,196 +58,45 @@ for path in (str(ROOT), str(ROOT / "benchmarks")):
 
 STORY = ROOT / "benchmarks" / "stories" / "two-sentences.txt"
 CAP_GIB = 24.0
-BARK_TOKENS_PER_S = 49.9  # Bark's semantic tokens a second of audio
 BUDGET_S = 8 * 60
 NO_CUDA = ("gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing measured "
            "(--toy runs the procedure at toy size on the CPU)")
-MODEL_SETTINGS = (("narrate", "model", "bark"), ("align", "model", "whisper"), ("keyframe", "base", "sdxl-base"),
-                  ("keyframe", "refiner", "sdxl-refiner"), ("animate", "model", "svd"))
-
-
-def _quiet() -> None:
-    from faceless.tasks.models import registry
-
-    registry.quiet_libraries()
-
-
-def _free() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-
-
-# -- full-size models --------------------------------------------------------------------------
-
-def _config(name: str) -> dict:
-    data = json.loads((ROOT / "tasks" / "models" / "configs" / f"{name}.json").read_text(encoding="utf-8"))
-    return {k: v for k, v in data.items() if not k.startswith("_")}
-
-
-def full_size_pipelines(device: str, dtype):
-    """Builders of the published SDXL base/refiner and SVD-XT pipelines with random weights,
-    made straight on `device` (no 10 GB of fp32 weights through host memory): (sdxl, svd),
-    where sdxl() returns (base, refiner) sharing text_encoder_2 and the VAE."""
-    import torch
-    from diffusers import (AutoencoderKL, AutoencoderKLTemporalDecoder, EulerDiscreteScheduler,
-                           StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline, StableVideoDiffusionPipeline,
-                           UNet2DConditionModel, UNetSpatioTemporalConditionModel)
-    from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection,
-                              CLIPVisionConfig, CLIPVisionModelWithProjection)
-
-    from faceless.tasks.models import tiny
-
-    tokenizer_dir = Path(tempfile.mkdtemp(prefix="gpu-check-tokenizer-"))
-    tiny._write_tokenizer(tokenizer_dir)  # a byte-level CLIP tokenizer: ids fit the real 49408 vocabulary
-    tokenizer = tiny._load_tokenizer(tokenizer_dir)
-    shutil.rmtree(tokenizer_dir, ignore_errors=True)
-
-    def make(cls, *args, **kwargs):
-        torch.manual_seed(0)
-        with torch.device(device):
-            module = cls(*args, **kwargs)
-        # .to(device): a few parameters are made by constructors that ignore the default device.
-        return module.to(device=device, dtype=dtype).eval()
-
-    def sdxl():
-        text_encoder_2 = make(CLIPTextModelWithProjection, CLIPTextConfig(**_config("sdxl-text-encoder-2")))
-        vae = make(AutoencoderKL, **_config("sdxl-vae"))
-        vae.register_to_config(force_upcast=True)  # as the real SDXL VAE: decode in fp32
-        base = StableDiffusionXLPipeline(
-            vae=vae, text_encoder=make(CLIPTextModel, CLIPTextConfig(**_config("sdxl-text-encoder"))),
-            text_encoder_2=text_encoder_2, tokenizer=tokenizer, tokenizer_2=tokenizer,
-            unet=make(UNet2DConditionModel, **_config("sdxl-base-unet")),
-            scheduler=EulerDiscreteScheduler.from_config(_config("sdxl-scheduler")),
-        )
-        refiner = StableDiffusionXLImg2ImgPipeline(
-            vae=vae, text_encoder=None, text_encoder_2=text_encoder_2, tokenizer=None, tokenizer_2=tokenizer,
-            unet=make(UNet2DConditionModel, **_config("sdxl-refiner-unet")),
-            scheduler=EulerDiscreteScheduler.from_config(_config("sdxl-scheduler")),
-            requires_aesthetics_score=True,
-        )
-        return base, refiner
-
-    def svd():
-        return StableVideoDiffusionPipeline(
-            vae=make(AutoencoderKLTemporalDecoder, **_config("svd-xt-vae")),
-            image_encoder=make(CLIPVisionModelWithProjection, CLIPVisionConfig(**_config("svd-xt-image-encoder"))),
-            unet=make(UNetSpatioTemporalConditionModel, **_config("svd-xt-unet")),
-            scheduler=EulerDiscreteScheduler.from_config(_config("svd-xt-scheduler")),
-            feature_extractor=CLIPImageProcessor(crop_size=224, size={"shortest_edge": 224}),
-        )
-
-    return sdxl, svd
-
-
-def full_size_voice(device: str = "meta"):
-    """Bark at suno/bark-small's sizes and Whisper at large-v3's, built on `device` (for counts)."""
-    import torch
-    from transformers import BarkModel, WhisperForConditionalGeneration
-
-    from faceless.tasks.models.tiny_voice import bark_config, whisper_config
-
-    with torch.device(device):
-        return BarkModel(bark_config("small")), WhisperForConditionalGeneration(whisper_config("large-v3")[0])
-
-
-def millions(module) -> float:
-    return sum(p.numel() for p in module.parameters()) / 1e6
-
-
-def _folder_gib(folder: Path) -> float:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**30
-
-
-def build_models(folder: Path, full: bool) -> dict:
-    """Every studio model family saved as a model folder under `folder`: {family: (path, seconds, note)}."""
-    import torch
-
-    from faceless.tasks.models import tiny
-    from faceless.tasks.models.tiny_voice import build_bark, build_whisper
-
-    _quiet()
-    device, dtype = ("cuda", torch.float16) if full else ("cpu", None)
-    folder.mkdir(parents=True, exist_ok=True)
-    built: dict = {}
-
-    def timed(family: str, work) -> None:
-        started = time.perf_counter()
-        note = work()
-        _free()
-        built[family] = (folder / family, time.perf_counter() - started, note)
-
-    if full:
-        sdxl, svd = full_size_pipelines(device, dtype)
-
-        def sdxl_pair():
-            base, refiner = sdxl()
-            note = (f"base UNet {millions(base.unet):.1f} M, refiner UNet {millions(refiner.unet):.1f} M, "
-                    f"text encoders {millions(base.text_encoder):.1f} + {millions(base.text_encoder_2):.1f} M, "
-                    f"VAE {millions(base.vae):.1f} M")
-            base.save_pretrained(str(folder / "sdxl-base"))
-            refiner.save_pretrained(str(folder / "sdxl-refiner"))
-            return note
-
-        def svd_xt():
-            pipe = svd()
-            note = (f"UNet {millions(pipe.unet):.1f} M, image encoder {millions(pipe.image_encoder):.1f} M, "
-                    f"VAE {millions(pipe.vae):.1f} M")
-            pipe.save_pretrained(str(folder / "svd"))
-            return note
-
-        timed("sdxl-base", sdxl_pair)
-        built["sdxl-refiner"] = (folder / "sdxl-refiner", 0.0, "built with sdxl-base")
-        timed("svd", svd_xt)
-        bark, whisper = full_size_voice("meta")
-        bark_note = f"{millions(bark):.1f} M (suno/bark-small sizes)"
-        whisper_note = f"{millions(whisper):.1f} M (large-v3 sizes), CTranslate2 float16"
-        del bark, whisper
-        timed("bark", lambda: (build_bark(folder / "bark", "small", device, dtype), bark_note)[1])
-        timed("whisper", lambda: (build_whisper(folder / "whisper", "large-v3", device, dtype), whisper_note)[1])
-    else:
-        timed("sdxl-base", lambda: (tiny._build_tiny_sdxl(folder / "sdxl-base", refiner=False), "tiny")[1])
-        timed("sdxl-refiner", lambda: (tiny._build_tiny_sdxl(folder / "sdxl-refiner", refiner=True), "tiny")[1])
-        timed("svd", lambda: (tiny._build_tiny_svd(folder / "svd"), "tiny")[1])
-        timed("bark", lambda: (build_bark(folder / "bark", "tiny"), "tiny")[1])
-        timed("whisper", lambda: (build_whisper(folder / "whisper", "tiny"), "tiny")[1])
-    return built
-
-
-# -- the profile ---------------------------------------------------------------------------------
-
-def story_sentences(story: Path) -> list[str]:
-    from faceless.tasks.stages.plan import normalise_story, split_sentences
-
-    return split_sentences(normalise_story(story.read_text(encoding="utf-8")))
-
-
-def write_profile(path: Path, full: bool, built: dict, story: Path, speech_seconds: float) -> dict:
-    """studio.yaml (tiny.yaml at toy size) with every model spec replaced by its folder."""
-    import yaml
-
-    source = ROOT / "tasks" / "profiles" / ("studio.yaml" if full else "tiny.yaml")
-    profile = yaml.safe_load(source.read_text(encoding="utf-8"))
-    profile["name"] = "gpu-check"
-    profile["description"] = f"{source.name} with random-weight model folders (benchmarks/gpu_check.py)"
-    for section, key, family in MODEL_SETTINGS:
-        profile[section][key] = str(built[family][0])
-    if full:
-        # Random weights never stop by themselves: give each Bark piece a real voice's length
-        # and Whisper a real transcript's (about 1.5 tokens a word, plus timestamps).
-        words = sum(len(s.split()) for s in story_sentences(story))
-        profile["narrate"]["semantic_max_new_tokens"] = round(speech_seconds * BARK_TOKENS_PER_S)
-        profile["align"]["max_new_tokens"] = min(440, 2 * words + 8)
-    path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")
-    from faceless.tasks.settings import load_profile
-
-    return load_profile(str(path))  # resolved, as the render will see it
+from gpu_models import (SOURCES, build_models, folder_gib, free, needed_gib, quiet,  # noqa: E402
+                        random_weight_caps, write_profile)
 
 
 # -- the renders -----------------------------------------------------------------------------------
+
+def track_family_peaks(peaks: dict):
+    """Have `peaks` collect each model family's peak GPU memory (GiB; None without CUDA) during
+    the render in this process, keyed by the registry's family names ("kokoro", "flux", ...).
+    The flow releases the voices, then the keyframe model, before the next family loads
+    (memory.release_between_stages): the peak between two releases is the released family's
+    (the voice and Whisper share one, released together). Returns the call that notes the
+    families still loaded at the end."""
+    import torch
+
+    from faceless.tasks import models
+    from faceless.tasks.models import registry
+
+    cuda = torch.cuda.is_available()
+    release = models.release
+
+    def note(families: tuple) -> None:
+        loaded = sorted({key[0] for key in registry._LOADED if not families or key[0] in families})
+        if loaded:
+            peaks["+".join(loaded)] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+
+    def releasing(*families: str) -> list[str]:
+        note(families)
+        released = release(*families)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        return released
+
+    models.release = releasing  # the flow calls it through the package, at call time
+    return lambda: note(())
+
 
 def child(args) -> int:
     """One render in this (fresh) process; writes what it measured to args.result."""
@@ -260,6 +112,8 @@ def child(args) -> int:
         torch.cuda.reset_peak_memory_stats()
     result = {"device": torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)",
               "cap_gib": args.cap_gib if fraction else None, "fraction": fraction}
+    result["family_peaks"] = {}
+    final_peak = track_family_peaks(result["family_peaks"])
     started = time.perf_counter()
     try:
         from faceless.flows.story_to_video import story_to_video
@@ -270,6 +124,7 @@ def child(args) -> int:
         text = str(error).strip()
         result["completed"], result["error"] = False, f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
     result["seconds"] = time.perf_counter() - started
+    final_peak()
     if cuda:
         torch.cuda.synchronize()
         result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -312,7 +167,7 @@ def run_pass(folder: Path, profile: Path, story: Path, cap_gib: float | None, ti
     result["wall"] = wall
     manifest = json.loads(Path(result["manifest"]).read_text(encoding="utf-8")) if result.get("manifest") else {}
     result["stages"], result["scenes"] = manifest.get("stages", []), manifest.get("scenes", [])
-    result["settings"] = manifest.get("settings", {})
+    result["settings"], result["backends"] = manifest.get("settings", {}), manifest.get("backends", {})
     return result
 
 
@@ -347,8 +202,27 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
         print(line)
     if totals:
         print("per stage: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in totals.items()))
+    backends = result.get("backends") or {}
+    if backends and totals:
+        print("per family: " + ", ".join(f"{backends.get(stage, stage)} ({stage}) {totals[stage]:.1f} s"
+                                         for stage in ("narrate", "align", "keyframe", "animate") if stage in totals
+                                         and not (stage == "align" and backends.get(stage) == "voice")))
+    peaks = result.get("family_peaks") or {}
+    if peaks and any(v is not None for v in peaks.values()):
+        print("peak GPU memory per model family (between the flow's releases): "
+              + ", ".join(f"{family} {gib:.2f} GiB" for family, gib in peaks.items()))
+    elif peaks:
+        print("model families, in the order the flow released them: " + ", ".join(peaks)
+              + " (their peak memory is measured on CUDA only)")
     shots = result.get("scenes") or []
-    if shots:
+    if shots and backends.get("animate") == "wan":
+        from faceless.tasks.backends.wan import native_frame_count
+
+        # The manifest has each clip's frames; the pass made the next 4k+1 (tasks/backends/wan.py).
+        print("Wan passes per shot: " + ", ".join(
+            f"{s['windows']} of {native_frame_count(s['clip_frames'])} frames ({s['clip_frames'] / 24:.1f} s)"
+            for s in shots))
+    elif shots:
         print("SVD windows per shot: " + ", ".join(f"{s['windows']} (fps {s['fps_conditioning']}, {s['frames'] / 24:.1f} s)"
                                                   for s in shots))
 
@@ -370,7 +244,7 @@ def matmul_tflops() -> float:
     torch.cuda.synchronize()
     rate = 2 * 8192**3 * 20 / (time.perf_counter() - started) / 1e12
     del a, b
-    _free()
+    free()
     return rate
 
 
@@ -402,14 +276,34 @@ def work_section(tflops: float) -> None:
           f"{', '.join(str(s['fps_conditioning']) for s in result['shots'])}")
     for line in gpu_work.table(result, tflops):
         print("  " + line)
+    side_by_side_section(tflops, (plan, timing))
 
 
-def budget_section(profile: dict, story: Path, speech_seconds: float, tflops: float, full: bool) -> None:
+def side_by_side_section(tflops: float, narration: tuple[dict, dict]) -> None:
     import gpu_work
+    import modern_work
+
+    side = modern_work.side_by_side(gpu_work.NIGHT_TRAIN, narration=narration)
+    print()
+    print(f"60-second story, studio and modern side by side (FLOP counts on the meta device, not timings): "
+          f"{gpu_work.NIGHT_TRAIN.relative_to(ROOT)} on the same {side['duration']:.1f} s narration, each profile's "
+          "own storyboard and timeline; FLUX.1-schnell without guidance, Wan 2.2 with it, one pass a shot")
+    for line in modern_work.table_lines(modern_work.side_by_side_table(side, tflops)):
+        print("  " + line)
+
+
+# Estimates of what is not GPU compute (seconds): building the folders, and a pass's start-up,
+# loading, voice and encoding. Modern moves 54 GiB of weights through the disk, studio 20.
+OVERHEAD_S = {("studio", True): (90.0, 100.0), ("modern", True): (150.0, 120.0),
+              ("studio", False): (10.0, 60.0), ("modern", False): (15.0, 60.0)}
+
+
+def budget_section(name: str, profile: dict, story: Path, speech_seconds: float, tflops: float, full: bool) -> None:
+    import modern_work
     from faceless.tasks.stages.plan import plan_story
 
     # The random voice speaks `speech_seconds` a sentence: the storyboard's shots and the
-    # window plan of those times, as the render will make them.
+    # window (or pass) plan of those times, as the render will make them.
     plan = plan_story(story.read_text(encoding="utf-8"), profile["plan"]).to_dict()
     pause = profile["narrate"]["sentence_pause_s"]
     words, spans, clock = [], [], 0.0
@@ -421,36 +315,86 @@ def budget_section(profile: dict, story: Path, speech_seconds: float, tflops: fl
             words.append({"sentence": sentence["index"], "text": text, "start": clock, "end": clock + step})
             clock += step
     timing = {"words": words, "sentences": spans, "duration": clock}
-    shots = gpu_work.after_shots(plan, timing, profile)
-    windows = sum(shot["windows"] for shot in shots)
-    seconds = timing["duration"]
-    work = gpu_work.gpu_work(len(shots), windows, profile)
-    compute = work["pflop"] * 1000 / tflops
-    build, per_pass = (90.0, 100.0) if full else (10.0, 60.0)
-    total = build + 2 * (compute + per_pass)
+    build, per_pass = OVERHEAD_S[(name, full)]
     print()
     if not full:
         print(f"time budget (estimate, toy size on this CPU): ~{build:.0f} s building, ~{per_pass:.0f} s a render "
-              f"({len(plan['sentences'])} sentences, {len(shots)} shot(s)), ~{(build + 2 * per_pass) / 60:.1f} min in all; "
+              f"({len(plan['sentences'])} sentences), ~{(build + 2 * per_pass) / 60:.1f} min in all; "
               "toy sizes say nothing about a GPU")
         return
-    print(f"time budget (estimate): the render story has {len(plan['sentences'])} sentences, about {seconds:.1f} s of "
-          f"narration, {len(shots)} shot(s), {windows} SVD window(s):")
+    shots, work = modern_work.story_work(profile, plan, timing)
+    compute = work["pflop"] * 1000 / tflops
+    total = build + 2 * (compute + per_pass)
+    motion = (f"{sum(s['windows'] for s in shots)} SVD window(s)" if profile["animate"]["backend"] == "svd"
+              else f"Wan passes of {', '.join(str(s['native_frames']) for s in shots)} frames")
+    print(f"time budget (estimate): the render story has {len(plan['sentences'])} sentences, about {timing['duration']:.1f} s "
+          f"of narration, {len(shots)} shot(s), {motion}:")
     print(f"  {work['pflop']:.1f} PFLOP a pass = {compute:.0f} s at {tflops:.0f} TFLOPS; + ~{per_pass:.0f} s a pass of "
-          f"start-up, loading, voice and encoding; + ~{build:.0f} s building: ~{total / 60:.1f} min "
-          f"(limit {BUDGET_S / 60:.0f} min)")
+          f"start-up, loading, voice and encoding; + ~{build:.0f} s building: ~{total / 60:.1f} min for {name} "
+          f"(limit {BUDGET_S / 60:.0f} min{'' if total <= BUDGET_S else ': over it, run one profile a call'})")
+
+
+def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, full: bool) -> bool:
+    """Build the profile's model folders, render twice, delete the folders. True if pass 1 completed."""
+    import torch
+
+    root = scratch / name
+    print()
+    print(f"=== {name} ===")
+    if full:
+        needed, free_gib = needed_gib(name), shutil.disk_usage(scratch).free / 2**30
+        if needed * 1.05 > free_gib:
+            print(f"{name}: SKIPPED: its folders take about {needed:.0f} GiB and {scratch} has {free_gib:.0f} GiB free "
+                  "(--scratch on a larger disk)")
+            return False
+    print(f"building {'full-size' if full else 'toy'} {name} models with random weights in {root / 'models'} ...")
+    build_started = time.perf_counter()
+    built = build_models(name, root / "models", full)
+    build_seconds = time.perf_counter() - build_started
+    for family, (folder, seconds, note) in built.items():
+        print(f"  {family:<13}{seconds:7.1f} s  {folder_gib(folder):6.2f} GiB on disk  {note}")
+    print(f"build: {build_seconds:.1f} s")
+    speech = args.speech_seconds if full else 1.2
+    profile = write_profile(name, root / "profile.yaml", full, built, story, speech)
+    print(f"profile: {root / 'profile.yaml'} ({profile['description']}; random-weight settings: "
+          f"{random_weight_caps(profile) or 'none'})")
+    budget_section(name, profile, story, speech, tflops, full)
+    if full:
+        print(f"this process keeps {torch.cuda.memory_reserved() / 2**30:.2f} GiB of GPU memory reserved "
+              "during the renders (plus its CUDA context)")
+
+    first = run_pass(root / "pass-1", root / "profile.yaml", story, None, args.pass_timeout)
+    print_pass(f"{name} pass 1: {story.name}, no memory cap", first, show_ladder=False)
+    if full:
+        title = f"{name} pass 2: fresh process and store, GPU memory capped at {args.cap_gib:g} GiB"
+        second = run_pass(root / "pass-2", root / "profile.yaml", story, args.cap_gib, args.pass_timeout)
+    else:
+        print()
+        print("pass 2: the memory cap is CUDA-only (torch.cuda.set_per_process_memory_fraction); "
+              "rendering again uncapped in a fresh process and store")
+        title = f"{name} pass 2: fresh process and store, no cap (CPU)"
+        second = run_pass(root / "pass-2", root / "profile.yaml", story, None, args.pass_timeout)
+    print_pass(title, second, show_ladder=True)
+    degraded = [r for r in second.get("stages", []) if r.get("degraded") or (r.get("attempts") or 1) > 1]
+    print(f"{name} pass 2 {'completed' if second.get('completed') else 'did not complete'}; "
+          f"{len(degraded)} stage(s) retried or degraded")
+    # The next profile's folders need the disk (studio's 20 GiB and modern's 54 do not fit a 64 GiB one together).
+    shutil.rmtree(root / "models", ignore_errors=True)
+    return bool(first.get("completed"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--toy", action="store_true", help="run at toy size on the CPU (tiny models and settings)")
+    parser.add_argument("--profiles", type=lambda text: [p for p in text.split(",") if p], default=["studio", "modern"],
+                        help="profiles to check, in order, comma-separated (default: studio,modern)")
     parser.add_argument("--story", type=Path, default=STORY, help="story to render (default: a two-sentence story)")
     parser.add_argument("--scratch", type=Path, help="folder for the models and renders (kept; default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary scratch folder")
     parser.add_argument("--cap-gib", type=float, default=CAP_GIB, help="GPU memory cap of the second render (GiB)")
     parser.add_argument("--speech-seconds", type=float, default=1.5,
-                        help="length of each random Bark piece (default 1.5: random Bark never stops by itself; "
-                             "real speech is 3-6 s a sentence)")
+                        help="length of each random Bark piece, and Kokoro's pace (default 1.5: random Bark never "
+                             "stops by itself; real speech is 3-6 s a sentence)")
     parser.add_argument("--pass-timeout", type=float, default=420, help="seconds a render may take (default 420)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
@@ -459,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child(args)
+    unknown = [name for name in args.profiles if name not in SOURCES]
+    if unknown:
+        parser.error(f"--profiles: unknown {', '.join(unknown)} (known: {', '.join(SOURCES)})")
 
     import torch
 
@@ -467,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     full = not args.toy
-    _quiet()
+    quiet()
     if not full:
         torch.set_flush_denormal(True)
     device = torch.cuda.get_device_name() if full else f"CPU ({os.cpu_count()} cores), toy size"
@@ -491,47 +438,19 @@ def main(argv: list[str] | None = None) -> int:
     scratch = (args.scratch or Path(tempfile.mkdtemp(prefix="gpu-check-"))).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
     story = args.story.resolve()
+    completed = {}
     try:
-        print()
-        print(f"building {'full-size' if full else 'toy'} models with random weights in {scratch / 'models'} ...")
-        build_started = time.perf_counter()
-        built = build_models(scratch / "models", full)
-        build_seconds = time.perf_counter() - build_started
-        for family, (folder, seconds, note) in built.items():
-            print(f"  {family:<13}{seconds:7.1f} s  {_folder_gib(folder):6.2f} GiB on disk  {note}")
-        print(f"build: {build_seconds:.1f} s")
-        profile = write_profile(scratch / "profile.yaml", full, built, story, args.speech_seconds)
-        capped = ", ".join(f"{k} {profile[s][k]}" for s, k in (("narrate", "semantic_max_new_tokens"),
-                                                                ("align", "max_new_tokens")) if profile[s].get(k) is not None)
-        print(f"profile: {scratch / 'profile.yaml'} ({profile['description']}; random-weight caps: {capped})")
-        budget_section(profile, story, args.speech_seconds if full else 1.2, tflops, full)
-        if full:
-            print(f"this process keeps {torch.cuda.memory_reserved() / 2**30:.2f} GiB of GPU memory reserved "
-                  "during the renders (plus its CUDA context)")
-
-        first = run_pass(scratch / "pass-1", scratch / "profile.yaml", story, None, args.pass_timeout)
-        print_pass(f"pass 1: {story.name}, no memory cap", first, show_ladder=False)
-        if full:
-            title = f"pass 2: fresh process and store, GPU memory capped at {args.cap_gib:g} GiB"
-            second = run_pass(scratch / "pass-2", scratch / "profile.yaml", story, args.cap_gib, args.pass_timeout)
-        else:
-            print()
-            print("pass 2: the memory cap is CUDA-only (torch.cuda.set_per_process_memory_fraction); "
-                  "rendering again uncapped in a fresh process and store")
-            title = "pass 2: fresh process and store, no cap (CPU)"
-            second = run_pass(scratch / "pass-2", scratch / "profile.yaml", story, None, args.pass_timeout)
-        print_pass(title, second, show_ladder=True)
-        degraded = [r for r in second.get("stages", []) if r.get("degraded") or (r.get("attempts") or 1) > 1]
-        print(f"pass 2 {'completed' if second.get('completed') else 'did not complete'}; "
-              f"{len(degraded)} stage(s) retried or degraded")
+        for name in args.profiles:
+            completed[name] = check_profile(name, args, scratch, story, tflops, full)
     finally:
         if args.scratch or args.keep:
-            print(f"kept: {scratch}")
+            print(f"kept: {scratch} (model folders removed after each profile)")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     print()
-    print(f"total: {time.perf_counter() - started:.1f} s (build {build_seconds:.1f} s)")
-    return 0 if first.get("completed") else 1
+    print(f"total: {time.perf_counter() - started:.1f} s; pass 1 completed: "
+          + ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in completed.items()))
+    return 0 if all(completed.values()) else 1
 
 
 if __name__ == "__main__":

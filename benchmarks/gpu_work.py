@@ -163,6 +163,7 @@ def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
     the flow's timeline (clip frames with their fades) and animate's window plan."""
     from faceless.flows.timeline import shot_timeline
     from faceless.tasks.backends.svd import window_plan
+    from faceless.tasks.backends.wan import native_frame_count
     from faceless.tasks.stages.storyboard import storyboard
 
     shots = storyboard(plan, timing, profile["plan"])
@@ -170,9 +171,13 @@ def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
     timeline = shot_timeline([s.start for s in shots], timing["duration"], profile["compose"])
     result = []
     for shot, frames in zip(shots, timeline["clip_frames"]):
-        windows, fps_conditioning = window_plan(frames / fps, profile["animate"])
-        result.append({"sentences": shot.sentences, "seconds": shot.end - shot.start,
-                       "windows": windows, "fps_conditioning": fps_conditioning})
+        row = {"sentences": shot.sentences, "seconds": shot.end - shot.start, "frames": frames}
+        if profile["animate"]["backend"] == "svd":
+            windows, fps_conditioning = window_plan(frames / fps, profile["animate"])
+            row.update(windows=windows, fps_conditioning=fps_conditioning)
+        else:  # wan: one pass at the output rate, of the next 4k+1 frame count (tasks/backends/wan.py)
+            row.update(windows=1, fps_conditioning=None, native_frames=native_frame_count(frames))
+        result.append(row)
     return result
 
 

@@ -1,6 +1,7 @@
-"""benchmarks/gpu_check.py (one line without a GPU; the whole procedure at toy size with --toy),
-benchmarks/gpu_work.py (TFLOP counted on the meta device, old vs new design), and the
-full-size architectures it builds on a GPU (parameter counts, on the meta device)."""
+"""benchmarks/gpu_check.py (one line without a GPU; the whole procedure at toy size with --toy,
+studio and modern), benchmarks/gpu_work.py and modern_work.py (TFLOP counted on the meta device:
+old vs new design, studio vs modern), and the full-size architectures gpu_models.py builds on a
+GPU (parameter counts, on the meta device)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_work  # noqa: E402
+import modern_work  # noqa: E402
 from faceless.tasks.settings import load_profile  # noqa: E402
 
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
@@ -32,11 +34,11 @@ def test_without_a_gpu_it_prints_one_line_and_exits_0():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="--toy is the CPU check")
-@pytest.mark.slow  # builds every model family and renders twice through the flow
-def test_toy_run_goes_end_to_end_through_both_passes(tmp_path):
+@pytest.mark.slow  # builds every model family of both profiles and renders each twice
+def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
     started = time.monotonic()
     result = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--scratch", str(tmp_path / "scratch")],
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=1200)
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -45,17 +47,41 @@ def test_toy_run_goes_end_to_end_through_both_passes(tmp_path):
     assert "60-second story at studio settings" in out
     for row in ("BEFORE", "AFTER", "SVD-XT windows", "SVD-XT steps", "estimated PFLOP", "SVD steps after / before"):
         assert row in out
-    # Both renders, their stage tables and windows (n/a until the manifest has them).
-    assert out.count(": completed;") == 2, out
+    # ... and studio next to modern.
+    assert "studio and modern side by side (FLOP counts" in out
+    for row in ("keyframe TFLOP a step", "FLUX.1-schnell", "animate windows / passes", "Wan passes at 24 fps",
+                "total PFLOP", "modern / studio"):
+        assert row in out
+    # Each profile: both renders, their stage tables, windows or passes, families.
+    assert out.count(": completed;") == 4, out
+    assert "=== studio ===" in out and "=== modern ===" in out
+    studio, modern = out.split("=== modern ===")
     for stage in ("plan", "narrate", "align", "keyframe", "animate", "compose"):
-        assert f"\n{stage} " in out
-    assert out.count("SVD windows per shot:") == 2
-    assert "memory cap is CUDA-only" in out and "attempts  degraded" in out
-    assert "pass 2 completed" in out and "total:" in out
-    # The models were built in the scratch folder and the profile points at them.
-    profile = (tmp_path / "scratch" / "profile.yaml").read_text()
-    assert str(tmp_path / "scratch" / "models" / "svd") in profile and "tiny:" not in profile
-    assert seconds < 600
+        assert f"\n{stage} " in studio
+    for stage in ("plan", "narrate", "keyframe", "animate", "compose"):
+        assert f"\n{stage} " in modern
+    assert studio.count("SVD windows per shot:") == 2 and modern.count("Wan passes per shot: 1 of ") == 2
+    assert modern.count("per family: kokoro (narrate)") == 2 and "flux-schnell (keyframe)" in modern
+    assert "model families, in the order the flow released them: kokoro, flux, wan" in modern
+    assert "narrate.speed" in modern  # the random voice's pace, set from a measurement
+    assert out.count("memory cap is CUDA-only") == 2 and "attempts  degraded" in out
+    assert "studio pass 2 completed" in out and "modern pass 2 completed" in out
+    assert "pass 1 completed: studio yes, modern yes" in out
+    # The models were built in the scratch folder and each profile points at its own.
+    studio_yaml = (tmp_path / "scratch" / "studio" / "profile.yaml").read_text()
+    modern_yaml = (tmp_path / "scratch" / "modern" / "profile.yaml").read_text()
+    assert str(tmp_path / "scratch" / "studio" / "models" / "svd") in studio_yaml and "tiny:" not in studio_yaml
+    for family in ("kokoro", "flux-schnell", "wan"):
+        assert str(tmp_path / "scratch" / "modern" / "models" / family) in modern_yaml
+    assert "tiny:" not in modern_yaml
+    assert seconds < 900
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_an_unknown_profile_is_refused():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--profiles", "studio,nope"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "unknown nope" in result.stderr
 
 
 @pytest.mark.slow  # counts FLOPs through full-size architectures
@@ -85,10 +111,16 @@ def test_gpu_work_splits_the_sdxl_schedule_and_counts_svd_steps():
     assert 30 < work["svd_pflop"] < 34  # 200 steps x ~160 TFLOP
 
 
+@pytest.fixture(scope="module")
+def night_train():
+    """(plan, timing) of the 60 s story at studio settings: one Piper narration for the module."""
+    return gpu_work.piper_timing(gpu_work.NIGHT_TRAIN, load_profile("studio"))
+
+
 @pytest.mark.slow  # narrates a 60 s story
-def test_one_window_per_shot_needs_at_most_a_third_of_the_svd_steps_for_the_60_second_story():
+def test_one_window_per_shot_needs_at_most_a_third_of_the_svd_steps_for_the_60_second_story(night_train):
     studio = load_profile("studio")
-    plan, timing = gpu_work.piper_timing(gpu_work.NIGHT_TRAIN, studio)
+    plan, timing = night_train
     assert 55 < timing["duration"] < 66 and len(timing["sentences"]) == 14
     result = gpu_work.before_after(studio, plan, timing)
     before, after = result["before"], result["after"]
@@ -101,7 +133,7 @@ def test_one_window_per_shot_needs_at_most_a_third_of_the_svd_steps_for_the_60_s
 @pytest.mark.slow  # builds every full-size architecture
 def test_full_size_architectures_match_the_published_parameter_counts():
     # Built on the meta device (shapes, no memory): what gpu_check builds on a GPU.
-    from gpu_check import full_size_pipelines, full_size_voice, millions
+    from gpu_models import full_size_pipelines, full_size_voice, millions
 
     sdxl, svd = full_size_pipelines("meta", torch.float16)
     base, refiner = sdxl()
@@ -123,3 +155,54 @@ def test_full_size_architectures_match_the_published_parameter_counts():
         assert millions(sub.layers) == pytest.approx(85.0, abs=0.1)
     assert sum(p.numel() for p in whisper.parameters()) == 1_543_490_560
     assert whisper.config.vocab_size == 51866 and whisper.config.num_mel_bins == 128
+
+
+@pytest.mark.slow  # full-size architectures on the meta device, or a 60 s narration
+def test_modern_full_size_architectures_match_the_published_parameter_counts():
+    # What gpu_models builds on a GPU, here on the meta device (shapes, no memory).
+    from gpu_models import full_size_flux, full_size_wan, millions
+
+    flux = full_size_flux("meta", torch.bfloat16)
+    # FLUX.1-schnell: the 12 B transformer (11,901,408,320 in the published checkpoint counts
+    # its guidance-free variant's 11.9 B), T5-XXL's encoder, CLIP-L's text model, the 16-channel VAE.
+    assert round(millions(flux.transformer), 1) == 11891.2
+    assert round(millions(flux.text_encoder_2), 1) == 4762.3
+    assert round(millions(flux.text_encoder), 1) == 123.1
+    assert round(millions(flux.vae), 1) == 83.8
+    assert flux.transformer.dtype == torch.bfloat16 and flux.tokenizer_2.model_max_length == 512
+    assert len(flux.tokenizer_2) <= flux.text_encoder_2.config.vocab_size  # every id has a row
+    wan = full_size_wan("meta", torch.bfloat16)
+    # Wan 2.2 TI2V-5B: the 5 B transformer, UMT5-XXL's encoder, the 2.2 VAE (kept in fp32).
+    assert round(millions(wan.transformer), 1) == 4999.8
+    assert round(millions(wan.text_encoder), 1) == 5680.9
+    assert round(millions(wan.vae), 1) == 704.7
+    assert wan.vae.dtype == torch.float32 and wan.transformer.dtype == torch.bfloat16
+    assert wan.config.expand_timesteps
+
+
+@pytest.mark.slow  # full-size architectures on the meta device, or a 60 s narration
+def test_wan_pass_work_from_three_counts_equals_a_direct_count():
+    from wan_work import transformer_tflop
+
+    fitted = modern_work.wan_pass(704, 1280, 49, 50)
+    assert fitted["step_tflop"] == pytest.approx(transformer_tflop(704, 1280, 49), rel=1e-9)
+    assert fitted["steps"] == 50 and fitted["extra_tflop"] > 0
+
+
+@pytest.mark.slow  # full-size architectures on the meta device, or a 60 s narration
+def test_studio_and_modern_side_by_side_for_the_60_second_story(night_train):
+    side = modern_work.side_by_side(gpu_work.NIGHT_TRAIN, narration=night_train)
+    studio, modern = side["studio"], side["modern"]
+    assert studio["work"]["pflop"] == pytest.approx(gpu_work.before_after(
+        load_profile("studio"), *night_train)["after"]["pflop"])  # the same count as the before/after table
+    # Modern: shots of at most 5 s, each one Wan pass of the next 4k+1 frames over its clip, at most 145.
+    assert all(s["seconds"] <= 5.0 + 1e-9 and s["windows"] == 1 for s in modern["shots"]), modern["shots"]
+    assert all(s["frames"] <= s["native_frames"] <= min(145, s["frames"] + 3) and s["native_frames"] % 4 == 1
+               for s in modern["shots"])
+    work = modern["work"]
+    assert work["keyframe_steps"] == 4 * work["shots"] and work["animate_steps"] == 50 * work["shots"]
+    assert 55 < work["keyframe_step_tflop"][0] < 65  # FLUX at 720x1280, 3,600 + 256 tokens, no guidance
+    assert work["pflop"] == pytest.approx(work["keyframe_pflop"] + work["animate_pflop"] + work["extra_pflop"])
+    assert side["ratio"] == pytest.approx(work["pflop"] / studio["work"]["pflop"]) and side["ratio"] > 1
+    rows = dict((label, (a, b)) for label, a, b in modern_work.side_by_side_table(side))
+    assert rows["total PFLOP"] == (f"{studio['work']['pflop']:.1f}", f"{work['pflop']:.1f}")
