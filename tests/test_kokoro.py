@@ -105,7 +105,7 @@ def test_narration_files(voice, tiny_dir, tmp_path):
         assert abs(wav.getnframes() / 24000 - summary["duration"]) < 1e-3
     timing = json.loads((tmp_path / "words.json").read_text(encoding="utf-8"))
     words = timing["words"]
-    assert timing["timed_by"] == "kokoro" and summary["words"] == len(words)
+    assert timing["timed_by"] == "voice" and summary["words"] == len(words)
     assert [w["text"] for w in words] == " ".join(STORY).split()  # every story word, as written
     assert [w["index"] for w in words] == list(range(len(words)))
     assert all(0 <= w["start"] <= w["end"] <= timing["duration"] for w in words)

@@ -79,7 +79,8 @@ def test_models_are_loaded_once_for_all_scenes_and_released_on_request(tiny_home
     for index in range(3):
         folder = tmp_path / f"scene-{index}"
         folder.mkdir()
-        keyframe({"prompt": f"shot {index}", "seed": index}, index, settings, folder)
+        keyframe({"prompt": f"shot {index}", "prompt_2": "", "description": f"shot {index}", "negative_prompt": "",
+                  "seed": index}, index, settings, folder)
         assert (folder / "keyframe.png").is_file()
     assert models.LOADS["sdxl"] == loads, "three scenes, no reload"
     pipelines = models.sdxl_ensemble(settings["base"], settings["refiner"])
