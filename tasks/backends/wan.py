@@ -138,20 +138,12 @@ def cover(image: Image.Image, width: int, height: int) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
-@contextlib.contextmanager
 def cpu_threads(pipe, threads: int | None):
-    """Run with `threads` torch threads when the pipeline is on a CPU; a GPU run is untouched."""
-    import torch
+    """Run with `threads` torch threads when the pipeline is on a CPU; a GPU run is untouched
+    (the models registry's own switch, shared with Bark)."""
+    from faceless.tasks.models.registry import cpu_threads as threads_on
 
-    if threads is None or pipe.device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return threads_on(pipe.device, threads)
 
 
 @contextlib.contextmanager
