@@ -150,8 +150,6 @@ def cpu_threads(pipe, threads: int | None):
 def memory_knobs(pipe, options: WanOptions):
     """Switch on the memory savers `options` asks for, and undo them after: the pipeline is
     shared with the next shots, which start from full settings again."""
-    import torch
-
     undo: list[Callable[[], None]] = []
     try:
         if options.vae_tiling:
@@ -164,12 +162,9 @@ def memory_knobs(pipe, options: WanOptions):
                 pipe.vae.enable_tiling()
             undo.append(pipe.vae.disable_tiling)
         if options.model_cpu_offload:
-            if torch.cuda.is_available():
-                device = pipe.device
-                pipe.enable_model_cpu_offload()
-                undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
-            else:  # both offload methods raise without a GPU
-                logger.info("wan: model_cpu_offload skipped, no GPU here")
+            from faceless.tasks.runtime.gpu import model_cpu_offload
+
+            model_cpu_offload(pipe, undo)
         yield
     finally:
         for step in reversed(undo):

@@ -155,10 +155,7 @@ def _logger():
 def memory_knobs(pipe, settings: dict):
     """Apply the memory-saving switches a degrade rung asked for, and undo them afterwards
     (the pipeline is shared with later scenes, which should start from full settings)."""
-    import torch
-
     undo: list[Callable[[], None]] = []
-    logger = _logger()
     try:
         if settings["attention_slicing"] and hasattr(pipe, "enable_attention_slicing"):
             pipe.enable_attention_slicing()
@@ -170,16 +167,24 @@ def memory_knobs(pipe, settings: dict):
             pipe.unet.enable_forward_chunking()
             undo.append(lambda: _set_feed_forward_chunks(pipe.unet, None))
         if settings["model_cpu_offload"]:
-            if torch.cuda.is_available():
-                device = pipe.device
-                pipe.enable_model_cpu_offload()
-                undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
-            else:  # both offload methods raise without a GPU
-                logger.info("model_cpu_offload skipped: no GPU here")
+            model_cpu_offload(pipe, undo)
         yield
     finally:
         for step in reversed(undo):
             step()
+
+
+def model_cpu_offload(pipe, undo: list) -> None:
+    """Keep only the running component on the GPU, adding its undo to `undo`; skipped (and said)
+    without a GPU, where both of diffusers' offload methods raise."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = pipe.device
+        pipe.enable_model_cpu_offload()
+        undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
+    else:
+        _logger().info("model_cpu_offload skipped: no GPU here")
 
 
 def _set_feed_forward_chunks(model, chunk_size: int | None) -> None:
