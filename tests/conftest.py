@@ -31,6 +31,15 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+# Stacks and clusters in the tests wait less for a killed run, through the same settings a user
+# has: workers poll every 2 s (not 10), a run silent for two heartbeats (60 s, not 90) is a
+# zombie, and a dead holder's GPU lease runs out after 30 s (not 60).
+QUICK_STACK_ENV = {"PREFECT_WORKER_QUERY_SECONDS": "2", "FACELESS_ZOMBIE_HEARTBEATS": "2",
+                   "FACELESS_GPU_LEASE_S": "30",
+                   # No cron run of the nightly batch in the middle of a test.
+                   "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,10 +81,21 @@ def prefect_server(tmp_path_factory):
     log.close()
 
 
+def shared_dir(tmp_path_factory, name: str) -> Path:
+    """A folder shared by every pytest-xdist worker of this run (their base temporaries are
+    siblings), or this session's own without xdist. Whatever builds into it must lock."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def models_home(tmp_path_factory):
-    """Tiny models are built once per session and shared (building is deterministic)."""
-    return tmp_path_factory.mktemp("faceless-models")
+    """Tiny models are built once per test run and shared by every worker: each model folder is
+    built under a lock (store.build_folder_once), and building is deterministic."""
+    return shared_dir(tmp_path_factory, "faceless-models")
 
 
 @pytest.fixture(scope="module")
@@ -144,4 +164,6 @@ def whisper_base(tmp_path_factory) -> Path:
     """The real Whisper base model folder, joined from its two packages once per session."""
     from whisper_base import assemble
 
-    return assemble(tmp_path_factory.mktemp("whisper-base"))
+    from faceless.tasks.runtime import store
+
+    return store.build_folder_once(shared_dir(tmp_path_factory, "whisper") / "base", "model.bin", assemble)

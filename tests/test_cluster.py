@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, _free_port
+from conftest import BIN, QUICK_STACK_ENV, ROOT, _free_port
 from test_deployments import api, run_id_of, task_runs, write_story
 from test_stack_faults import descendants, wait_for
 
@@ -29,7 +29,7 @@ def cluster(tmp_path_factory, models_home):
     for worker in ("worker-1", "worker-2"):  # the tiny models, built once per test session
         (folder / worker).mkdir()
         (folder / worker / "models").symlink_to(models_home, target_is_directory=True)
-    env = {**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
+    env = {**os.environ, **QUICK_STACK_ENV}
     started = time.monotonic()
     process = subprocess.Popen([str(BIN / "python"), "deployments/cluster.py", "--dir", str(folder),
                                 # One run per worker at a time: runs spread over both workers

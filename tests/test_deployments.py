@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, _free_port
+from conftest import BIN, QUICK_STACK_ENV, ROOT, _free_port
 from faceless.tasks.settings import available
 
 pytestmark = pytest.mark.slow  # the local stack (server, worker) rendering deployment runs, and Chromium
@@ -83,10 +83,7 @@ def stack(tmp_path_factory, models_home):
     (faceless_home / "models").symlink_to(models_home, target_is_directory=True)
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home / "prefect"), "FACELESS_HOME": str(faceless_home),
-           # The worker asks for new runs every 2 s instead of 10 s: shorter tests, same code path.
-           "PREFECT_WORKER_QUERY_SECONDS": "2",
-           # No cron run of the nightly batch in the middle of a test (the schedule is checked below).
-           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
+           **QUICK_STACK_ENV}  # the nightly batch's schedule is checked below, never run
     env.pop("PREFECT_API_URL", None)
     process = subprocess.Popen([str(BIN / "python"), "deployments/stack.py", "--port", str(port), "--logs", str(home)],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
