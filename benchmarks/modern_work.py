@@ -177,7 +177,7 @@ def table_lines(rows: list[tuple[str, str, str]]) -> list[str]:
 
 
 def markdown(rows: list[tuple[str, str, str]]) -> list[str]:
-    """The same table in Markdown, for README."""
+    """The same table in Markdown, for benchmarks/README.md."""
     lines = ["| 60 s story (FLOP counts, not timings) | studio | modern |", "|---|---|---|"]
     return lines + [f"| {label} | {studio} | {modern} |" for label, studio, modern in rows]
 

@@ -4,7 +4,7 @@ The other tests import the project through its editable install, which maps `fac
 onto the clone's folders, so a module missing from pyproject's package list or a data file
 read from a path outside the package would still pass there and break only for a user who
 installed the wheel. Here the wheel is built and imported from where it was unpacked,
-with the clone out of reach (a few seconds; the full install-and-render check is in README).
+with the clone out of reach (a few seconds; the full install-and-render check is in docs/usage.md, "Installing without the clone").
 """
 
 from __future__ import annotations
