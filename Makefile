@@ -27,8 +27,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 render: setup
 	$(BIN)/faceless render $(STORY) --out $(OUT)
 
+# Four pytest-xdist workers on any number of cores: most slow tests wait on servers, workers,
+# heartbeats and leases rather than compute, so two workers a core overlap the waits. A module's
+# tests stay on one worker (--dist loadscope), so each module-scoped render or stack is made once.
+TEST_WORKERS ?= 4
 test: setup chromium postgres
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # The unit tests only: no render, server, stack, cluster, S3, browser or real Whisper (the
 # `slow` marker, see tests/conftest.py); no chromium or PostgreSQL needed.
