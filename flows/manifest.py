@@ -40,6 +40,8 @@ class StageLedger:
             "seconds": 0.0 if cached else ref["seconds"],
             "attempts": ref["attempts"],
             "degraded": ref["degraded"],
+            # Where the stage's models sat on the GPU and the predicted peak (GiB), for GPU stages.
+            "placement": (ref.get("meta") or {}).get("placement"),
         })
         return ref
 

@@ -24,7 +24,7 @@ from prefect import task
 
 from faceless.tasks import models
 from faceless.tasks.backends import svd
-from faceless.tasks.runtime import gpu, store
+from faceless.tasks.runtime import gpu, placement, store
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
 
@@ -48,12 +48,13 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
     def on_gpu():
         pipe = load(settings["model"])
         with models.MODEL_LOCK:
+            where = placement.ensure_placed("animate", settings["backend"], settings["backend"], pipe, settings)
             gpu.inject_fault("animate", shot)
-            return backend.generate(pipe, keyframe, prompt, frame_count, settings["out_fps"], at_generation_size,
-                                    seed, progress)
+            return where, backend.generate(pipe, keyframe, prompt, frame_count, settings["out_fps"],
+                                           at_generation_size, seed, progress)
 
-    clip = gpu.on_gpu(f"animate[{shot}]", on_gpu)
-    return clip.frames, clip.frames, {
+    where, clip = gpu.on_gpu(f"animate[{shot}]", on_gpu)
+    return clip.frames, clip.frames, {"placement": where,
         "windows": 1, "fps_conditioning": clip.fps if settings["backend"] == "ltx" else None,
         "interpolation": None, "native_frames": clip.native_frames, "generation_size": list(clip.generation_size)}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from prefect import task
 
-from faceless.tasks.runtime import gpu
+from faceless.tasks.runtime import gpu, placement
 
 from faceless.tasks import models
 from faceless.tasks.runtime.caching import ArtifactPolicy
@@ -59,13 +59,16 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
 def sdxl_ensemble(shot: dict, index: int, settings: dict, progress: Progress):
     def on_gpu():
         base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
-        with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
-            gpu.inject_fault("keyframe", index)
-            return base_then_refiner(base, refiner, shot["prompt"], shot["negative_prompt"], shot["seed"],
-                                     settings, on_step=progress.step_callback(), prompt_2=shot["prompt_2"])
+        with models.MODEL_LOCK:
+            # Base and refiner share text_encoder_2 and the VAE: placed together, one set of hooks.
+            where = placement.ensure_placed("keyframe", "sdxl", "sdxl-ensemble", (base, refiner), settings)
+            with gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
+                gpu.inject_fault("keyframe", index)
+                return where, *base_then_refiner(base, refiner, shot["prompt"], shot["negative_prompt"], shot["seed"],
+                                                 settings, on_step=progress.step_callback(), prompt_2=shot["prompt_2"])
 
-    image, latents = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
-    return image, {"latent_shape": list(latents.shape)}
+    where, image, latents = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
+    return image, {"latent_shape": list(latents.shape), "placement": where}
 
 
 def flux_schnell(shot: dict, index: int, settings: dict, progress: Progress):
@@ -74,12 +77,13 @@ def flux_schnell(shot: dict, index: int, settings: dict, progress: Progress):
     def on_gpu():
         pipe = models.flux(settings["model"])
         with models.MODEL_LOCK:
+            where = placement.ensure_placed("keyframe", "flux", "flux-schnell", pipe, settings)
             gpu.inject_fault("keyframe", index)
-            return flux.keyframe(pipe, shot["prompt"], settings["width"], settings["height"], shot["seed"],
-                                 settings, progress, prompt_2=shot["description"])
+            return where, flux.keyframe(pipe, shot["prompt"], settings["width"], settings["height"], shot["seed"],
+                                        settings, progress, prompt_2=shot["description"])
 
-    made = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
-    return made.image, {"t5_tokens": made.t5_tokens, "t5_truncated": made.t5_truncated}
+    where, made = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
+    return made.image, {"t5_tokens": made.t5_tokens, "t5_truncated": made.t5_truncated, "placement": where}
 
 
 BACKENDS = {"sdxl-ensemble": (sdxl_ensemble, "SDXL base + refiner"), "flux-schnell": (flux_schnell, "FLUX.1-schnell")}
