@@ -125,9 +125,18 @@ class Rung(Section):
         return {key: value for key, value in handler(self).items() if value is not None}
 
 
-class AnimateRung(Rung):
+class AnimateRung(Section):
+    """A rung of SVD's ladder. SVD's temporal VAE cannot tile (diffusers raises
+    NotImplementedError) and attention slicing does nothing in its UNet: neither is offered;
+    `decode_chunk_size` is its decode knob."""
+    model_cpu_offload: bool | None = None
+    forward_chunking: bool | None = None
     decode_chunk_size: int | None = None
     num_frames: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_what_it_sets(self, handler):
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 # Both GPU stages also take the memory-saving switches of tasks/runtime/gpu.py `memory_knobs`
@@ -195,9 +204,7 @@ class SvdAnimate(Section):
     max_windows: int = 2  # a second, chained window only for a shot too long for one at the lowest fps
     zoom: float = 0.0  # push-in over the shot, as a fraction of the frame
     model_cpu_offload: bool = False
-    vae_tiling: bool = False
-    attention_slicing: bool = False
-    forward_chunking: bool = False
+    forward_chunking: bool = False  # (no vae_tiling, no attention_slicing: SVD has neither)
     degrade: list[AnimateRung] = []
 
 
