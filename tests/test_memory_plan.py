@@ -121,3 +121,22 @@ def test_gpu_plan_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_gpu_check_sets_predicted_beside_measured(capsys):
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    result = {"settings": load_profile("modern"), "cap_gib": 24.0, "total_gib": 80.0,
+              "stage_peaks": {"keyframe": 21.7, "animate": 17.9},
+              "stages": [{"stage": "keyframe", "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+                         {"stage": "animate", "placement": {"placement": "model_offload", "predicted_peak_gib": 18.47}}]}
+    rows = {row["stage"]: row for row in gpu_check.prediction_rows(result)}
+    assert rows["keyframe"]["planned"] == "model_offload" and rows["keyframe"]["used"] == "model_offload"
+    assert rows["keyframe"]["measured_gib"] == 21.7 and rows["narrate"]["measured_gib"] is None
+    assert rows["animate"]["predicted_gib"] == plan("modern", 24).stage("animate").predicted_peak_gib
+    gpu_check.print_prediction(result)
+    out = capsys.readouterr().out
+    assert "predicted" in out and "measured" in out and "21.70" in out
