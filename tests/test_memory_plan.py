@@ -140,3 +140,14 @@ def test_gpu_check_sets_predicted_beside_measured(capsys):
     gpu_check.print_prediction(result)
     out = capsys.readouterr().out
     assert "predicted" in out and "measured" in out and "21.70" in out
+
+
+def test_run_summary_shows_each_gpu_stage_placement():
+    from faceless.flows import report
+
+    stages = [{"stage": "plan", "scene": None, "placement": None},
+              {"stage": "keyframe", "scene": 0, "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+              {"stage": "keyframe", "scene": 1, "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+              {"stage": "animate", "scene": 0, "placement": {"placement": "cpu", "predicted_peak_gib": None}}]
+    assert report.placements(stages) == ("keyframe: `model_offload` (predicted peak 22.59 GiB); animate: `cpu`")
+    assert report.placements([{"stage": "plan", "scene": None}]) == "none"
