@@ -39,6 +39,7 @@ it never waits.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import gc
 import logging
@@ -95,7 +96,9 @@ def attempt_number() -> int:
     return task_run.run_count or 1
 
 
-_RUNG = threading.local()  # the ladder rung (0: the profile's settings) the current thread's stage runs at
+# The ladder rung (0: the profile's settings) the current stage runs at; a context variable, so
+# the `gpu` task run that holds the slot (and may run in another thread) sees it too.
+_RUNG: contextvars.ContextVar[int | None] = contextvars.ContextVar("faceless_rung", default=None)
 _REMEMBERED: dict[tuple, int] = {}  # (flow run, stage, backend) -> the rung later shots start at
 _LEARNED: set[tuple] = set()  # stages that have finished a shot in this flow run
 _LEARNING: dict[tuple, threading.Lock] = {}
@@ -111,7 +114,7 @@ def forget_rungs() -> None:
 
 
 def current_rung() -> int | None:
-    return getattr(_RUNG, "value", None)
+    return _RUNG.get()
 
 
 def _family_key(stage: str, settings: dict) -> tuple:
@@ -347,7 +350,7 @@ def run_gpu_stage(stage: str, scene: int | None, settings: dict, build: Callable
         elif rung:
             _logger().info("%s starts at rung %d (%s): an earlier shot needed it", label, rung, degraded)
         message = None
-        _RUNG.value = rung
+        token = _RUNG.set(rung)
         try:
             result = run_stage(stage, lambda directory: build(directory, applied), degraded=degraded)
             remember_rung(stage, settings, rung)
@@ -360,7 +363,7 @@ def run_gpu_stage(stage: str, scene: int | None, settings: dict, build: Callable
                 raise
             message = "too big for the kernel in a VAE decode: " + str(error).splitlines()[0]
         finally:
-            _RUNG.value = None
+            _RUNG.reset(token)
         # Outside the except block: the original exception, its traceback and every tensor its
         # frames held are released before memory is freed and the fresh error is raised.
         remember_rung(stage, settings, min(rung + 1, retries_for(settings)))
