@@ -26,6 +26,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+
+# The backend interface (tasks/backends/base.py).
+NAME = "flux-schnell"
+STAGE = "keyframe"
+FAMILY = "flux"
+LABEL = "FLUX.1-schnell"
+
 log = logging.getLogger(__name__)
 
 STEPS = 4

@@ -21,7 +21,17 @@ from typing import Any, Mapping
 from PIL import Image
 
 from faceless.tasks.backends.wan import (Clip, check_ladder, cover, cpu_threads, memory_knobs, native_frame_count,
+
                                         run_device, snap, step_callback)
+
+
+# The backend interface (tasks/backends/base.py).
+NAME = "ltx"
+STAGE = "animate"
+FAMILY = "ltx"
+LABEL = "LTX-Video"
+SIZE_MULTIPLE = 32  # VAE spatial factor 32, patch 1
+TOLD_FPS = True  # the pipeline takes the frame rate: the manifest records it as fps conditioning
 
 TEMPORAL_FACTOR = 8
 DEFAULT_DEGRADE: tuple[dict, ...] = (

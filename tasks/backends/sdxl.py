@@ -12,8 +12,11 @@ from __future__ import annotations
 from faceless.tasks import models
 from faceless.tasks.runtime import gpu, placement
 
+# The backend interface (tasks/backends/base.py).
 NAME = "sdxl-ensemble"
+STAGE = "keyframe"
 LABEL = "SDXL base + refiner"
+
 FAMILY = "sdxl"
 SIZE_MULTIPLE = 8
 

@@ -17,6 +17,14 @@ from faceless.tasks.media.interpolate import interpolate
 from faceless.tasks.runtime import gpu, placement
 
 
+# The backend interface (tasks/backends/base.py).
+NAME = "svd"
+STAGE = "animate"
+FAMILY = "svd"
+LABEL = "SVD"
+SIZE_MULTIPLE = 8
+
+
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     """Scale to cover width x height and centre-crop: no distortion."""
     scale = max(width / image.width, height / image.height)

@@ -26,6 +26,13 @@ from typing import Any, Callable, Mapping
 
 from PIL import Image
 
+
+# The backend interface (tasks/backends/base.py).
+NAME = "wan"
+STAGE = "animate"
+FAMILY = "wan"
+LABEL = "Wan 2.2"
+
 logger = logging.getLogger("faceless")
 
 SIZE_MULTIPLE = 32  # VAE spatial factor 16 x transformer patch 2
