@@ -14,7 +14,8 @@ after the call because the pipeline is shared by later shots: `vae_tiling`, `vae
 `model_cpu_offload` and `sequential_cpu_offload` (both offloads need CUDA and are skipped,
 and reported as skipped, without it).
 
-This module is a backend: it knows nothing of Prefect, caching or the GPU slot.
+This module is a backend: apart from `make_keyframe` (the keyframe stage's call, which holds
+the GPU slot and places the pipeline) it knows nothing of Prefect, caching or the GPU slot.
 """
 
 from __future__ import annotations
@@ -225,3 +226,21 @@ def keyframe(pipe, prompt: str, width: int, height: int, seed: int, settings: Ma
         clip_tokens=clip_tokens, t5_tokens=t5_tokens, t5_truncated=t5_truncated,
         seconds=time.perf_counter() - started, knobs=list(applied), skipped_knobs=list(skipped),
     )
+
+
+def make_keyframe(shot: dict, index: int, settings: dict, progress, models):
+    """The keyframe stage's call: the shot's picture and what the manifest records. Unlike the
+    rest of this module it holds the GPU slot and places the pipeline (tasks/runtime/).
+    `models`: the models package (passed in: it loads this module, so it is not imported here)."""
+    from faceless.tasks.runtime import gpu, placement
+
+    def on_gpu():
+        pipe = models.flux(settings["model"])
+        with models.MODEL_LOCK:
+            where = placement.ensure_placed("keyframe", FAMILY, NAME, pipe, settings)
+            gpu.inject_fault("keyframe", index)
+            return where, keyframe(pipe, shot["prompt"], settings["width"], settings["height"], shot["seed"],
+                                   settings, progress, prompt_2=shot["description"])
+
+    where, made = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
+    return made.image, {"t5_tokens": made.t5_tokens, "t5_truncated": made.t5_truncated, "placement": where}

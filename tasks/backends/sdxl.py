@@ -52,7 +52,8 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
     return image, latents
 
 
-def keyframe(shot: dict, index: int, settings: dict, progress):
+def make_keyframe(shot: dict, index: int, settings: dict, progress, models=models):
+    """The keyframe stage's call: (PIL image, what the manifest records)."""
     def on_gpu():
         base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
         with models.MODEL_LOCK:

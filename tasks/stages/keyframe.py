@@ -6,6 +6,9 @@ Backends (the profile's `keyframe.backend`):
   over in latent space (tasks/backends/sdxl.py).
 - ``flux-schnell`` (modern): FLUX.1-schnell in 4 steps; CLIP reads the shot's 77-token
   prompt and T5 its whole description (tasks/backends/flux.py).
+
+Each is found through the registry (tasks/backends/base.py) and called as
+`make_keyframe(shot, index, settings, progress, models) -> (image, manifest extras)`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from pathlib import Path
 
 from prefect import task
 
-from faceless.tasks.runtime import gpu, placement
+from faceless.tasks.runtime import gpu
 
 from faceless.tasks import models
-from faceless.tasks.backends import sdxl
+from faceless.tasks.backends import base as backends
 from faceless.tasks.backends.sdxl import base_then_refiner  # noqa: F401  (where tests and benchmarks import it)
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
@@ -25,29 +28,12 @@ from faceless.tasks.runtime.progress import Progress
 STAGE_VERSION = 3  # 3: backends (sdxl-ensemble, flux-schnell)
 
 
-def flux_schnell(shot: dict, index: int, settings: dict, progress: Progress):
-    from faceless.tasks.backends import flux
-
-    def on_gpu():
-        pipe = models.flux(settings["model"])
-        with models.MODEL_LOCK:
-            where = placement.ensure_placed("keyframe", "flux", "flux-schnell", pipe, settings)
-            gpu.inject_fault("keyframe", index)
-            return where, flux.keyframe(pipe, shot["prompt"], settings["width"], settings["height"], shot["seed"],
-                                        settings, progress, prompt_2=shot["description"])
-
-    where, made = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
-    return made.image, {"t5_tokens": made.t5_tokens, "t5_truncated": made.t5_truncated, "placement": where}
-
-
-BACKENDS = {sdxl.NAME: (sdxl.keyframe, sdxl.LABEL), "flux-schnell": (flux_schnell, "FLUX.1-schnell")}
-
-
 def keyframe(shot: dict, index: int, settings: dict, directory: Path) -> dict:
-    make, name = BACKENDS[settings["backend"]]
+    backend = backends.get(settings["backend"])
+    make, name = backend.make_keyframe, backend.LABEL
     progress = Progress(f"denoise-keyframe-{index:02d}", f"Shot {index}: {name} denoising",
                         settings["num_inference_steps"])
-    image, extra = make(shot, index, settings, progress)
+    image, extra = make(shot, index, settings, progress, models)
     progress.update(progress.total)
     image.save(directory / "keyframe.png")
     return {
