@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 
 from faceless.tasks import models
 from faceless.tasks.runtime import store
+from faceless.tasks.stages.timeline import Timeline
 
 
 def backends(profile: dict) -> dict:
@@ -54,19 +55,19 @@ class StageLedger:
                 f"cached: {sum(r['cached'] for r in self.stages)} of {len(self.stages)} stages")
 
 
-def scene_rows(shots: list[dict], timeline: dict, clips: list[dict], fps: int) -> list[dict]:
+def scene_rows(shots: list[dict], timeline: Timeline, clips: list[dict], fps: int) -> list[dict]:
     """One row per shot: the storyboard's fields, where it lands in the video, how it moves."""
-    bounds = timeline["bounds"]
+    bounds = timeline.bounds
     return [
         {**shot, "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
-         "clip_frames": timeline["clip_frames"][i],
+         "clip_frames": timeline.clip_frames[i],
          **{k: clips[i]["meta"][k] for k in ("windows", "fps_conditioning", "interpolation")}}
         for i, shot in enumerate(shots)
     ]
 
 
 def build_manifest(*, ledger: StageLedger, plan: dict, profile: str, settings: dict, identities: dict,
-                   shots: list[dict], timeline: dict, narration: dict, alignment: dict, clips: list[dict],
+                   shots: list[dict], timeline: Timeline, narration: dict, alignment: dict, clips: list[dict],
                    video: dict, music: str | None, music_ref: dict | None) -> dict:
     duration = store.read_json(store.path_of(narration, "words.json"))["duration"]
     return {

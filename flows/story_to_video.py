@@ -23,7 +23,6 @@ from faceless.flows import deliver, report
 from faceless.flows.preflight import preflight
 from faceless.flows.manifest import StageLedger, build_manifest
 from faceless.flows.parameters import ProfileName
-from faceless.flows.timeline import clip_settings, shot_timeline
 from faceless.tasks.runtime import gpu, live, store
 from faceless.tasks import models
 from faceless.tasks.stages.align import align_task
@@ -35,6 +34,7 @@ from faceless.tasks.media.music import import_music
 from faceless.tasks.stages.narrate import narrate_task
 from faceless.tasks.stages.plan import plan_task
 from faceless.tasks.stages.storyboard import storyboard_task
+from faceless.tasks.stages.timeline import clip_settings, shot_timeline
 
 
 def _release(logger, *families: str) -> None:
@@ -108,7 +108,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
     animate_settings = clip_settings(settings)
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
         keyframe_futures, [shot["description"] for shot in shots], indexes, [shot["seed"] for shot in shots],
-        timeline["clip_frames"],
+        timeline.clip_frames,
         unmapped(animate_settings), unmapped(identities["animate"]))
     # Let every shot finish (or fail) before reporting: a failure at shot 7 still leaves
     # shots 1-6 done and cached for the resume.
@@ -117,7 +117,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
     clips = [ledger.record("animate", future, i) for i, future in zip(indexes, animate_futures)]
 
     video = ledger.record("compose", with_store(compose_task)(
-        narration, alignment, clips, {"bounds": timeline["bounds"], "handles": timeline["handles"]},
+        narration, alignment, clips, timeline.for_compose(),
         settings["compose"], music_ref, return_state=True))
     manifest = build_manifest(
         ledger=ledger, plan=plan, profile=profile, settings=settings, identities=identities, shots=shots,

@@ -36,30 +36,6 @@ _ASS_HEADER = (
 )
 
 
-def frame_boundaries(scene_starts: list[float], duration: float, fps: int) -> list[int]:
-    """Frame index where each scene begins, plus the total: scenes tile the narration exactly."""
-    total = max(1, round(duration * fps))
-    bounds = [0] + [min(total, max(0, round(start * fps))) for start in scene_starts[1:]] + [total]
-    for i in range(1, len(bounds)):  # a scene of no frames still keeps order
-        bounds[i] = max(bounds[i], bounds[i - 1])
-    return bounds
-
-
-def transition_handles(bounds: list[int], half_frames: int) -> list[int]:
-    """Frames each scene boundary cross-fades on either side: index k is the boundary where
-    scene k begins (0 for the first scene, and one more 0 for the end). A short scene gets a
-    shorter fade, so two fades never overlap."""
-    handles = [0] * len(bounds)
-    for k in range(1, len(bounds) - 1):
-        handles[k] = max(0, min(half_frames, (bounds[k] - bounds[k - 1]) // 2, (bounds[k + 1] - bounds[k]) // 2))
-    return handles
-
-
-def clip_lengths(bounds: list[int], handles: list[int]) -> list[int]:
-    """Frames each scene's clip must hold: its own span plus the fades into and out of it."""
-    return [bounds[k + 1] - bounds[k] + handles[k] + handles[k + 1] for k in range(len(bounds) - 1)]
-
-
 def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
     """The output frames (RGB arrays) in order: scene k's clip covers output frames
     [bounds[k] - handles[k], bounds[k+1] + handles[k+1]); where two clips cover a frame
