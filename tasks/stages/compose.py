@@ -22,6 +22,7 @@ from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
 from faceless.tasks.media.audio import decode_mono
 from faceless.tasks.media.captions import CaptionRenderer, blend, phrases
 from faceless.tasks.runtime.progress import Progress
+from faceless.tasks.stages.results import AlignmentResult, ClipResult, MusicResult, NarrationResult, VideoResult
 
 STAGE_VERSION = 6  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music;
 # 6: clips as long as their shots, a frame more or less than their place on the timeline
@@ -254,12 +255,10 @@ def _bitrate(text: str | int) -> int:
 
 
 @task(name="compose", cache_policy=ArtifactPolicy(stage="compose", version=STAGE_VERSION))
-def compose_task(narration: dict, alignment: dict, clips: list[dict], timeline: dict, settings: dict,
-                 music_ref: dict | None = None) -> dict:
-    music_file = None
-    if music_ref is not None:
-        [name] = music_ref["files"]
-        music_file = store.path_of(music_ref, name)
-    return run_stage("compose", lambda directory: compose(
-        store.path_of(narration, "narration.wav"), store.path_of(alignment, "words.json"),
-        [store.path_of(clip, "clip.mp4") for clip in clips], timeline, settings, directory, music_file))
+def compose_task(narration: NarrationResult, alignment: AlignmentResult, clips: list[ClipResult], timeline: dict,
+                 settings: dict, music_ref: MusicResult | None = None) -> VideoResult:
+    """`timeline`: the shots' `bounds` and `handles` (Timeline.for_compose())."""
+    music_file = music_ref.path(music_ref.file) if music_ref is not None else None
+    return VideoResult.of(run_stage("compose", lambda directory: compose(
+        narration.path("narration.wav"), alignment.path("words.json"),
+        [clip.path("clip.mp4") for clip in clips], timeline, settings, directory, music_file)))
