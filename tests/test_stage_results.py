@@ -132,6 +132,12 @@ def test_results_reach_their_files_and_round_trip_through_the_store(tmp_path, mo
         board.path("missing.json")
 
 
+def test_meta_is_held_as_the_manifest_holds_it():
+    fresh = KeyframeResult.of(_ref("keyframe", {"keyframe.png": "h"}, size=(720, 1280), latent_shape=[1, 4]))
+    assert fresh.meta == {"size": [720, 1280], "latent_shape": [1, 4]}
+    assert KeyframeResult.model_validate_json(fresh.model_dump_json()).meta == fresh.meta
+
+
 def test_plan_and_music_helpers():
     plan, *_, music = examples()
     assert plan.voice_lines() == [{"index": 0, "text": "A fox ran.", "words": ["A", "fox", "ran."]}]

@@ -14,10 +14,11 @@ by its reference alone (`store.as_ref`): the keys are those of the plain referen
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from faceless.tasks.runtime import store
 
@@ -36,6 +37,13 @@ class ArtifactRef(BaseModel):
     degraded: dict[str, Any] | None = None
     rendered_by: str | None = None
     cached: bool = True  # the store already had it (this task did not build it)
+
+    @field_validator("meta", "degraded", mode="before")
+    @classmethod
+    def _as_in_the_manifest(cls, value: Any) -> Any:
+        # As manifest.json holds them (lists, not tuples; plain floats): a result is the same
+        # whether its stage just built the artifact or found it in the store.
+        return json.loads(json.dumps(value)) if value is not None else None
 
 
 class StageResult(BaseModel):
