@@ -32,8 +32,14 @@ def records_dir() -> Path:
     return store.home() / "prefect-results"
 
 
+RECORDS_VERSION = "r2"  # r2: tasks return typed results (tasks/stages/results.py), not plain dicts
+
+
 def prefect_key(stage: str, key: str) -> str:
-    return f"{stage}-{key}"
+    """The name of Prefect's record for an artifact. Its version changes when what the tasks
+    return changes, so a record of an older kind is never handed to newer code; the artifact
+    (and its key) stays, and the task finds it in the store."""
+    return f"{stage}-{RECORDS_VERSION}-{key}"
 
 
 class S3Records(WritableFileSystem):
@@ -103,9 +109,12 @@ class ArtifactPolicy(CachePolicy):
     version: int = 1
     labels: tuple[str, ...] = ()  # parameters that only name the work (a shot's index), not its content
 
+    def content(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """What the artifact is made from: the task's parameters less its labels."""
+        return {name: value for name, value in inputs.items() if name not in self.labels}
+
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
-        content = {name: value for name, value in inputs.items() if name not in self.labels}
-        key = store.artifact_key(self.stage, self.version, content)
+        key = store.artifact_key(self.stage, self.version, self.content(inputs))
         if store.load(self.stage, key) is None:
             # Without the artifact, Prefect's record would hand back a path to nothing.
             forget_record(self.stage, key)
@@ -120,6 +129,22 @@ def run_stage(stage: str, build: Callable[[Path], dict], degraded: Any = None) -
         raise RuntimeError(f"stage {stage} must run as a task with ArtifactPolicy")
     key = transaction.key.removeprefix(prefect_key(stage, ""))
     return store.produce(stage, key, build, attempts=task_run.run_count or 1, degraded=degraded)
+
+
+def run_stage_keeping(stage: str, build: Callable[[Path], tuple[dict, Any]]) -> tuple[dict, Any]:
+    """run_stage for a stage whose result carries what it wrote: `build` returns (metadata, the
+    data it wrote), and this returns (the artifact's reference, that data), or None for the data
+    when the store already had the artifact (built by an earlier run or another machine), for
+    the stage to read back from the artifact's files."""
+    kept = []
+
+    def keep(directory: Path) -> dict:
+        meta, data = build(directory)
+        kept.append(data)
+        return meta
+
+    ref = run_stage(stage, keep)
+    return ref, (kept[-1] if kept else None)
 
 
 def with_store(task, retries: int = 0):

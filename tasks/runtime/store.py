@@ -103,11 +103,27 @@ def is_ref(value: Any) -> bool:
     return isinstance(value, dict) and value.get("kind") == "artifact"
 
 
+def as_ref(value: Any) -> dict | None:
+    """The artifact reference in `value`: a reference itself, or a stage's typed result, which
+    holds one as `.ref` (tasks/stages/results.py); else None."""
+    if is_ref(value):
+        return value
+    ref = getattr(value, "ref", None)
+    if hasattr(ref, "model_dump"):
+        ref = ref.model_dump()
+    return ref if is_ref(ref) else None
+
+
 def _key_material(value: Any) -> Any:
     # A reference enters a key by its content only: where the store lives, when it was
-    # built and whether it came from cache must not change downstream keys.
-    if is_ref(value):
-        return {"stage": value["stage"], "files": value["files"]}
+    # built and whether it came from cache must not change downstream keys. A stage's typed
+    # result enters by its reference alone (what else it carries is read from those files),
+    # so its keys are those of the plain reference it replaced.
+    ref = as_ref(value)
+    if ref is not None:
+        return {"stage": ref["stage"], "files": ref["files"]}
+    if hasattr(value, "model_dump"):  # any other pydantic model: by its JSON content
+        return _key_material(value.model_dump(mode="json"))
     if isinstance(value, dict):
         return {str(k): _key_material(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):

@@ -24,9 +24,10 @@ from prefect import task
 
 from faceless.tasks import models
 from faceless.tasks.backends import svd
-from faceless.tasks.runtime import gpu, store
+from faceless.tasks.runtime import gpu
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
+from faceless.tasks.stages.results import ClipResult, KeyframeResult
 
 STAGE_VERSION = 3  # 3: backends (svd, wan, ltx); the shot's description goes with the keyframe
 CLIP_CRF = 14  # an intermediate: compose re-encodes it, so keep it near-lossless
@@ -115,8 +116,8 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
 # The shot's index only names it (progress, faults, logs): the artifact depends on content.
 @task(name="animate", cache_policy=ArtifactPolicy(stage="animate", version=STAGE_VERSION, labels=("shot",)),
       retry_condition_fn=gpu.retry_on_oom)
-def animate_task(keyframe: dict, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
-                 models_used: dict) -> dict:
+def animate_task(keyframe: KeyframeResult, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
+                 models_used: dict) -> ClipResult:
     """`prompt`: the shot's full description, for backends that read one (svd does not)."""
-    return gpu.run_gpu_stage("animate", shot, settings, lambda directory, applied: animate(
-        store.path_of(keyframe, "keyframe.png"), prompt, shot, seed, frame_count, applied, directory))
+    return ClipResult.of(gpu.run_gpu_stage("animate", shot, settings, lambda directory, applied: animate(
+        keyframe.path("keyframe.png"), prompt, shot, seed, frame_count, applied, directory)))
