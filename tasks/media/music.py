@@ -11,6 +11,7 @@ comes back over `release_s` after it.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -64,7 +65,9 @@ def import_music(path: str | Path) -> dict:
     key = store.artifact_key("music", STAGE_VERSION, {"sha256": digest})
 
     def build(directory: Path) -> dict:
-        shutil.copyfile(path, directory / f"music{path.suffix.lower()}")
+        # The artifact's file name is ours: only the suffix comes from the user's file, kept safe.
+        suffix = path.suffix.lower() if re.fullmatch(r"\.[a-z0-9]{1,10}", path.suffix.lower()) else ".audio"
+        shutil.copyfile(path, directory / f"music{suffix}")
         return {"source": path.name, "sha256": digest}
 
     return store.produce("music", key, build)
