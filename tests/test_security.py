@@ -23,18 +23,27 @@ from faceless.tasks.runtime import caching, records, store
 
 
 @pytest.fixture
-def warnings_of(caplog):
-    """Records of a logger by name (Prefect's logging set-up may stop them propagating)."""
+def warnings_of():
+    """Messages of a logger by name, each once (Prefect's logging set-up may or may not let
+    them propagate to pytest's own capture)."""
     attached = []
 
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
     def attach(name: str):
-        logger = logging.getLogger(name)
-        logger.addHandler(caplog.handler)
-        attached.append(logger)
-        return lambda: [r.getMessage() for r in caplog.records if r.name == name]
+        handler = Collect()
+        logging.getLogger(name).addHandler(handler)
+        attached.append((name, handler))
+        return lambda: list(handler.messages)
     yield attach
-    for logger in attached:
-        logger.removeHandler(caplog.handler)
+    for name, handler in attached:
+        logging.getLogger(name).removeHandler(handler)
 
 
 class Planted:
