@@ -30,6 +30,8 @@ def s3_out(out: str | Path) -> tuple[str, str] | None:
     bucket, _, prefix = roots.normal(text)[len("s3://"):].partition("/")
     if not bucket:
         raise OutputError(f"out {text!r} names no bucket")
+    if any(part in (".", "..") for part in (bucket, *prefix.split("/"))):  # also a local staging folder's name
+        raise OutputError(f"out {text!r} has . or .. in it; name the bucket and prefix plainly")
     return bucket, prefix.strip("/")
 
 

@@ -223,6 +223,13 @@ def test_s3_out_spellings_inside_the_roots_pass_and_upload_to_one_place(tmp_path
         assert deliver.s3_out(out) == ("bucket", "stories/x")
 
 
+def test_s3_out_with_dot_parts_is_refused_even_without_roots(monkeypatch):
+    monkeypatch.delenv("FACELESS_ROOTS", raising=False)
+    for out in ("s3://b/../../home/u", "s3://../x", "S3://b/./x"):
+        with pytest.raises(deliver.OutputError):
+            deliver.output_folder(out)
+
+
 def test_cli_refuses_out_in_another_bucket_in_one_line(tmp_path):
     story = tmp_path / "allowed" / "story.txt"
     story.parent.mkdir()
