@@ -128,6 +128,15 @@ def test_records_are_json_and_read_back():
     assert ResultRecord.deserialize(content).result == ref
 
 
+def test_a_failed_tasks_exception_is_recorded_by_name_and_message_only():
+    content = record_bytes(MemoryError("out of memory at step 3"), records.RecordSerializer())
+    assert records.unsafe_record(content) is None
+    from prefect._internal.result_records import ResultRecord
+
+    error = ResultRecord.deserialize(content).result
+    assert isinstance(error, records.StoredError) and str(error) == "builtins.MemoryError: out of memory at step 3"
+
+
 def test_records_rebuild_only_allowed_models():
     from pydantic import BaseModel
 

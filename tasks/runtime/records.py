@@ -29,8 +29,16 @@ ALLOWED_MODELS = ("faceless.tasks.stages.",)
 _MODEL = "__faceless_model__"
 
 
+_ERROR = "__faceless_error__"
+
+
 class UnsafeRecordError(ValueError):
     """A cache record that is not a faceless-json record: never deserialized."""
+
+
+class StoredError(RuntimeError):
+    """A failed task's exception read back from its record: its type's name and message only
+    (no class named by a record is imported)."""
 
 
 def _allowed(qualified: Any) -> bool:
@@ -43,10 +51,14 @@ def _encode(value: Any) -> Any:
         if not _allowed(name):
             raise TypeError(f"{name} is not a model a cache record may hold (see ALLOWED_MODELS)")
         return {_MODEL: name, "data": value.model_dump(mode="json")}
+    if isinstance(value, BaseException):  # Prefect records a failed task's exception too
+        return {_ERROR: f"{type(value).__module__}.{type(value).__qualname__}", "message": str(value)}
     raise TypeError(f"a cache record holds JSON only, not {type(value).__name__}")
 
 
 def _decode(value: dict) -> Any:
+    if _ERROR in value and set(value) == {_ERROR, "message"}:
+        return StoredError(f"{value[_ERROR]}: {value['message']}")
     name = value.get(_MODEL)
     if name is None:
         return value
