@@ -8,6 +8,7 @@ page gets a link artifact to the video.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,15 +23,17 @@ class OutputError(ValueError):
 
 
 def s3_out(out: str | Path) -> tuple[str, str] | None:
-    """(bucket, prefix) for an s3:// output (a Path made of one has lost a slash: s3:/b/p)."""
+    """(bucket, prefix) for an s3:// output in any spelling roots.normal knows (a Path made of
+    one has lost a slash: s3:/b/p; S3://b/p is the same place)."""
     text = str(out)
-    for scheme in ("s3://", "s3:/"):
-        if text.startswith(scheme):
-            bucket, _, prefix = text[len(scheme):].partition("/")
-            if not bucket:
-                raise OutputError(f"out {text!r} names no bucket")
-            return bucket, prefix.strip("/")
-    return None
+    if not re.match(r"s3:/", text, re.I):
+        return None
+    bucket, _, prefix = roots.normal(text)[len("s3://"):].partition("/")
+    if not bucket:
+        raise OutputError(f"out {text!r} names no bucket")
+    if any(part in (".", "..") for part in (bucket, *prefix.split("/"))):  # also a local staging folder's name
+        raise OutputError(f"out {text!r} has . or .. in it; name the bucket and prefix plainly")
+    return bucket, prefix.strip("/")
 
 
 def output_folder(out: str | Path) -> Path | str:

@@ -8,6 +8,11 @@ when the artifact is missing or corrupt, deletes Prefect's record so the task ru
 The records live next to the artifacts: in FACELESS_HOME/prefect-results, or with an s3://
 home in the bucket (<prefix>/prefect-results/), so a retry on another machine finds them and
 comes back Cached.
+
+Records are JSON (`records.RecordSerializer`), never pickles: whoever may write the bucket
+must not be able to run code on the workers that read it. A record of any other kind is
+refused unread (a cache miss with a warning) and deleted, here before Prefect looks for it,
+and in `S3Records.read_path` when the bucket hands one over.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.runtime import task_run
 from prefect.transactions import get_transaction
 
-from faceless.tasks.runtime import live, store
+from faceless.tasks.runtime import live, records, store
 
 
 def records_dir() -> Path:
@@ -54,7 +59,13 @@ class S3Records(WritableFileSystem):
 
     # Prefect's sync code paths pass _sync=True (for its own dual sync/async blocks); ignored here.
     def read_path(self, path: str, **_: object) -> bytes:
-        return store.s3_client().get_object(Bucket=self.bucket, Key=self._key(path))["Body"].read()
+        content = store.s3_client().get_object(Bucket=self.bucket, Key=self._key(path))["Body"].read()
+        reason = records.unsafe_record(content)
+        if reason is not None:  # Prefect then counts the record as missing: the task runs
+            records.warn(f"s3://{self.bucket}/{self._key(path)}", reason)
+            self.delete_path(path)
+            raise records.UnsafeRecordError(f"refused the cache record {path}: {reason}")
+        return content
 
     def write_path(self, path: str, content: bytes, **_: object) -> str:
         store.s3_client().put_object(Bucket=self.bucket, Key=self._key(path), Body=content)
@@ -95,6 +106,27 @@ def _saved_records(bucket: str, prefix: str, api_url: str | None) -> S3Records:
     return block
 
 
+def check_record(stage: str, key: str) -> None:
+    """Delete our record for (stage, key) unread, with a warning, if it is not a faceless-json
+    record (a pickle planted where a record should be), so Prefect finds none."""
+    storage = result_storage()
+    if isinstance(storage, S3Records):
+        try:
+            storage.read_path(prefect_key(stage, key))  # refuses and deletes an unsafe one
+        except Exception:
+            pass
+        return
+    path = storage / prefect_key(stage, key)
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return
+    reason = records.unsafe_record(content)
+    if reason is not None:
+        records.warn(str(path), reason)
+        path.unlink(missing_ok=True)
+
+
 def forget_record(stage: str, key: str) -> None:
     storage = result_storage()
     if isinstance(storage, S3Records):
@@ -118,6 +150,8 @@ class ArtifactPolicy(CachePolicy):
         if store.load(self.stage, key) is None:
             # Without the artifact, Prefect's record would hand back a path to nothing.
             forget_record(self.stage, key)
+        else:
+            check_record(self.stage, key)
         return prefect_key(self.stage, key)
 
 
@@ -150,5 +184,5 @@ def run_stage_keeping(stage: str, build: Callable[[Path], tuple[dict, Any]]) -> 
 def with_store(task, retries: int = 0):
     """The task with results persisted next to the artifacts of the current FACELESS_HOME (and,
     under `faceless render`'s live view, state hooks that report to it)."""
-    return task.with_options(result_storage=result_storage(), persist_result=True, retries=retries,
-                             **live.hooks())
+    return task.with_options(result_storage=result_storage(), result_serializer=records.RecordSerializer(),
+                             persist_result=True, retries=retries, **live.hooks())

@@ -6,6 +6,7 @@ The mixing itself (looping, ducking under the voice) is compose's, in tasks/medi
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,10 @@ class MusicPolicy(ArtifactPolicy):
 def import_music(path: str | Path, directory: Path) -> dict:
     """Copy the music file into `directory`, as music.<its extension>."""
     path = check_music(path)
-    shutil.copyfile(path, directory / f"music{path.suffix.lower()}")
-    return {"source": path.name, "sha256": store.file_sha256(directory / f"music{path.suffix.lower()}")}
+    # The artifact's file name is ours: only the suffix comes from the user's file, kept safe.
+    suffix = path.suffix.lower() if re.fullmatch(r"\.[a-z0-9]{1,10}", path.suffix.lower()) else ".audio"
+    shutil.copyfile(path, directory / f"music{suffix}")
+    return {"source": path.name, "sha256": store.file_sha256(directory / f"music{suffix}")}
 
 
 @task(name="music", cache_policy=MusicPolicy(stage="music", version=STAGE_VERSION))
