@@ -85,5 +85,5 @@ def motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count
 
     # Only the model work holds the GPU; interpolating the frames is CPU work.
     frames = gpu.on_gpu(f"animate[{shot}]", on_gpu)
-    moving, method = interpolate(frames, frame_count, settings["out_fps"])
+    moving, method = interpolate(frames, frame_count, settings["out_fps"], settings["interpolation"])
     return frames, moving, {"windows": windows, "fps_conditioning": fps, "interpolation": method}
