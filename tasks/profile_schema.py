@@ -145,6 +145,9 @@ class SdxlKeyframe(Section):
     high_noise_frac: float = 0.8  # base runs this fraction of the schedule, the refiner the rest
     guidance_scale: float = 5.0
     model_cpu_offload: bool = False  # ignored without a GPU
+    # torch threads on a CPU (None: torch's own choice, every core). Tiny models make small
+    # matrix products, where a second thread mostly waits: 1 used a quarter of the CPU time.
+    cpu_threads: int | None = None
     vae_tiling: bool = False
     attention_slicing: bool = False
     forward_chunking: bool = False
@@ -199,6 +202,7 @@ class SvdAnimate(Section):
     interpolation: Literal["motion", "blend"] = "motion"
     zoom: float = 0.0  # push-in over the shot, as a fraction of the frame
     clip_crf: int = CLIP_CRF  # x264 quality of the shot's clip, an intermediate compose re-encodes
+    cpu_threads: int | None = None  # torch threads on a CPU while generating (see SdxlKeyframe)
     model_cpu_offload: bool = False
     vae_tiling: bool = False
     attention_slicing: bool = False

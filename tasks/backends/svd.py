@@ -79,7 +79,7 @@ def motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count
 
     def on_gpu():
         pipe = models.svd(settings["model"])
-        with models.MODEL_LOCK, gpu.memory_knobs(pipe, settings):
+        with models.MODEL_LOCK, gpu.memory_knobs(pipe, settings), models.cpu_threads(pipe.device, settings["cpu_threads"]):
             gpu.inject_fault("animate", shot)
             return generate(pipe, keyframe, settings, windows, fps, seed, progress.step_callback())
 
