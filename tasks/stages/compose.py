@@ -49,6 +49,7 @@ def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
     def pull(k: int) -> np.ndarray:
         if k not in opened:
             container = av.open(str(clips[k]))
+            container.streams.video[0].thread_type = "AUTO"  # decode on every core
             opened[k] = (container, container.decode(video=0))
         try:
             frame = next(opened[k][1]).to_ndarray(format="rgb24")

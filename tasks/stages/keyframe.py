@@ -60,7 +60,8 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
 def sdxl_ensemble(shot: dict, index: int, settings: dict, progress: Progress):
     def on_gpu():
         base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
-        with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
+        with models.MODEL_LOCK, gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings), \
+                models.cpu_threads(base.device, settings["cpu_threads"]):
             gpu.inject_fault("keyframe", index)
             return base_then_refiner(base, refiner, shot["prompt"], shot["negative_prompt"], shot["seed"],
                                      settings, on_step=progress.step_callback(), prompt_2=shot["prompt_2"])
