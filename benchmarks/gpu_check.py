@@ -85,17 +85,80 @@ def track_family_peaks(peaks: dict):
     def note(families: tuple) -> None:
         loaded = sorted({key[0] for key in registry._LOADED if not families or key[0] in families})
         if loaded:
-            peaks["+".join(loaded)] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+            peaks["+".join(loaded)] = max(_CARRIED["gib"], torch.cuda.max_memory_allocated() / 2**30) if cuda else None
 
     def releasing(*families: str) -> list[str]:
         note(families)
         released = release(*families)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        _CARRIED["gib"] = 0.0
         return released
 
     models.release = releasing  # the flow calls it through the package, at call time
     return lambda: note(())
+
+
+_CARRIED = {"gib": 0.0}  # the peak since the last release, kept across track_stage_peaks' resets
+
+
+def track_stage_peaks(peaks: dict) -> None:
+    """Have `peaks` collect each GPU stage's measured peak (GiB, torch.cuda.max_memory_allocated
+    over each of its runs, the maximum over its shots), keyed by stage name. Every GPU stage runs
+    its model work through gpu.on_gpu, one at a time (the models' lock): the peak is reset when
+    a run starts and read when it ends."""
+    import torch
+
+    from faceless.tasks.runtime import gpu
+
+    if not torch.cuda.is_available():
+        return
+    original = gpu.on_gpu
+
+    def measured(label: str, work):
+        def run():
+            _CARRIED["gib"] = max(_CARRIED["gib"], torch.cuda.max_memory_allocated() / 2**30)
+            torch.cuda.reset_peak_memory_stats()
+            try:
+                return work()
+            finally:
+                gib = torch.cuda.max_memory_allocated() / 2**30
+                stage = label.split("[")[0]
+                peaks[stage] = max(peaks.get(stage, 0.0), gib)
+                _CARRIED["gib"] = max(_CARRIED["gib"], gib)
+        return original(label, run)
+
+    gpu.on_gpu = measured  # the stages call it through the module, at call time
+
+
+def prediction_rows(result: dict) -> list[dict]:
+    """Per GPU stage: the memory plan's placement and predicted peak for this pass's GPU (its cap,
+    else the card's memory), the placement the render used (manifest), and the measured peak."""
+    from faceless.tasks.runtime import memory_plan
+
+    settings = result.get("settings") or {}
+    gib = result.get("cap_gib") or result.get("total_gib")
+    if not settings or not gib:
+        return []
+    used: dict[str, set] = {}
+    for row in result.get("stages", []):
+        if row.get("placement"):
+            used.setdefault(row["stage"], set()).add(row["placement"]["placement"])
+    measured = result.get("stage_peaks") or {}
+    return [{"stage": s.stage, "backend": s.backend, "planned": s.placement, "predicted_gib": s.predicted_peak_gib,
+             "used": ", ".join(sorted(used.get(s.stage, ()))) or "-", "measured_gib": measured.get(s.stage)}
+            for s in memory_plan.make_plan(settings, gib).stages]
+
+
+def print_prediction(result: dict) -> None:
+    rows = prediction_rows(result)
+    if not rows:
+        return
+    print(f"{'stage':<10}{'backend':<16}{'planned':<20}{'used':<20}{'predicted':>10}{'measured':>10}  GiB")
+    for row in rows:
+        measured = "-" if row["measured_gib"] is None else f"{row['measured_gib']:.2f}"
+        print(f"{row['stage']:<10}{row['backend']:<16}{row['planned']:<20}{row['used']:<20}"
+              f"{row['predicted_gib']:>10.2f}{measured:>10}")
 
 
 def child(args) -> int:
@@ -112,8 +175,11 @@ def child(args) -> int:
         torch.cuda.reset_peak_memory_stats()
     result = {"device": torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)",
               "cap_gib": args.cap_gib if fraction else None, "fraction": fraction}
-    result["family_peaks"] = {}
+    result["family_peaks"], result["stage_peaks"] = {}, {}
     final_peak = track_family_peaks(result["family_peaks"])
+    track_stage_peaks(result["stage_peaks"])
+    if fraction:  # the plan sees the cap, not the card's free memory
+        os.environ["FACELESS_GPU_MEMORY"] = str(args.cap_gib)
     started = time.perf_counter()
     try:
         from faceless.flows.story_to_video import story_to_video
@@ -182,6 +248,8 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
             if result.get("cap_gib") else f" of {result['total_gib']:.1f} GiB"
         print(f"peak GPU memory: {result['peak_gib']:.2f} GiB{cap} (torch.cuda.max_memory_allocated; "
               "CTranslate2's Whisper allocates outside it)")
+        print("memory plan, predicted against measured peak per stage (docs/gpu-memory.md):")
+        print_prediction(result)
     rows = result.get("stages") or [
         {"stage": a["stage"], "scene": None, "seconds": a["seconds"], "cached": False, "attempts": a["attempts"],
          "degraded": a["degraded"]} for a in result.get("artifacts", [])]

@@ -3,6 +3,7 @@
     faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH] [--music FILE]
     faceless resume FLOW_RUN_ID
     faceless profile show NAME|FILE.yaml [--size WxH]
+    faceless gpu-plan PROFILE [--gpu-memory GIB] [--size WxH] [--json]
 
 Inputs are checked before Prefect starts, so a bad story, profile, folder or missing model
 is one line on stderr in well under a second. The last line on stdout is the video's path.
@@ -40,7 +41,51 @@ def _parser() -> argparse.ArgumentParser:
                                            "profile file (renders the same with --profile)")
     show.add_argument("name", help="profile name or a .yaml file")
     show.add_argument("--size", help="resolved for this output WIDTHxHEIGHT")
+    plan = commands.add_parser("gpu-plan", help="where each GPU stage's models would live on a GPU, and the "
+                                                 "predicted peak memory (exit 3 if a stage cannot fit)")
+    plan.add_argument("profile", help="profile name or a .yaml file")
+    plan.add_argument("--gpu-memory", type=float, metavar="GIB",
+                      help="the GPU's memory in GiB (default: this machine's free GPU memory)")
+    plan.add_argument("--size", help="plan for this output WIDTHxHEIGHT")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     return parser
+
+
+def _gpu_plan(name: str, gpu_memory: float | None, size: str | None, as_json: bool) -> int:
+    """Exit 0 if every GPU stage fits, 3 if one cannot (one line on stderr: the least memory
+    that fits), 2 on a bad profile or when there is neither a GPU nor --gpu-memory."""
+    import json
+
+    from faceless.tasks.runtime import memory_plan
+    from faceless.tasks.settings import ProfileError, load_profile
+
+    try:
+        settings = load_profile(name, size)
+    except ProfileError as error:
+        print(f"faceless: error: {error}", file=sys.stderr)
+        return 2
+    if gpu_memory is None:
+        gpu_memory = memory_plan.local_gpu_gib()
+        if gpu_memory is None:
+            print("faceless: error: no CUDA GPU here; say how much memory the GPU has: --gpu-memory GIB",
+                  file=sys.stderr)
+            return 2
+    if gpu_memory <= 0:
+        print("faceless: error: --gpu-memory must be positive", file=sys.stderr)
+        return 2
+    plan = memory_plan.make_plan(settings, gpu_memory, Path(name).stem)
+    if as_json:
+        print(json.dumps(plan.as_dict(), indent=2))
+    else:
+        print(f"{plan.profile} on {gpu_memory:g} GiB (predicted peaks; {memory_plan.RESERVE_GIB:g} GiB kept "
+              f"for the CUDA context):")
+        for stage in plan.stages:
+            print(f"  {stage.stage:9s} {stage.backend:15s} {stage.placement:20s} {stage.predicted_peak_gib:6.2f} GiB"
+                  f"{'' if stage.fits else '  does not fit'}")
+    if not plan.fits:
+        print(f"faceless: {plan.needs_line()}", file=sys.stderr)
+        return 3
+    return 0
 
 
 def _show_profile(name: str, size: str | None) -> int:
@@ -142,6 +187,8 @@ def _main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "profile":
         return _show_profile(args.name, args.size)
+    if args.command == "gpu-plan":
+        return _gpu_plan(args.profile, args.gpu_memory, args.size, args.json)
     from faceless.flows.preflight import preflight
     from faceless.tasks.models import ModelMissingError
 

@@ -44,6 +44,8 @@ class StageLedger:
             "seconds": 0.0 if cached else ref.seconds,
             "attempts": ref.attempts,
             "degraded": ref.degraded,
+            # Where the stage's models sat on the GPU and the predicted peak (GiB), for GPU stages.
+            "placement": (ref.meta or {}).get("placement"),
         })
         return result
 

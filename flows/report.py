@@ -78,6 +78,8 @@ def summary_markdown(manifest: dict, target: Path) -> str:
         + ("; ".join(f"{_stage_name(r)}: {r['attempts']} attempts, degraded with `{r['degraded']}`" for r in retried)
            or "none"),
         "",
+        "**GPU placement:** " + placements(stages),
+        "",
         "## Shots",
         "",
         "| shot | keyframe | starts at | length | motion | prompt |",
@@ -108,10 +110,23 @@ def summary_description(manifest: dict, target: Path) -> str:
             f"{degraded} degraded; video `{target / 'video.mp4'}` {pictures}")
 
 
+def placements(stages: list[dict]) -> str:
+    """Each GPU stage's placement (the memory plan's, docs/gpu-memory.md) and predicted peak."""
+    seen: dict[str, set[str]] = {}
+    for r in stages:
+        where = r.get("placement")
+        if where:
+            peak = where.get("predicted_peak_gib")
+            seen.setdefault(r["stage"], set()).add(
+                f"`{where['placement']}`" + ("" if peak is None else f" (predicted peak {peak:.2f} GiB)"))
+    return "; ".join(f"{stage}: {', '.join(sorted(v))}" for stage, v in seen.items()) or "none"
+
+
 def stage_rows(stages: list[dict]) -> list[dict]:
     return [{"stage": _stage_name(r), "state": "cached" if r["cached"] else "computed",
              "seconds": round(r["seconds"], 2), "attempts": r["attempts"],
-             "degraded": "" if not r["degraded"] else str(r["degraded"]), "key": r["key"]}
+             "degraded": "" if not r["degraded"] else str(r["degraded"]),
+             "placement": (r.get("placement") or {}).get("placement") or "", "key": r["key"]}
             for r in stages]
 
 

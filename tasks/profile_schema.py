@@ -126,9 +126,18 @@ class Rung(Section):
         return {key: value for key, value in handler(self).items() if value is not None}
 
 
-class AnimateRung(Rung):
+class AnimateRung(Section):
+    """A rung of SVD's ladder. SVD's temporal VAE cannot tile (diffusers raises
+    NotImplementedError) and attention slicing does nothing in its UNet: neither is offered;
+    `decode_chunk_size` is its decode knob."""
+    model_cpu_offload: bool | None = None
+    forward_chunking: bool | None = None
     decode_chunk_size: int | None = None
     num_frames: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_what_it_sets(self, handler):
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 # Both GPU stages also take the memory-saving switches of tasks/runtime/gpu.py `memory_knobs`
@@ -204,9 +213,7 @@ class SvdAnimate(Section):
     clip_crf: int = CLIP_CRF  # x264 quality of the shot's clip, an intermediate compose re-encodes
     cpu_threads: int | None = None  # torch threads on a CPU while generating (see SdxlKeyframe)
     model_cpu_offload: bool = False
-    vae_tiling: bool = False
-    attention_slicing: bool = False
-    forward_chunking: bool = False
+    forward_chunking: bool = False  # (no vae_tiling, no attention_slicing: SVD has neither)
     degrade: list[AnimateRung] = []
 
 

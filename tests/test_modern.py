@@ -166,9 +166,11 @@ def test_oom_in_every_wan_animate_task_steps_down_wans_own_ladder(modern, prefec
     shots = len(manifest["scenes"])
     animate = [s for s in manifest["stages"] if s["stage"] == "animate"]
     assert len(animate) == shots
+    # The first shot to run steps down; later shots start on the rung it needed (wan's first
+    # rung in modern-tiny.yaml, not svd's decode_chunk_size).
+    assert sorted(entry["attempts"] for entry in animate) == [1] * (shots - 1) + [2]
     for entry in animate:
-        # The first rung of wan's ladder in modern-tiny.yaml, not svd's decode_chunk_size.
-        assert not entry["cached"] and entry["attempts"] == 2 and entry["degraded"] == {"vae_tiling": True}, entry
+        assert not entry["cached"] and entry["degraded"] == {"vae_tiling": True}, entry
     for entry in manifest["stages"]:
         if entry["stage"] != "animate":
             assert entry["attempts"] == 1 and entry["degraded"] is None, entry
@@ -176,10 +178,10 @@ def test_oom_in_every_wan_animate_task_steps_down_wans_own_ladder(modern, prefec
     # The degraded clips are still whole: one pass at the output rate, every frame generated.
     for entry, shot in zip(sorted(animate, key=lambda e: e["scene"]), manifest["scenes"]):
         _, record = artifact(modern["home"], "animate", entry["key"])
-        assert record["attempts"] == 2 and record["degraded"] == {"vae_tiling": True}
+        assert record["attempts"] in (1, 2) and record["degraded"] == {"vae_tiling": True}
         assert record["meta"]["generated_frames"] == record["meta"]["frame_count"] == shot["clip_frames"]
     counts = task_run_counts(prefect_server["url"], manifest["flow_run_id"])
-    assert counts["animate"] == [2] * shots
+    assert sorted(counts["animate"]) == [1] * (shots - 1) + [2]
 
 
 def test_render_killed_while_animating_resumes_with_finished_shots_cached(modern, prefect_server, models_home,

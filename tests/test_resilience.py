@@ -53,20 +53,23 @@ def task_run_counts(api_url: str, flow_run_id: str) -> dict[str, list[int]]:
     return counts
 
 
-def test_oom_on_first_attempt_of_every_animate_task_degrades_and_completes(store_env, tmp_path):
+def test_oom_on_the_first_rung_degrades_once_and_later_shots_start_there(store_env, tmp_path):
     story, out = write_story(tmp_path), tmp_path / "out"
     render({**store_env, "FACELESS_FAULT": "animate:oom:1"}, story, out)
     manifest = manifest_of(out)
     animate = [s for s in manifest["stages"] if s["stage"] == "animate"]
     assert len(animate) == 3
+    # The first shot to run meets the OOM and steps down; the others start on the rung it needed.
+    assert sorted(entry["attempts"] for entry in animate) == [1, 1, 2]
     for entry in animate:
-        assert entry["attempts"] == 2 and entry["degraded"] == {"decode_chunk_size": 2}
+        assert entry["degraded"] == {"decode_chunk_size": 2}
+        assert entry["placement"] == {"placement": "cpu", "predicted_peak_gib": None}
     for entry in manifest["stages"]:
         if entry["stage"] != "animate":
             assert entry["attempts"] == 1 and entry["degraded"] is None, entry
-    # The server agrees: every upstream task ran once, every animate task twice.
+    # The server agrees: every upstream task ran once, one animate task twice.
     counts = task_run_counts(store_env["PREFECT_API_URL"], manifest["flow_run_id"])
-    assert counts["animate"] == [2, 2, 2]
+    assert sorted(counts["animate"]) == [1, 1, 2]
     assert counts["keyframe"] == [1, 1, 1]
     for name in ("plan", "narrate", "align", "storyboard", "compose"):
         assert counts[name] == [1], name

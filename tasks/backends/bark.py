@@ -23,6 +23,13 @@ from faceless.tasks import models
 
 from faceless.tasks.media.audio import WordTime, write_narration
 
+
+# The backend interface (tasks/backends/base.py).
+NAME = "bark"
+STAGE = "narrate"
+FAMILY = "bark"
+LABEL = "Bark"
+
 # Where a clause ends: the word carries the punctuation, or is a dash on its own.
 _CLAUSE_END = (",", ";", ":", "—", "–", "…", ")")
 _DASHES = {"-", "--", "—", "–"}

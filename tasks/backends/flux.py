@@ -26,6 +26,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+
+# The backend interface (tasks/backends/base.py).
+NAME = "flux-schnell"
+STAGE = "keyframe"
+FAMILY = "flux"
+LABEL = "FLUX.1-schnell"
+
 log = logging.getLogger(__name__)
 
 STEPS = 4
@@ -89,7 +96,9 @@ def device_and_dtype():
 
 
 def load_pipeline(directory: str | Path, device: str | None = None, dtype=None):
-    """A FluxPipeline from a local folder (a hub snapshot or the tiny twin); never downloads."""
+    """A FluxPipeline from a local folder (a hub snapshot or the tiny twin); never downloads.
+    It stays on the CPU (in the GPU's dtype when there is one) unless `device` is given: a
+    render places it by the memory plan (tasks/runtime/placement.py)."""
     import diffusers
     import transformers
     from diffusers import FluxPipeline
@@ -99,7 +108,7 @@ def load_pipeline(directory: str | Path, device: str | None = None, dtype=None):
     default_device, default_dtype = device_and_dtype()
     pipe = FluxPipeline.from_pretrained(str(directory), dtype=dtype or default_dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device or default_device)
+    return pipe.to(device) if device else pipe
 
 
 def check_size(width: int, height: int) -> None:
@@ -130,16 +139,15 @@ def memory_knobs(pipe, settings: FluxSettings):
             pipe.vae.enable_slicing()
             undo.append(pipe.vae.disable_slicing)
             applied.append("vae_slicing")
+        # Offload is the pipeline's placement (tasks/runtime/placement.py), set before the call
+        # and kept for later shots, never switched on and back off around one.
         offload = ("sequential_cpu_offload" if settings.sequential_cpu_offload
                    else "model_cpu_offload" if settings.model_cpu_offload else None)
         if offload and not _cuda():
             log.info("%s skipped: no CUDA device here", offload)
             skipped.append(offload)
         elif offload:
-            device = pipe.device
-            getattr(pipe, f"enable_{offload}")()
-            undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
-            applied.append(offload)
+            applied.append(offload)  # the stage placed the pipeline at that offload or lower
         yield applied, skipped
     finally:
         for step in reversed(undo):

@@ -35,6 +35,13 @@ from faceless.tasks.media.audio import WordTime, write_narration
 
 from faceless.tasks.models.kokoro_tiny import DEFAULT_VOICE, REPO_ID, SAMPLE_RATE, WEIGHTS_FILE
 
+
+# The backend interface (tasks/backends/base.py).
+NAME = "kokoro"
+STAGE = "narrate"
+FAMILY = "kokoro"
+LABEL = "Kokoro-82M"
+
 log = logging.getLogger(__name__)
 
 MAX_PHONEMES = 510  # KModel's context is 512 ids, the two boundary tokens included

@@ -20,7 +20,18 @@ from typing import Any, Mapping
 
 from PIL import Image
 
-from faceless.tasks.backends.wan import Clip, check_ladder, cover, cpu_threads, memory_knobs, native_frame_count, snap, step_callback
+from faceless.tasks.backends.wan import (Clip, check_ladder, cover, cpu_threads, memory_knobs, native_frame_count,
+
+                                        run_device, snap, step_callback)
+
+
+# The backend interface (tasks/backends/base.py).
+NAME = "ltx"
+STAGE = "animate"
+FAMILY = "ltx"
+LABEL = "LTX-Video"
+SIZE_MULTIPLE = 32  # VAE spatial factor 32, patch 1
+TOLD_FPS = True  # the pipeline takes the frame rate: the manifest records it as fps conditioning
 
 TEMPORAL_FACTOR = 8
 DEFAULT_DEGRADE: tuple[dict, ...] = (
@@ -80,7 +91,8 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
                          f"pass, over max_frames {options.max_frames}: cut the shot shorter")
     width, height = options.generation_size()
     generator = torch.Generator("cpu").manual_seed(seed)
-    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads):
+    device = run_device(pipe)  # before any knob: an offloaded pipeline's modules sit on the CPU
+    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads, device):
         result = pipe(
             image=cover(image.convert("RGB"), width, height),
             prompt=prompt,
@@ -106,7 +118,7 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
                 generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps)
 
 
-def load(directory, device: str | None = None):
+def load(directory, device: str | None = None, place: bool = True):
     """An LTX-Video Diffusers folder (published, or a tiny twin) as an LTXImageToVideoPipeline:
     bf16 on a GPU, fp32 on a CPU. Nothing is downloaded."""
     import torch
@@ -117,4 +129,5 @@ def load(directory, device: str | None = None):
     dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
     pipe = LTXImageToVideoPipeline.from_pretrained(str(directory), dtype=dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    # place=False: left on the CPU in `device`'s dtype; a render places it by the memory plan.
+    return pipe.to(device) if place else pipe

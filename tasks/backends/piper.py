@@ -12,6 +12,13 @@ import numpy as np
 
 from faceless.tasks.media.audio import WordTime, write_narration
 
+
+# The backend interface (tasks/backends/base.py).
+NAME = "piper"
+STAGE = "narrate"
+FAMILY = "piper"
+LABEL = "Piper"
+
 # Phonemes that carry no sound of a word: word gaps, sentence markers and punctuation.
 _NOT_SPOKEN = set(" ^$_.,;:!?¡¿—–-\"'()[]…")
 

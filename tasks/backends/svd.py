@@ -14,7 +14,15 @@ from PIL import Image
 
 from faceless.tasks import models
 from faceless.tasks.media.interpolate import interpolate
-from faceless.tasks.runtime import gpu
+from faceless.tasks.runtime import gpu, placement
+
+
+# The backend interface (tasks/backends/base.py).
+NAME = "svd"
+STAGE = "animate"
+FAMILY = "svd"
+LABEL = "SVD"
+SIZE_MULTIPLE = 8
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -79,11 +87,14 @@ def motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count
 
     def on_gpu():
         pipe = models.svd(settings["model"])
-        with models.MODEL_LOCK, gpu.memory_knobs(pipe, settings), models.cpu_threads(pipe.device, settings["cpu_threads"]):
-            gpu.inject_fault("animate", shot)
-            return generate(pipe, keyframe, settings, windows, fps, seed, progress.step_callback())
+        with models.MODEL_LOCK:
+            where = placement.ensure_placed("animate", "svd", "svd", pipe, settings)
+            with gpu.memory_knobs(pipe, settings), \
+                    models.cpu_threads(getattr(pipe, "_execution_device", pipe.device), settings["cpu_threads"]):
+                gpu.inject_fault("animate", shot)
+                return where, generate(pipe, keyframe, settings, windows, fps, seed, progress.step_callback())
 
     # Only the model work holds the GPU; interpolating the frames is CPU work.
-    frames = gpu.on_gpu(f"animate[{shot}]", on_gpu)
+    where, frames = gpu.on_gpu(f"animate[{shot}]", on_gpu)
     moving, method = interpolate(frames, frame_count, settings["out_fps"], settings["interpolation"])
-    return frames, moving, {"windows": windows, "fps_conditioning": fps, "interpolation": method}
+    return frames, moving, {"windows": windows, "fps_conditioning": fps, "interpolation": method, "placement": where}

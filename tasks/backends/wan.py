@@ -26,6 +26,13 @@ from typing import Any, Callable, Mapping
 
 from PIL import Image
 
+
+# The backend interface (tasks/backends/base.py).
+NAME = "wan"
+STAGE = "animate"
+FAMILY = "wan"
+LABEL = "Wan 2.2"
+
 logger = logging.getLogger("faceless")
 
 SIZE_MULTIPLE = 32  # VAE spatial factor 16 x transformer patch 2
@@ -138,12 +145,19 @@ def cover(image: Image.Image, width: int, height: int) -> Image.Image:
     return resized.crop((left, top, left + width, top + height))
 
 
-def cpu_threads(pipe, threads: int | None):
-    """Run with `threads` torch threads when the pipeline is on a CPU; a GPU run is untouched
-    (the models registry's own switch, shared with Bark)."""
+def run_device(pipe):
+    """Where the pipeline computes: its hooks' execution device when offloaded (its modules
+    then sit on the CPU between calls), else its own device."""
+    return getattr(pipe, "_execution_device", None) or pipe.device
+
+
+def cpu_threads(pipe, threads: int | None, device=None):
+    """Run with `threads` torch threads when the pipeline computes on a CPU; a GPU run is
+    untouched (the models registry's own switch, shared with Bark). `device`: read before any
+    offload hook moved the modules to the CPU."""
     from faceless.tasks.models.registry import cpu_threads as threads_on
 
-    return threads_on(pipe.device, threads)
+    return threads_on(device if device is not None else run_device(pipe), threads)
 
 
 @contextlib.contextmanager
@@ -161,10 +175,8 @@ def memory_knobs(pipe, options: WanOptions):
             else:
                 pipe.vae.enable_tiling()
             undo.append(pipe.vae.disable_tiling)
-        if options.model_cpu_offload:
-            from faceless.tasks.runtime.gpu import model_cpu_offload
-
-            model_cpu_offload(pipe, undo)
+        # model_cpu_offload is the pipeline's placement (tasks/runtime/placement.py), set by the
+        # stage before the call and kept for later shots.
         yield
     finally:
         for step in reversed(undo):
@@ -200,7 +212,8 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
     width, height = options.generation_size()
     condition = cover(image.convert("RGB"), width, height)
     generator = torch.Generator("cpu").manual_seed(seed)
-    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads):
+    device = run_device(pipe)  # before any knob: an offloaded pipeline's modules sit on the CPU
+    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads, device):
         result = pipe(
             image=condition,
             prompt=prompt,
@@ -223,7 +236,7 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
                    generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps)
 
 
-def load(directory, device: str | None = None):
+def load(directory, device: str | None = None, place: bool = True):
     """A Wan 2.2 TI2V folder (the published Diffusers one, or a tiny twin) as a
     WanImageToVideoPipeline: bf16 on a GPU with the VAE kept in fp32 (as the model card
     loads it), fp32 on a CPU. Nothing is downloaded."""
@@ -237,4 +250,5 @@ def load(directory, device: str | None = None):
                                            local_files_only=True)
     pipe = WanImageToVideoPipeline.from_pretrained(str(directory), vae=vae, dtype=dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    # place=False: left on the CPU in `device`'s dtype; a render places it by the memory plan.
+    return pipe.to(device) if place else pipe

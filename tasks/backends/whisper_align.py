@@ -30,6 +30,13 @@ import numpy as np
 from faceless.tasks import models
 
 
+# The backend interface (tasks/backends/base.py).
+NAME = "faster-whisper"
+STAGE = "align"
+FAMILY = "whisper"
+LABEL = "faster-whisper"
+
+
 @dataclass
 class Heard:
     """One recognised word (faster-whisper's Word, without what we do not use)."""

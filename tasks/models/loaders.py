@@ -1,4 +1,8 @@
-"""One loader per model family, each loading once per process through the registry."""
+"""One loader per model family, each loading once per process through the registry.
+
+The diffusion pipelines load on the CPU, in the GPU's dtype when there is a GPU: the stage then
+places them by the memory plan (tasks/runtime/placement.py), so nothing reaches the GPU that the
+plan does not put there. Bark and Whisper are one piece each (the plan's placement is `gpu`)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ def sdxl_ensemble(base_spec: str, refiner_spec: str):
 def _load_sdxl_ensemble(base_spec: str, refiner_spec: str):
     from diffusers import StableDiffusionXLImg2ImgPipeline, StableDiffusionXLPipeline
 
-    device, dtype = device_and_dtype()
+    _, dtype = device_and_dtype()
     base = StableDiffusionXLPipeline.from_pretrained(str(resolve(base_spec)), dtype=dtype)
     refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
         str(resolve(refiner_spec)), text_encoder_2=base.text_encoder_2, vae=base.vae, dtype=dtype,
@@ -24,7 +28,7 @@ def _load_sdxl_ensemble(base_spec: str, refiner_spec: str):
         base.vae.register_to_config(force_upcast=True)
     base.set_progress_bar_config(disable=True)
     refiner.set_progress_bar_config(disable=True)
-    return base.to(device), refiner.to(device)
+    return base, refiner  # on the CPU: placed by the stage, both pipelines as one family
 
 
 def torch_float16():
@@ -41,10 +45,10 @@ def svd(spec: str):
 def _load_svd(spec: str):
     from diffusers import StableVideoDiffusionPipeline
 
-    device, dtype = device_and_dtype()
+    _, dtype = device_and_dtype()
     pipe = StableVideoDiffusionPipeline.from_pretrained(str(resolve(spec)), dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe  # on the CPU: placed by the stage
 
 
 def bark(spec: str):
@@ -93,7 +97,7 @@ def ltx(spec: str):
 
 def _on_device(load, spec: str):
     device, _ = device_and_dtype()  # also quiets the libraries and flushes denormals on a CPU
-    return load(resolve(spec), device)
+    return load(resolve(spec), device, place=False)  # the GPU's dtype, on the CPU: placed by the stage
 
 
 def flux(spec: str):

@@ -61,6 +61,9 @@ def release(*families: str) -> list[str]:
         keys = [k for k in _LOADED if not families or k[0] in families]
         for key in keys:
             del _LOADED[key]
+        from faceless.tasks.runtime import placement
+
+        placement.forget(*{k[0] for k in keys})
     if keys:
         gc.collect()
         try:

@@ -9,10 +9,19 @@ A profile gives each model stage a `degrade` ladder, e.g. for animate::
       - {num_frames: 14}
 
 Attempt 1 uses the profile's settings; attempt k adds the first k-1 rungs. Prefect retries
-the task (only when the failure was torch.OutOfMemoryError) as many times as there are rungs.
+the task (only when the failure was torch.OutOfMemoryError, or a CUDA RuntimeError that means
+"too big for this kernel" in a VAE decode: cuDNN "not supported", 32-bit index math) as many
+times as there are rungs.
+
+The rung a model family needed is remembered for the rest of the flow run: later shots of the
+stage start there instead of failing their way down again. Until a stage has finished one
+shot, its shots run one at a time (the first one learns the rung). Rungs that ask for
+`model_cpu_offload` or `sequential_cpu_offload` lower the family's placement
+(tasks/runtime/placement.py) instead of switching offload on and off around each shot.
 
 FACELESS_FAULT (contract) injects real OOMs where a model runs, to test all this:
-``<stage>:oom:<n>`` fails the first n attempts of every task of the stage, and
+``<stage>:oom:<n>`` fails every task of the stage while it runs on one of the ladder's first n
+rungs (as a real OOM would: with rung 1 remembered, later shots start there and pass), and
 ``<stage>[<scene>]:oom:<n>`` only that scene's; several faults are separated by commas.
 A suffix ``@<k>`` limits a fault to the flow run's k-th attempt: ``animate[1]:oom:99@1`` fails
 a deployment run, and its Retry (which keeps the run's environment) then runs clean.
@@ -30,11 +39,13 @@ it never waits.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import gc
 import logging
 import os
 import re
+import threading
 import time
 from typing import Any, Callable
 
@@ -84,6 +95,41 @@ def attempt_number() -> int:
     return task_run.run_count or 1
 
 
+# The ladder rung (0: the profile's settings) the current stage runs at; a context variable, so
+# the `gpu` task run that holds the slot (and may run in another thread) sees it too.
+_RUNG: contextvars.ContextVar[int | None] = contextvars.ContextVar("faceless_rung", default=None)
+_REMEMBERED: dict[tuple, int] = {}  # (flow run, stage, backend) -> the rung later shots start at
+_LEARNED: set[tuple] = set()  # stages that have finished a shot in this flow run
+_LEARNING: dict[tuple, threading.Lock] = {}
+_STATE_LOCK = threading.Lock()
+
+
+def forget_rungs() -> None:
+    """Forget every remembered rung (a new process starts empty; tests call this)."""
+    with _STATE_LOCK:
+        _REMEMBERED.clear()
+        _LEARNED.clear()
+        _LEARNING.clear()
+
+
+def current_rung() -> int | None:
+    return _RUNG.get()
+
+
+def _family_key(stage: str, settings: dict) -> tuple:
+    return (str(flow_run.id), stage, settings.get("backend"))
+
+
+def remembered_rung(stage: str, settings: dict) -> int:
+    return _REMEMBERED.get(_family_key(stage, settings), 0)
+
+
+def remember_rung(stage: str, settings: dict, rung: int) -> None:
+    key = _family_key(stage, settings)
+    with _STATE_LOCK:
+        _REMEMBERED[key] = max(rung, _REMEMBERED.get(key, 0))
+
+
 def inject_fault(stage: str, scene: int | None) -> None:
     """Raise a real torch.OutOfMemoryError here if FACELESS_FAULT asks for one now."""
     spec = os.environ.get("FACELESS_FAULT", "")
@@ -94,7 +140,8 @@ def inject_fault(stage: str, scene: int | None) -> None:
         if hang and hang["stage"] == stage and (hang["scene"] is None or int(hang["scene"]) == scene):
             _logger().warning("%s: hanging for %s s (FACELESS_FAULT=%s)", stage, hang["seconds"], spec)
             time.sleep(int(hang["seconds"]))
-    attempt = attempt_number()
+    rung = current_rung()
+    attempt = attempt_number() if rung is None else rung + 1  # the rung, as a real OOM would depend on
     for fault_stage, fault_scene, count, flow_attempt in parse_faults(spec):
         if flow_attempt is not None and flow_attempt != (flow_run.run_count or 1):
             continue
@@ -112,6 +159,38 @@ def degrade(settings: dict, attempt: int) -> tuple[dict, dict | None]:
     for rung in rungs[:attempt - 1]:
         applied.update(rung)
     return {**settings, **applied}, (applied or None)
+
+
+# CUDA errors that mean "this tensor is too big for the kernel", which a smaller decode (tiles,
+# fewer frames at once) avoids: they go down the ladder like an OOM when raised in a VAE decode.
+KERNEL_TOO_BIG = re.compile(r"CUDNN_STATUS_NOT_SUPPORTED|cuDNN error: .*not supported|canUse32BitIndexMath|"
+                            r"32-bit index|32 bit index|INT_MAX|numel\(\) < 2\^31|too large for", re.I)
+DECODE_FUNCTIONS = frozenset({"decode", "_decode", "tiled_decode", "_tiled_decode", "decode_latents"})
+
+
+def kernel_too_big(error: BaseException) -> bool:
+    """A CUDA RuntimeError from a VAE decode that means the tensor is too big for the kernel."""
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError) or not isinstance(error, RuntimeError):
+        return False
+    if not KERNEL_TOO_BIG.search(str(error)):
+        return False
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name in DECODE_FUNCTIONS:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def placement_floor(settings: dict) -> str | None:
+    """The placement a profile setting or rung asks for at least (None: the plan decides)."""
+    if settings.get("sequential_cpu_offload"):
+        return "sequential_offload"
+    if settings.get("model_cpu_offload"):
+        return "model_offload"
+    return None
 
 
 def retries_for(settings: dict) -> int:
@@ -155,37 +234,24 @@ def _logger():
 @contextlib.contextmanager
 def memory_knobs(pipe, settings: dict):
     """Apply the memory-saving switches a degrade rung asked for, and undo them afterwards
-    (the pipeline is shared with later scenes, which should start from full settings)."""
+    (the pipeline is shared with later scenes, which should start from full settings).
+    Offload is not a switch here: it is the family's placement (tasks/runtime/placement.py),
+    kept between shots."""
     undo: list[Callable[[], None]] = []
     try:
-        if settings["attention_slicing"] and hasattr(pipe, "enable_attention_slicing"):
+        if settings.get("attention_slicing") and hasattr(pipe, "enable_attention_slicing"):
             pipe.enable_attention_slicing()
             undo.append(pipe.disable_attention_slicing)
-        if settings["vae_tiling"] and hasattr(pipe.vae, "enable_tiling"):
+        if settings.get("vae_tiling") and hasattr(pipe.vae, "enable_tiling"):
             pipe.vae.enable_tiling()
             undo.append(pipe.vae.disable_tiling)
-        if settings["forward_chunking"] and hasattr(pipe.unet, "enable_forward_chunking"):
+        if settings.get("forward_chunking") and hasattr(pipe.unet, "enable_forward_chunking"):
             pipe.unet.enable_forward_chunking()
             undo.append(lambda: _set_feed_forward_chunks(pipe.unet, None))
-        if settings["model_cpu_offload"]:
-            model_cpu_offload(pipe, undo)
         yield
     finally:
         for step in reversed(undo):
             step()
-
-
-def model_cpu_offload(pipe, undo: list) -> None:
-    """Keep only the running component on the GPU, adding its undo to `undo`; skipped (and said)
-    without a GPU, where both of diffusers' offload methods raise."""
-    import torch
-
-    if torch.cuda.is_available():
-        device = pipe.device
-        pipe.enable_model_cpu_offload()
-        undo.append(lambda: (pipe.remove_all_hooks(), pipe.to(device)))
-    else:
-        _logger().info("model_cpu_offload skipped: no GPU here")
 
 
 def _set_feed_forward_chunks(model, chunk_size: int | None) -> None:
@@ -259,23 +325,47 @@ def on_gpu(label: str, work: Callable[[], Any]) -> Any:
 
 
 def run_gpu_stage(stage: str, scene: int | None, settings: dict, build: Callable[[Any, dict], dict]) -> dict:
-    """run_stage for a model stage: degrade by attempt, and turn an OOM into a fresh error that
-    holds no reference to the failed attempt's tensors."""
+    """run_stage for a model stage: degrade by attempt, starting at the rung this stage's family
+    needed earlier in the flow run; turn an OOM (or a decode too big for its kernel) into a fresh
+    OOM that holds no reference to the failed attempt's tensors."""
     import torch
 
-    attempt = attempt_number()
-    applied, degraded = degrade(settings, attempt)
+    key = _family_key(stage, settings)
+    with _STATE_LOCK:
+        learning = _LEARNING.setdefault(key, threading.Lock())
     label = stage if scene is None else f"{stage}[{scene}]"
-    if attempt > 1:
-        free_memory()
-        _logger().warning("%s attempt %d after running out of memory: degraded with %s", label, attempt, degraded)
-    message = None
-    try:
-        return run_stage(stage, lambda directory: build(directory, applied), degraded=degraded)
-    except torch.OutOfMemoryError as error:
-        message = str(error).splitlines()[0] if str(error) else "out of memory"
-    # Outside the except block: the original exception, its traceback and every tensor its
-    # frames held are released before memory is freed and the fresh error is raised.
+    # Until one shot of the stage has finished, shots run one at a time: each starts from the
+    # rung the ones before it needed.
+    guard = contextlib.nullcontext() if key in _LEARNED else learning
+    with guard:
+        attempt = attempt_number()
+        # A failed attempt has already raised the remembered rung; a retry is at least one rung
+        # below its last attempt.
+        rung = min(max(remembered_rung(stage, settings), attempt - 1), retries_for(settings))
+        applied, degraded = degrade(settings, rung + 1)
+        if attempt > 1:
+            free_memory()
+            _logger().warning("%s attempt %d after running out of memory: degraded with %s", label, attempt, degraded)
+        elif rung:
+            _logger().info("%s starts at rung %d (%s): an earlier shot needed it", label, rung, degraded)
+        message = None
+        token = _RUNG.set(rung)
+        try:
+            result = run_stage(stage, lambda directory: build(directory, applied), degraded=degraded)
+            remember_rung(stage, settings, rung)
+            _LEARNED.add(key)
+            return result
+        except torch.OutOfMemoryError as error:
+            message = str(error).splitlines()[0] if str(error) else "out of memory"
+        except RuntimeError as error:
+            if not kernel_too_big(error):
+                raise
+            message = "too big for the kernel in a VAE decode: " + str(error).splitlines()[0]
+        finally:
+            _RUNG.reset(token)
+        # Outside the except block: the original exception, its traceback and every tensor its
+        # frames held are released before memory is freed and the fresh error is raised.
+        remember_rung(stage, settings, min(rung + 1, retries_for(settings)))
     free_memory()
     attempts = retries_for(settings) + 1
     run_id = flow_run.id or "<flow-run-id>"

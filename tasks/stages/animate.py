@@ -5,9 +5,9 @@ Backends (the profile's `animate.backend`):
 - ``svd`` (studio, fast, offline, tiny): Stable Video Diffusion, one window spread over the
   shot with per-shot fps conditioning, then motion-compensated interpolation to the output
   rate (tasks/backends/svd.py).
-- ``wan`` (modern): Wan 2.2 TI2V-5B, and ``ltx``: LTX-Video; one native generation per shot
-  at the output frame rate, guided by the shot's full description: no chaining, no
-  interpolation (tasks/backends/wan.py, ltx.py).
+- ``wan`` (modern) and the other backends that make a shot in one native pass: one generation
+  per shot at the output frame rate, guided by the shot's full description: no chaining, no
+  interpolation (tasks/backends/wan.py and its kind, found through tasks/backends/base.py).
 
 A slow push-in (`zoom`) runs over the shot. The result is `clip.mp4` at the output size,
 frame rate and exact frame count, plus the generated frames themselves in `frames/`.
@@ -23,24 +23,22 @@ from PIL import Image
 from prefect import task
 
 from faceless.tasks import models
-from faceless.tasks.backends import svd
+from faceless.tasks.backends import base as backends, svd
 from faceless.tasks.profile_schema import CLIP_CRF
-from faceless.tasks.runtime import gpu
+from faceless.tasks.runtime import gpu, placement
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
 from faceless.tasks.stages.results import ClipResult, KeyframeResult
 
-STAGE_VERSION = 3  # 3: backends (svd, wan, ltx); the shot's description goes with the keyframe
-NAMES = {"svd": "SVD", "wan": "Wan 2.2", "ltx": "LTX-Video"}
+STAGE_VERSION = 3  # 3: backends (svd and the native-pass ones); the shot's description goes with the keyframe
 
 
 def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
                   progress) -> tuple[list[Image.Image], list[Image.Image], dict]:
-    """wan and ltx: the shot's frames made at the output rate in one pass."""
-    from faceless.tasks.backends import ltx, wan
-
-    backend = {"wan": wan, "ltx": ltx}[settings["backend"]]
-    load = {"wan": models.wan, "ltx": models.ltx}[settings["backend"]]
+    """Backends with a native pass (wan and its kind): the shot's frames made at the output rate
+    in one pass."""
+    backend = backends.get(settings["backend"])
+    load = getattr(models, backend.FAMILY)  # the family's loader, once per process
 
     # Frames come back at the generation size: the push-in below crops and scales them to the
     # output once (and frames/ keeps what the model made, not an upscale of it).
@@ -49,13 +47,14 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
     def on_gpu():
         pipe = load(settings["model"])
         with models.MODEL_LOCK:
+            where = placement.ensure_placed("animate", backend.FAMILY, backend.NAME, pipe, settings)
             gpu.inject_fault("animate", shot)
-            return backend.generate(pipe, keyframe, prompt, frame_count, settings["out_fps"], at_generation_size,
-                                    seed, progress)
+            return where, backend.generate(pipe, keyframe, prompt, frame_count, settings["out_fps"],
+                                           at_generation_size, seed, progress)
 
-    clip = gpu.on_gpu(f"animate[{shot}]", on_gpu)
-    return clip.frames, clip.frames, {
-        "windows": 1, "fps_conditioning": clip.fps if settings["backend"] == "ltx" else None,
+    where, clip = gpu.on_gpu(f"animate[{shot}]", on_gpu)
+    return clip.frames, clip.frames, {"placement": where,
+        "windows": 1, "fps_conditioning": clip.fps if getattr(backend, "TOLD_FPS", False) else None,
         "interpolation": None, "native_frames": clip.native_frames, "generation_size": list(clip.generation_size)}
 
 
@@ -97,7 +96,7 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
     out_size = (settings["out_width"], settings["out_height"])
     with Image.open(keyframe_png) as image:
         keyframe = image.convert("RGB")
-    progress = Progress(f"denoise-animate-{shot:02d}", f"Shot {shot}: {NAMES[settings['backend']]} denoising",
+    progress = Progress(f"denoise-animate-{shot:02d}", f"Shot {shot}: {backends.get(settings['backend']).LABEL} denoising",
                         denoising_steps(frame_count, settings))
     motion = svd.motion if settings["backend"] == "svd" else native_motion
     frames, moving, meta = motion(keyframe, prompt, shot, seed, frame_count, settings, progress)

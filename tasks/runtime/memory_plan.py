@@ -1,0 +1,318 @@
+"""The memory plan: where each GPU stage's components live, decided before anything loads.
+
+For every model stage of a profile that runs on a GPU (a Bark or Kokoro narration, a Whisper
+alignment, the keyframe and animate backends) the plan predicts the peak of GPU memory that
+torch's allocator will reach under each *placement*, best first, and picks the first that fits
+the GPU's free memory (or `--gpu-memory`):
+
+    gpu                 every component on the GPU for the whole stage
+    encoders_leave      the text/image encoders visit the GPU to encode, then go back to the CPU
+    model_offload       diffusers' model CPU offload: one component on the GPU at a time
+    group_offload       diffusers' block-level group offload with CUDA streams: a component's
+                        non-block modules plus two blocks (the running one, the prefetched one)
+    sequential_offload  diffusers' sequential (leaf) offload: one layer's weights at a time
+
+each with `+vae_tiling` after it where the backend's VAE can decode in tiles (SVD's temporal
+VAE cannot: its knob is `decode_chunk_size`, a profile setting). Backends that are one piece
+(Bark, Kokoro, Whisper through CTranslate2) have the one placement `gpu`.
+
+The prediction (docs/gpu-memory.md):
+
+- weights: each component's parameter count, counted on PyTorch's meta device from the
+  published configs by benchmarks/memory_table.py (tasks/runtime/memory_table.json), times
+  the bytes of the dtype the loaders use on a GPU;
+- activations: estimated analytically at the profile's size (tokens x widths of the widest
+  block, the VAE's widest feature maps at the decoded resolution), with attention counted as
+  the fused kernels (flash / memory-efficient SDPA) a GPU uses, whose memory is linear in the
+  sequence: the CPU's math path, which builds the T x T score matrix, is never the model;
+  times ACTIVATION_MARGIN;
+- peak = max over the stage's phases (encode, each denoiser, decode) of the weights the
+  placement keeps on the GPU in that phase plus that phase's activations.
+
+A placement fits when its peak plus RESERVE_GIB (the CUDA context, cuBLAS/cuDNN workspaces
+and allocator fragmentation, which torch's peak does not count) is within the GPU's memory.
+This module reads only JSON: `faceless gpu-plan` answers without importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+GIB = 2 ** 30
+TABLE_PATH = Path(__file__).with_name("memory_table.json")
+RESERVE_GIB = 1.0
+ACTIVATION_MARGIN = 1.25
+PLACEMENTS = ("gpu", "encoders_leave", "model_offload", "group_offload", "sequential_offload")
+# Backends whose VAE tiles its decode (diffusers' vae.enable_tiling); SVD's temporal VAE does not.
+TILING = frozenset({"sdxl-ensemble", "flux-schnell", "wan", "ltx"})
+# The GPU stages and the backends in each that run on a GPU (piper and `voice` are CPU work).
+GPU_STAGES = ("narrate", "align", "keyframe", "animate")
+ONE_PIECE = frozenset({"bark", "kokoro", "faster-whisper"})
+
+
+@dataclass(frozen=True)
+class Placement:
+    name: str = "gpu"
+    vae_tiling: bool = False
+
+    def __str__(self) -> str:
+        return self.name + ("+vae_tiling" if self.vae_tiling else "")
+
+    @classmethod
+    def parse(cls, text: str) -> "Placement":
+        name, _, extra = str(text).partition("+")
+        if name not in PLACEMENTS or extra not in ("", "vae_tiling"):
+            raise ValueError(f"unknown placement {text!r} (known: {', '.join(PLACEMENTS)}, each +vae_tiling)")
+        return cls(name, extra == "vae_tiling")
+
+    @property
+    def offloads(self) -> bool:
+        return self.name != "gpu"
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    backend: str
+    placement: str
+    predicted_peak_gib: float
+    fits: bool
+    # Every placement the backend offers, best first, with its predicted peak (GiB).
+    candidates: list[tuple[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "candidates"}
+
+
+@dataclass
+class MemoryPlan:
+    profile: str
+    gpu_memory_gib: float
+    stages: list[StagePlan]
+
+    @property
+    def fits(self) -> bool:
+        return all(s.fits for s in self.stages)
+
+    def stage(self, name: str) -> StagePlan | None:
+        return next((s for s in self.stages if s.stage == name), None)
+
+    def smallest_fitting_gib(self) -> int:
+        """The least whole GiB of GPU memory every stage fits in (each at its leanest placement)."""
+        need = max((s.candidates[-1][1] for s in self.stages), default=0.0)
+        return math.ceil(need + RESERVE_GIB)
+
+    def needs_line(self) -> str:
+        worst = max(self.stages, key=lambda s: s.candidates[-1][1])
+        leanest = worst.candidates[-1]
+        return (f"{self.profile} does not fit {self.gpu_memory_gib:g} GiB: it needs at least "
+                f"{self.smallest_fitting_gib()} GiB ({worst.stage}/{worst.backend} at {leanest[0]} "
+                f"predicts {leanest[1]:.1f} GiB plus {RESERVE_GIB:g} GiB reserve)")
+
+    def as_dict(self) -> dict:
+        return {"profile": self.profile, "gpu_memory_gib": self.gpu_memory_gib, "fits": self.fits,
+                "reserve_gib": RESERVE_GIB, "stages": [s.as_dict() for s in self.stages]}
+
+
+_TABLE: dict | None = None
+
+
+def table() -> dict:
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = json.loads(TABLE_PATH.read_text(encoding="utf-8"))["backends"]
+    return _TABLE
+
+
+def ladder(backend: str) -> list[Placement]:
+    """The placements `backend` offers, best (fastest, most memory) first."""
+    if backend in ONE_PIECE:
+        return [Placement("gpu")]
+    tiling = (False, True) if backend in TILING else (False,)
+    return [Placement(name, tiled) for name in PLACEMENTS for tiled in tiling]
+
+
+# -- activations, estimated analytically (bytes) ------------------------------------------------
+
+MIB = 2 ** 20
+
+
+def _dit(tokens: int, hidden: int, ffn: int, batch: int = 1, dtype: int = 2) -> float:
+    """One transformer block's live tensors at its peak: the residual stream, the normed input,
+    q, k, v, the attention output and the projection (about 8 x hidden a token) and the
+    feed-forward's inner tensor before and after its activation (2 x ffn). Fused attention keeps
+    no T x T matrix."""
+    return batch * dtype * tokens * (8 * hidden + 2 * ffn)
+
+
+def _vae2d(pixels: int, dtype: int, channels: int = 256) -> float:
+    """An image VAE decode at full resolution: its widest feature maps (the last up blocks,
+    `channels` wide at full size) with about three alive at once."""
+    return pixels * channels * 3 * dtype
+
+
+def activations(backend: str, settings: dict) -> dict[str, float]:
+    """Activation peak (bytes, before the margin) of each phase of one stage: `encode`, one per
+    denoiser component (by its name), `decode` and `decode_tiled`; `model` for one-piece backends."""
+    if backend == "bark":
+        return {"model": 512 * MIB}
+    if backend == "kokoro":
+        return {"model": 256 * MIB}
+    if backend == "faster-whisper":  # large-v3, 30 s window, beam 5, fp16 in CTranslate2
+        return {"model": 1024 * MIB}
+    width, height = int(settings["width"]), int(settings["height"])
+    if backend in ("wan", "ltx"):
+        scale = float(settings.get("resolution_scale") or 1.0)
+        width, height = max(32, int(width * scale) // 32 * 32), max(32, int(height * scale) // 32 * 32)
+    pixels = width * height
+    if backend == "sdxl-ensemble":
+        latent = pixels // 64
+        # CFG: batch 2. The top level's resnets (320 wide) and the skip tensors, and the 64x64-ish
+        # level's transformer (640 wide, GEGLU feed-forward 5120).
+        unet = 2 * 2 * (latent * 320 * 12 + latent // 4 * (640 * 8 + 2 * 5120))
+        decode = _vae2d(pixels, 4)  # force_upcast: the VAE decodes in fp32
+        tile = min(pixels, 1024 * 1024)  # the VAE's tile is its sample_size, 1024 px
+        return {"encode": 128 * MIB, "unet": unet, "refiner_unet": unet, "decode": decode,
+                "decode_tiled": _vae2d(tile, 4) + pixels * 3 * 4 * 2}
+    if backend == "flux-schnell":
+        tokens = (width // 16) * (height // 16) + 256  # image tokens (2x2 patches of the 8x latent) + T5
+        return {"encode": 256 * MIB, "transformer": _dit(tokens, 3072, 12288),
+                "decode": _vae2d(pixels, 2), "decode_tiled": _vae2d(min(pixels, 1024 * 1024), 2) + pixels * 3 * 2 * 2}
+    if backend == "svd":
+        frames, chunk = int(settings["num_frames"]), int(settings["decode_chunk_size"])
+        latent = pixels // 64
+        # CFG batch 2 x frames: the top level's resnets and its spatial transformer (320 wide,
+        # GEGLU 2560); temporal attention runs over `frames` positions, fused.
+        unet = 2 * frames * 2 * (latent * 320 * 12 + latent * (320 * 8 + 2560))
+        decode = chunk * _vae2d(pixels, 2) + frames * pixels * 3 * 2  # + the decoded frames kept
+        return {"encode": 256 * MIB, "unet": unet, "decode": decode, "decode_tiled": decode}
+    if backend == "wan":
+        frames = int(settings.get("max_frames") or 121)
+        latent_frames = (frames - 1) // 4 + 1
+        tokens = latent_frames * (width // 32) * (height // 32)  # 16x VAE, 2x2 patches
+        # TI2V-5B (expand_timesteps) modulates every token: a (T, 6 x 3072) projection in bf16
+        # and its fp32 sum with the scale-shift table, plus the fp32 norms.
+        modulation = tokens * 6 * 3072 * (2 + 4) + 2 * tokens * 3072 * 4
+        output = frames * pixels * 3 * 4  # the decoded video, fp32
+        # The causal decoder makes 4 frames per latent frame; its top level is 256 wide at half
+        # size (patch 2) and caches the previous frames' features.
+        decode = 4 * pixels // 4 * 256 * 4 * 4 + output
+        tile = min(pixels, 256 * 256)
+        decode_tiled = 4 * tile // 4 * 256 * 4 * 4 + output * 2  # tiles decoded, then blended
+        return {"encode": 512 * MIB, "transformer": _dit(tokens, 3072, 14336) + modulation,
+                "decode": decode, "decode_tiled": decode_tiled}
+    if backend == "ltx":
+        frames = int(settings.get("max_frames") or 161)
+        tokens = ((frames - 1) // 8 + 1) * (width // 32) * (height // 32)
+        output = frames * pixels * 3 * 2
+        decode = 8 * pixels * 128 * 3 * 2 + output
+        tile = min(pixels, 512 * 512)
+        return {"encode": 256 * MIB, "transformer": _dit(tokens, 2048, 8192, batch=2),  # CFG batched
+                "decode": decode, "decode_tiled": 8 * tile * 128 * 3 * 2 + output * 2}
+    raise ValueError(f"no memory model for backend {backend!r}")
+
+
+# -- weights each placement keeps on the GPU (bytes) ---------------------------------------------
+
+def _weights(part: dict) -> float:
+    return part["parameters"] * part["bytes_per_parameter"]
+
+
+def _resident(placement: Placement, parts: dict, active: str | None) -> float:
+    """Weights on the GPU while component `active` runs (None: between components)."""
+    name = placement.name
+    if name == "gpu":
+        return sum(_weights(p) for p in parts.values())
+    if name == "encoders_leave":
+        staying = sum(_weights(p) for p in parts.values() if p["role"] != "encoder")
+        visiting = _weights(parts[active]) if active and parts[active]["role"] == "encoder" else 0
+        return staying + visiting
+    if active is None:
+        return 0.0
+    part, size = parts[active], parts[active]["bytes_per_parameter"]
+    if name == "model_offload":
+        return _weights(part)
+    if name == "group_offload":
+        if part["largest_block_parameters"]:  # block level: the rest as one group, two blocks (streams)
+            return (part["unmatched_parameters"] + 2 * part["largest_block_parameters"]) * size
+        return 2 * part["largest_leaf_parameters"] * size  # no blocks: leaf level, with prefetch
+    return 2 * part["largest_leaf_parameters"] * size  # sequential: one layer, and the next in flight
+
+
+def predict_peak(backend: str, settings: dict, placement: Placement) -> float:
+    """Predicted peak GPU memory (bytes) of one stage run under `placement`."""
+    parts = table()[backend]
+    acts = activations(backend, settings)
+    if backend in ONE_PIECE:
+        return sum(_weights(p) for p in parts.values()) + ACTIVATION_MARGIN * acts["model"]
+    phases: list[tuple[str, float]] = []
+    for name, part in parts.items():
+        if part["role"] == "encoder":
+            phases.append((name, acts["encode"]))
+        elif part["role"] == "denoiser":
+            phases.append((name, acts[name]))
+        elif part["role"] == "vae":
+            phases.append((name, acts["decode_tiled" if placement.vae_tiling else "decode"]))
+    return max(_resident(placement, parts, name) + ACTIVATION_MARGIN * act for name, act in phases)
+
+
+def gpu_stages(settings: dict) -> list[tuple[str, str, dict]]:
+    """(stage, backend, stage settings) of each model stage of a resolved profile that runs on
+    a GPU, in render order."""
+    found = []
+    for stage in GPU_STAGES:
+        section = settings.get(stage) or {}
+        backend = section.get("backend")
+        if backend in table():
+            found.append((stage, backend, section))
+    return found
+
+
+def candidates(backend: str, settings: dict) -> list[tuple[str, float]]:
+    """The placements worth trying for one stage, best first, with their predicted peaks (GiB):
+    a placement is kept only if it predicts less than every one before it (a slower placement
+    that saves nothing, such as tiling a VAE whose decode is not the peak, is left out)."""
+    kept: list[tuple[str, float]] = []
+    for placement in ladder(backend):
+        peak = round(predict_peak(backend, settings, placement) / GIB, 2)
+        if not kept or peak < kept[-1][1]:
+            kept.append((str(placement), peak))
+    return kept
+
+
+def placements_below(stage_plan: StagePlan) -> list[Placement]:
+    """The placements after the chosen one, in order: where a load-time or run-time OOM goes next."""
+    names = [name for name, _ in stage_plan.candidates]
+    at = names.index(stage_plan.placement) if stage_plan.placement in names else -1
+    return [Placement.parse(name) for name in names[at + 1:]]
+
+
+def plan_stage(stage: str, backend: str, settings: dict, gpu_memory_gib: float) -> StagePlan:
+    budget = (gpu_memory_gib - RESERVE_GIB) * GIB
+    candidates_ = candidates(backend, settings)
+    chosen = next(((name, peak) for name, peak in candidates_ if peak * GIB <= budget), None)
+    if chosen is None:
+        name, peak = candidates_[-1]
+        return StagePlan(stage, backend, name, peak, False, candidates_)
+    return StagePlan(stage, backend, chosen[0], chosen[1], True, candidates_)
+
+
+def make_plan(settings: dict, gpu_memory_gib: float, profile: str | None = None) -> MemoryPlan:
+    """The plan of a resolved profile (tasks/settings.py) for a GPU with `gpu_memory_gib` free."""
+    stages = [plan_stage(stage, backend, section, gpu_memory_gib) for stage, backend, section in gpu_stages(settings)]
+    return MemoryPlan(profile or settings.get("name") or "profile", float(gpu_memory_gib), stages)
+
+
+def local_gpu_gib() -> float | None:
+    """This machine's free GPU memory in GiB (None without a CUDA GPU)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    free, _total = torch.cuda.mem_get_info()
+    return free / GIB

@@ -1,0 +1,153 @@
+"""The memory plan and `faceless gpu-plan`: placements chosen from the table, before anything loads.
+
+Fast: the plan reads only tasks/runtime/memory_table.json (no torch, no model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from faceless.flows import cli
+from faceless.tasks.runtime import memory_plan as mp
+from faceless.tasks.settings import load_profile
+
+
+def plan(profile: str, gib: float) -> mp.MemoryPlan:
+    return mp.make_plan(load_profile(profile), gib, profile)
+
+
+def test_table_counts_the_published_sizes():
+    table = mp.table()
+    # FACTS.md: SDXL base UNet 2567.5 M, refiner 2259.5 M, bigG 694.7 M, SVD-XT UNet 1524.6 M.
+    assert round(table["sdxl-ensemble"]["unet"]["parameters"] / 1e6, 1) == 2567.5
+    assert round(table["sdxl-ensemble"]["refiner_unet"]["parameters"] / 1e6, 1) == 2259.5
+    assert round(table["sdxl-ensemble"]["text_encoder_2"]["parameters"] / 1e6, 1) == 694.7
+    assert round(table["svd"]["unet"]["parameters"] / 1e6, 1) == 1524.6
+    flux_gib = sum(p["parameters"] * p["bytes_per_parameter"] for p in table["flux-schnell"].values()) / mp.GIB
+    assert 31 < flux_gib < 32  # "FLUX.1-schnell in bf16 is about 31 GiB of weights"
+
+
+def test_modern_on_24_gib_fits_every_stage():
+    result = plan("modern", 24)
+    assert result.fits
+    assert [s.stage for s in result.stages] == ["narrate", "keyframe", "animate"]
+    for stage in result.stages:
+        assert stage.predicted_peak_gib + mp.RESERVE_GIB <= 24
+        assert stage.placement != "gpu" or stage.backend == "kokoro"  # FLUX and Wan must offload there
+
+
+def test_studio_on_12_gib_fits():
+    assert plan("studio", 12).fits
+
+
+def test_modern_on_141_gib_keeps_flux_and_wan_wholly_on_the_gpu():
+    result = plan("modern", 141)
+    assert result.stage("keyframe").placement == "gpu"
+    assert result.stage("animate").placement == "gpu"
+
+
+def test_modern_on_8_gib_does_not_fit_and_says_what_does():
+    result = plan("modern", 8)
+    assert not result.fits
+    need = result.smallest_fitting_gib()
+    assert need > 8
+    assert plan("modern", need).fits and not plan("modern", need - 1).fits
+    assert f"at least {need} GiB" in result.needs_line()
+
+
+def test_placements_get_leaner_down_the_ladder():
+    for profile in ("studio", "modern", "fast"):
+        for stage in plan(profile, 24).stages:
+            peaks = [peak for _, peak in stage.candidates]
+            assert peaks == sorted(peaks, reverse=True) and len(set(peaks)) == len(peaks)
+            names = [name.split("+")[0] for name, _ in stage.candidates]
+            assert names == sorted(names, key=mp.PLACEMENTS.index)
+
+
+def test_svd_never_tiles_its_vae():
+    assert not any(p.vae_tiling for p in mp.ladder("svd"))
+    assert any(p.vae_tiling for p in mp.ladder("wan"))
+
+
+def test_a_smaller_size_needs_less():
+    big, small = load_profile("modern"), load_profile("modern")
+    small["animate"] = {**small["animate"], "resolution_scale": 0.5}
+    peak = lambda s: mp.predict_peak("wan", s["animate"], mp.Placement("model_offload"))  # noqa: E731
+    assert peak(small) < peak(big)
+
+
+def test_placement_names_round_trip():
+    for placement in mp.ladder("flux-schnell"):
+        assert mp.Placement.parse(str(placement)) == placement
+    with pytest.raises(ValueError):
+        mp.Placement.parse("everywhere")
+
+
+def test_below_lists_the_rest_of_the_ladder():
+    stage = plan("modern", 24).stage("keyframe")
+    assert [str(p) for p in mp.placements_below(stage)] == ["group_offload", "sequential_offload"]
+
+
+@pytest.mark.parametrize("gib,code", [(24, 0), (141, 0), (8, 3)])
+def test_cli_exit_codes_and_json(gib, code, capsys):
+    assert cli.main(["gpu-plan", "modern", "--gpu-memory", str(gib), "--json"]) == code
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert {s["stage"] for s in data["stages"]} == {"narrate", "keyframe", "animate"}
+    for stage in data["stages"]:
+        assert set(stage) == {"stage", "backend", "placement", "predicted_peak_gib", "fits"}
+    if code == 3:
+        assert len(err.strip().splitlines()) == 1 and "needs at least" in err
+
+
+def test_cli_table_and_studio(capsys):
+    assert cli.main(["gpu-plan", "studio", "--gpu-memory", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "keyframe" in out and "sdxl-ensemble" in out and "GiB" in out
+
+
+def test_cli_without_a_gpu_needs_the_flag(capsys, monkeypatch):
+    monkeypatch.setattr(mp, "local_gpu_gib", lambda: None)
+    assert cli.main(["gpu-plan", "modern"]) == 2
+    assert "--gpu-memory" in capsys.readouterr().err
+
+
+def test_gpu_plan_does_not_import_torch():
+    code = ("import sys; from faceless.flows import cli; "
+            "rc = cli.main(['gpu-plan', 'modern', '--gpu-memory', '24']); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_gpu_check_sets_predicted_beside_measured(capsys):
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    result = {"settings": load_profile("modern"), "cap_gib": 24.0, "total_gib": 80.0,
+              "stage_peaks": {"keyframe": 21.7, "animate": 17.9},
+              "stages": [{"stage": "keyframe", "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+                         {"stage": "animate", "placement": {"placement": "model_offload", "predicted_peak_gib": 18.47}}]}
+    rows = {row["stage"]: row for row in gpu_check.prediction_rows(result)}
+    assert rows["keyframe"]["planned"] == "model_offload" and rows["keyframe"]["used"] == "model_offload"
+    assert rows["keyframe"]["measured_gib"] == 21.7 and rows["narrate"]["measured_gib"] is None
+    assert rows["animate"]["predicted_gib"] == plan("modern", 24).stage("animate").predicted_peak_gib
+    gpu_check.print_prediction(result)
+    out = capsys.readouterr().out
+    assert "predicted" in out and "measured" in out and "21.70" in out
+
+
+def test_run_summary_shows_each_gpu_stage_placement():
+    from faceless.flows import report
+
+    stages = [{"stage": "plan", "scene": None, "placement": None},
+              {"stage": "keyframe", "scene": 0, "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+              {"stage": "keyframe", "scene": 1, "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+              {"stage": "animate", "scene": 0, "placement": {"placement": "cpu", "predicted_peak_gib": None}}]
+    assert report.placements(stages) == ("keyframe: `model_offload` (predicted peak 22.59 GiB); animate: `cpu`")
+    assert report.placements([{"stage": "plan", "scene": None}]) == "none"
