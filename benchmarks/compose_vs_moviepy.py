@@ -41,7 +41,8 @@ def prepare(story: Path, work: Path, x264: dict) -> Path:
     os.environ["FACELESS_HOME"] = str(work / "home")
     from faceless.tasks.runtime import store
     from faceless.tasks.media.captions import CaptionRenderer, phrases
-    from faceless.tasks.stages.compose import _decode, caption_schedule, loud_aac, transition_handles
+    from faceless.tasks.stages.compose import _decode, caption_schedule, loud_aac
+    from faceless.tasks.stages.timeline import transition_handles
     from faceless.tasks.stages.plan import slugify
 
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

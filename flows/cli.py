@@ -112,7 +112,9 @@ def _run_parameters(flow_run_id: str) -> dict:
     with get_client(sync_client=True) as client:
         try:
             run = client.read_flow_run(run_id)
-        except Exception:
+        except Exception as error:
+            if _unauthorized(error):
+                raise
             raise ValueError(f"no flow run {flow_run_id} on the Prefect server in use") from None
         flow = client.read_flow(run.flow_id)
     if flow.name != "story-to-video":
@@ -152,7 +154,36 @@ def _render(parameters: dict) -> int:
     return 1
 
 
+def _unauthorized(error: BaseException | None) -> bool:
+    """True when the error (or one it came from) is the Prefect server's 401."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        response = getattr(error, "response", None)
+        if getattr(response, "status_code", None) == 401:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _refused_line() -> str:
+    url = os.environ.get("PREFECT_API_URL") or "the Prefect server"
+    given = "a different one" if os.environ.get("PREFECT_API_AUTH_STRING") else "none"
+    return (f"faceless: error: {url} answered 401 Unauthorized: it wants its auth string, and this shell "
+            f"gives {given}; set PREFECT_API_AUTH_STRING (`make cluster` prints it among its export lines)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except Exception as error:
+        if not _unauthorized(error):
+            raise
+        print(_refused_line(), file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "profile":
         return _show_profile(args.name, args.size)

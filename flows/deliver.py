@@ -8,12 +8,14 @@ page gets a link artifact to the video.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from faceless.flows import roots
 from faceless.tasks.runtime import store
+from faceless.tasks.stages.results import AlignmentResult, KeyframeResult, NarrationResult, VideoResult
 
 
 class OutputError(ValueError):
@@ -21,15 +23,17 @@ class OutputError(ValueError):
 
 
 def s3_out(out: str | Path) -> tuple[str, str] | None:
-    """(bucket, prefix) for an s3:// output (a Path made of one has lost a slash: s3:/b/p)."""
+    """(bucket, prefix) for an s3:// output in any spelling roots.normal knows (a Path made of
+    one has lost a slash: s3:/b/p; S3://b/p is the same place)."""
     text = str(out)
-    for scheme in ("s3://", "s3:/"):
-        if text.startswith(scheme):
-            bucket, _, prefix = text[len(scheme):].partition("/")
-            if not bucket:
-                raise OutputError(f"out {text!r} names no bucket")
-            return bucket, prefix.strip("/")
-    return None
+    if not re.match(r"s3:/", text, re.I):
+        return None
+    bucket, _, prefix = roots.normal(text)[len("s3://"):].partition("/")
+    if not bucket:
+        raise OutputError(f"out {text!r} names no bucket")
+    if any(part in (".", "..") for part in (bucket, *prefix.split("/"))):  # also a local staging folder's name
+        raise OutputError(f"out {text!r} has . or .. in it; name the bucket and prefix plainly")
+    return bucket, prefix.strip("/")
 
 
 def output_folder(out: str | Path) -> Path | str:
@@ -53,8 +57,8 @@ def output_folder(out: str | Path) -> Path | str:
     return path
 
 
-def export(out: Path, slug: str, video: dict, narration: dict, alignment: dict,
-           keyframes: list[dict], manifest: dict) -> Path:
+def export(out: Path, slug: str, video: VideoResult, narration: NarrationResult, alignment: AlignmentResult,
+           keyframes: list[KeyframeResult], manifest: dict) -> Path:
     """Copy the artifacts a creator needs out of the store, then swap the folder into place,
     so <out>/<slug> is always either the previous complete render or this one."""
     if not slug or slug != Path(slug).name or slug.startswith("."):
@@ -72,18 +76,18 @@ def export(out: Path, slug: str, video: dict, narration: dict, alignment: dict,
         return _swap_in(target, slug, video, narration, alignment, keyframes, manifest)
 
 
-def _swap_in(target: Path, slug: str, video: dict, narration: dict, alignment: dict,
-             keyframes: list[dict], manifest: dict) -> Path:
+def _swap_in(target: Path, slug: str, video: VideoResult, narration: NarrationResult, alignment: AlignmentResult,
+             keyframes: list[KeyframeResult], manifest: dict) -> Path:
     out = target.parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{slug}.tmp-", dir=out))
     try:
-        shutil.copyfile(store.path_of(video, "video.mp4"), tmp / "video.mp4")
-        shutil.copyfile(store.path_of(narration, "narration.wav"), tmp / "narration.wav")
+        shutil.copyfile(video.path("video.mp4"), tmp / "video.mp4")
+        shutil.copyfile(narration.path("narration.wav"), tmp / "narration.wav")
         for name in ("subtitles.srt", "subtitles.vtt"):
-            shutil.copyfile(store.path_of(alignment, name), tmp / name)
+            shutil.copyfile(alignment.path(name), tmp / name)
         (tmp / "keyframes").mkdir()
         for index, ref in enumerate(keyframes):
-            shutil.copyfile(store.path_of(ref, "keyframe.png"), tmp / "keyframes" / f"scene-{index:02d}.png")
+            shutil.copyfile(ref.path("keyframe.png"), tmp / "keyframes" / f"scene-{index:02d}.png")
         store.write_json(tmp / "manifest.json", manifest)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; deliverables are for sharing
         if target.exists():

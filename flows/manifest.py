@@ -9,6 +9,9 @@ from prefect.runtime import flow_run
 
 from faceless.tasks import models
 from faceless.tasks.runtime import store
+from faceless.tasks.stages.results import (AlignmentResult, ClipResult, MusicResult, NarrationResult, PlanResult,
+                                           StageResult, Storyboard, VideoResult)
+from faceless.tasks.stages.timeline import Timeline
 
 
 def backends(profile: dict) -> dict:
@@ -25,25 +28,26 @@ class StageLedger:
         self.loads_before = dict(models.LOADS)
         self.stages: list[dict] = []
 
-    def record(self, stage: str, run, scene: int | None = None) -> dict:
-        """The artifact of a finished task (a future or a state), noted in the ledger."""
+    def record(self, stage: str, run, scene: int | None = None) -> StageResult:
+        """The result of a finished task (a future or a state), noted in the ledger."""
         if hasattr(run, "wait"):
             run.wait()
             run = run.state
-        ref = run.result()
-        cached = run.name == "Cached" or ref["cached"]
+        result = run.result()
+        ref = result.ref
+        cached = run.name == "Cached" or ref.cached
         self.stages.append({
             "stage": stage,
             "scene": scene,
-            "key": ref["key"],
+            "key": ref.key,
             "cached": cached,
-            "seconds": 0.0 if cached else ref["seconds"],
-            "attempts": ref["attempts"],
-            "degraded": ref["degraded"],
+            "seconds": 0.0 if cached else ref.seconds,
+            "attempts": ref.attempts,
+            "degraded": ref.degraded,
             # Where the stage's models sat on the GPU and the predicted peak (GiB), for GPU stages.
-            "placement": (ref.get("meta") or {}).get("placement"),
+            "placement": (ref.meta or {}).get("placement"),
         })
-        return ref
+        return result
 
     def model_loads(self) -> dict:
         return {family: count - self.loads_before.get(family, 0) for family, count in models.LOADS.items()
@@ -56,35 +60,35 @@ class StageLedger:
                 f"cached: {sum(r['cached'] for r in self.stages)} of {len(self.stages)} stages")
 
 
-def scene_rows(shots: list[dict], timeline: dict, clips: list[dict], fps: int) -> list[dict]:
+def scene_rows(board: Storyboard, timeline: Timeline, clips: list[ClipResult], fps: int) -> list[dict]:
     """One row per shot: the storyboard's fields, where it lands in the video, how it moves."""
-    bounds = timeline["bounds"]
+    bounds = timeline.bounds
     return [
-        {**shot, "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
-         "clip_frames": timeline["clip_frames"][i],
-         **{k: clips[i]["meta"][k] for k in ("windows", "fps_conditioning", "interpolation")}}
-        for i, shot in enumerate(shots)
+        {**shot.model_dump(mode="json"), "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
+         "clip_frames": timeline.clip_frames[i],
+         **{k: clips[i].meta[k] for k in ("windows", "fps_conditioning", "interpolation")}}
+        for i, shot in enumerate(board.shots)
     ]
 
 
-def build_manifest(*, ledger: StageLedger, plan: dict, profile: str, settings: dict, identities: dict,
-                   shots: list[dict], timeline: dict, narration: dict, alignment: dict, clips: list[dict],
-                   video: dict, music: str | None, music_ref: dict | None) -> dict:
-    duration = store.read_json(store.path_of(narration, "words.json"))["duration"]
+def build_manifest(*, ledger: StageLedger, plan: PlanResult, profile: str, settings: dict, identities: dict,
+                   board: Storyboard, timeline: Timeline, narration: NarrationResult, alignment: AlignmentResult,
+                   clips: list[ClipResult], video: VideoResult, music: str | None,
+                   music_ref: MusicResult | None) -> dict:
     return {
-        "story": {"title": plan["title"], "slug": plan["slug"], "sentences": len(plan["sentences"]),
-                  "words": sum(len(s["words"]) for s in plan["sentences"])},
+        "story": {"title": plan.title, "slug": plan.slug, "sentences": len(plan.sentences),
+                  "words": plan.word_count},
         "profile": profile,
         "settings": settings,
         "models": identities,
         "backends": backends(settings),
         "model_loads": ledger.model_loads(),
-        "seeds": [shot["seed"] for shot in shots],
-        "scenes": scene_rows(shots, timeline, clips, settings["compose"]["fps"]),
-        "narration": {"duration": duration, **narration["meta"]},
-        "subtitles": alignment["meta"],
-        "video": video["meta"],
-        "music": music_ref and {"file": Path(music).name, **music_ref["meta"]},
+        "seeds": board.seeds,
+        "scenes": scene_rows(board, timeline, clips, settings["compose"]["fps"]),
+        "narration": {"duration": narration.duration, **narration.meta},
+        "subtitles": alignment.meta,
+        "video": video.meta,
+        "music": music_ref and {"file": Path(music).name, **music_ref.meta},
         "stages": ledger.stages,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
         "rendered_by": store.rendered_by(),

@@ -72,12 +72,17 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
     """Check the flow's parameters (the same names and defaults as story_to_video's; empty
     text is not given, and profile_file, when given, is used instead of profile); raises with
     a one-line message at the first problem. Writes nothing."""
+    roots.refuse_job_variables()  # a deployment run cannot widen the worker's roots
     text, title = story_input(story, story_file)
     _, body = split_front_matter(text)
     # Fonts are checked on the text the captions will draw: normalised, as the plan stage does.
     body = normalise_story(body)
     output_folder(out)
-    settings = load_profile(profile_file or profile, size or None)
+    source = profile_file or profile
+    if source.endswith((".yaml", ".yml")) or profile_file:  # a file of the caller's, not an installed one
+        roots.check("profile_file", source)
+    settings = load_profile(source, size or None)
+    roots.check_profile(settings)  # every model folder and font file the profile names
     identities = model_identities(settings)  # every missing model named at once
     check_fonts(body, settings["compose"]["captions"])
     if music:

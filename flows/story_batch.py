@@ -16,6 +16,7 @@ from prefect.artifacts import acreate_markdown_artifact
 from prefect.deployments import arun_deployment
 from prefect.settings import get_current_settings
 
+from faceless.flows import roots
 from faceless.flows.deliver import output_folder
 from faceless.flows.parameters import ProfileName
 
@@ -24,6 +25,7 @@ def story_files(stories: str | list[str]) -> list[Path]:
     """The story files named by a folder (its *.txt files), a file, or a list of either."""
     files: list[Path] = []
     for entry in [stories] if isinstance(stories, str) else stories:
+        roots.check("stories", entry)
         path = Path(entry).expanduser().absolute()
         if path.is_dir():
             files.extend(sorted(path.glob("*.txt")))
@@ -33,6 +35,7 @@ def story_files(stories: str | list[str]) -> list[Path]:
             raise FileNotFoundError(f"no story file or folder {entry!r} (from {Path.cwd()})")
     if not files:
         raise ValueError(f"no stories (*.txt) in {stories!r}")
+    roots.check_all("stories", files)  # a link inside a folder may still lead out
     return files
 
 
@@ -71,6 +74,7 @@ async def story_batch(stories: str | list[str] = "deployments/stories", profile:
         size: Output WIDTHxHEIGHT for every story, e.g. 1080x1920 or 1920x1080; empty for the
             profile's own (720x1280).
     """
+    roots.refuse_job_variables()  # before any story run starts
     logger = get_run_logger()
     files = story_files(stories)
     target = str(output_folder(out))

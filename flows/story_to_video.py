@@ -1,10 +1,13 @@
 """The story-to-video flow: wiring of the stages, no media or model code.
 
     plan -> narrate -> align -> storyboard -> keyframe[shot] -> animate[shot] -> compose -> <out>/<slug>/
+                                                                        music ---^
 
-Every stage is a cached task that returns a small reference to a file artifact. The
-storyboard cuts the narration into shots on its word times, so the pictures wait for the
-words; each shot's clip needs its keyframe and its length.
+Every stage is a cached task that writes a file artifact and returns a small typed result: the
+artifact's reference and what the next stages need (tasks/stages/results.py), so this flow
+never opens a file. The storyboard cuts the narration into shots on its word times, so the
+pictures wait for the words; each shot's clip needs its keyframe and its length
+(tasks/stages/timeline.py).
 
 Profiles whose models share one GPU (`memory.release_between_stages`) run the model stages
 one family at a time: narrate and align, then every keyframe, then every clip, each family's
@@ -23,32 +26,24 @@ from faceless.flows import deliver, report
 from faceless.flows.preflight import preflight
 from faceless.flows.manifest import StageLedger, build_manifest
 from faceless.flows.parameters import ProfileName
-from faceless.flows.timeline import clip_settings, shot_timeline
-from faceless.tasks.runtime import gpu, live, store
 from faceless.tasks import models
+from faceless.tasks.runtime import gpu, live
+from faceless.tasks.runtime.caching import with_store
 from faceless.tasks.stages.align import align_task
 from faceless.tasks.stages.animate import animate_task
-from faceless.tasks.runtime.caching import with_store
 from faceless.tasks.stages.compose import compose_task
 from faceless.tasks.stages.keyframe import keyframe_task
-from faceless.tasks.media.music import import_music
+from faceless.tasks.stages.music import music_task
 from faceless.tasks.stages.narrate import narrate_task
 from faceless.tasks.stages.plan import plan_task
 from faceless.tasks.stages.storyboard import storyboard_task
+from faceless.tasks.stages.timeline import clip_settings, shot_timeline
 
 
 def _release(logger, *families: str) -> None:
     released = models.release(*families)
     if released:
         logger.info("released %s before the next model stage", ", ".join(released))
-
-
-def _voice_lines(plan: dict) -> list[dict]:
-    return [{"index": s["index"], "text": s["text"], "words": s["words"]} for s in plan["sentences"]]
-
-
-def _keyframe_inputs(shots: list[dict]) -> list[dict]:
-    return [{k: shot[k] for k in ("prompt", "prompt_2", "description", "negative_prompt", "seed")} for shot in shots]
 
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -80,50 +75,45 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
     logger, ledger = get_run_logger(), StageLedger()
     inputs = preflight(story, story_file, profile, out, size, music)  # every deployment run too
     settings, identities = inputs.settings, inputs.identities
-    music_ref = import_music(music) if music else None
+    music_ref = with_store(music_task)(music) if music else None
     one_family_at_a_time = settings["memory"]["release_between_stages"]
 
-    plan_ref = ledger.record("plan", with_store(plan_task)(inputs.text, inputs.title, settings["plan"], return_state=True))
-    plan = store.read_json(store.path_of(plan_ref, "plan.json"))
+    plan = ledger.record("plan", with_store(plan_task)(inputs.text, inputs.title, settings["plan"], return_state=True))
     narration = ledger.record("narrate", with_store(narrate_task)(
-        _voice_lines(plan), settings["narrate"], identities["narrate"], return_state=True))
+        plan.voice_lines(), settings["narrate"], identities["narrate"], return_state=True))
     alignment = ledger.record("align", with_store(align_task)(
         narration, settings["align"], identities["align"], return_state=True))
     if one_family_at_a_time:
         _release(logger, "bark", "kokoro", "whisper")
 
-    board = ledger.record("storyboard", with_store(storyboard_task)(plan_ref, alignment, settings["plan"], return_state=True))
-    shots = store.read_json(store.path_of(board, "shots.json"))["shots"]
-    logger.info("%s: %d sentences in %d shots", plan["title"], len(plan["sentences"]), len(shots))
-    indexes = [shot["index"] for shot in shots]
-    timeline = shot_timeline([shot["start"] for shot in shots], store.read_json(
-        store.path_of(narration, "words.json"))["duration"], settings["compose"])
-    live.expect(len(ledger.stages) + 2 * len(shots) + 1)  # these, a keyframe and a clip a shot, compose
+    board = ledger.record("storyboard", with_store(storyboard_task)(plan, alignment, settings["plan"], return_state=True))
+    logger.info("%s: %d sentences in %d shots", plan.title, len(plan.sentences), len(board.shots))
+    timeline = shot_timeline(board.starts, narration.duration, settings["compose"])
+    # The view's count of stage tasks: these, the music, a keyframe and a clip a shot, compose.
+    live.expect(len(ledger.stages) + (music_ref is not None) + 2 * len(board.shots) + 1)
 
     keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
-        _keyframe_inputs(shots), indexes, unmapped(settings["keyframe"]), unmapped(identities["keyframe"]))
+        board.keyframe_inputs(), board.indexes, unmapped(settings["keyframe"]), unmapped(identities["keyframe"]))
     if one_family_at_a_time:
         wait(keyframe_futures)
         _release(logger, "sdxl", "flux")
     animate_settings = clip_settings(settings)
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
-        keyframe_futures, [shot["description"] for shot in shots], indexes, [shot["seed"] for shot in shots],
-        timeline["clip_frames"],
+        keyframe_futures, board.descriptions, board.indexes, board.seeds, timeline.clip_frames,
         unmapped(animate_settings), unmapped(identities["animate"]))
     # Let every shot finish (or fail) before reporting: a failure at shot 7 still leaves
     # shots 1-6 done and cached for the resume.
     wait([*keyframe_futures, *animate_futures])
-    keyframes = [ledger.record("keyframe", future, i) for i, future in zip(indexes, keyframe_futures)]
-    clips = [ledger.record("animate", future, i) for i, future in zip(indexes, animate_futures)]
+    keyframes = [ledger.record("keyframe", future, i) for i, future in zip(board.indexes, keyframe_futures)]
+    clips = [ledger.record("animate", future, i) for i, future in zip(board.indexes, animate_futures)]
 
     video = ledger.record("compose", with_store(compose_task)(
-        narration, alignment, clips, {"bounds": timeline["bounds"], "handles": timeline["handles"]},
-        settings["compose"], music_ref, return_state=True))
+        narration, alignment, clips, timeline.for_compose(), settings["compose"], music_ref, return_state=True))
     manifest = build_manifest(
-        ledger=ledger, plan=plan, profile=profile, settings=settings, identities=identities, shots=shots,
+        ledger=ledger, plan=plan, profile=profile, settings=settings, identities=identities, board=board,
         timeline=timeline, narration=narration, alignment=alignment, clips=clips, video=video,
         music=music, music_ref=music_ref)
-    target = deliver.export(Path(out), plan["slug"], video, narration, alignment, keyframes, manifest)
+    target = deliver.export(Path(out), plan.slug, video, narration, alignment, keyframes, manifest)
     report.publish(manifest, target)
     logger.info("%s", ledger.summary())
     logger.info("video: %s", target / "video.mp4")

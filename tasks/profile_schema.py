@@ -25,6 +25,7 @@ from faceless.tasks.backends.wan import DEFAULT_DEGRADE as WAN_DEGRADE, WanOptio
 # WanOptions, LtxOptions); a profile's section takes them from there, so there is still one
 # place for each.
 _FLUX, _KOKORO, _WAN, _LTX = FluxSettings(), KokoroSettings(), WanOptions(), LtxOptions()
+CLIP_CRF = 14  # a shot's clip is an intermediate that compose re-encodes: near-lossless by default
 
 
 class Section(BaseModel):
@@ -153,6 +154,9 @@ class SdxlKeyframe(Section):
     high_noise_frac: float = 0.8  # base runs this fraction of the schedule, the refiner the rest
     guidance_scale: float = 5.0
     model_cpu_offload: bool = False  # ignored without a GPU
+    # torch threads on a CPU (None: torch's own choice, every core). Tiny models make small
+    # matrix products, where a second thread mostly waits: 1 used a quarter of the CPU time.
+    cpu_threads: int | None = None
     vae_tiling: bool = False
     attention_slicing: bool = False
     forward_chunking: bool = False
@@ -202,7 +206,12 @@ class SvdAnimate(Section):
     decode_chunk_size: int  # SVD's temporal VAE decodes all frames at once unless told
     fps_range: Annotated[list[int], Field(min_length=2, max_length=2)]  # SVD's fps conditioning, low and high
     max_windows: int = 2  # a second, chained window only for a shot too long for one at the lowest fps
+    # How the window's frames come to the output rate: motion-compensated (minterpolate), or a
+    # cross-fade of neighbouring frames, much cheaper, for pictures with no motion to follow.
+    interpolation: Literal["motion", "blend"] = "motion"
     zoom: float = 0.0  # push-in over the shot, as a fraction of the frame
+    clip_crf: int = CLIP_CRF  # x264 quality of the shot's clip, an intermediate compose re-encodes
+    cpu_threads: int | None = None  # torch threads on a CPU while generating (see SdxlKeyframe)
     model_cpu_offload: bool = False
     forward_chunking: bool = False  # (no vae_tiling, no attention_slicing: SVD has neither)
     degrade: list[AnimateRung] = []
@@ -237,6 +246,7 @@ class WanAnimate(Section):
     resolution_scale: float = _WAN.resolution_scale
     cpu_threads: int | None = _WAN.cpu_threads
     zoom: float = 0.0
+    clip_crf: int = CLIP_CRF
     degrade: list[NativeRung] = [NativeRung(**rung) for rung in WAN_DEGRADE]
 
 
@@ -259,6 +269,7 @@ class LtxAnimate(Section):
     resolution_scale: float = _LTX.resolution_scale
     cpu_threads: int | None = _LTX.cpu_threads
     zoom: float = 0.0
+    clip_crf: int = CLIP_CRF
     degrade: list[NativeRung] = [NativeRung(**rung) for rung in LTX_DEGRADE]
 
 

@@ -32,10 +32,9 @@ def pytest_collection_modifyitems(items):
 
 
 # Stacks and clusters in the tests wait less for a killed run, through the same settings a user
-# has: workers poll every 2 s (not 10), a run silent for two heartbeats (60 s, not 90) is a
-# zombie, and a dead holder's GPU lease runs out after 30 s (not 60).
+# has: workers poll every 2 s (not 10) and a run silent for two heartbeats (60 s, not 90) is a
+# zombie. (A dead holder's GPU lease stays 60 s: the server refuses shorter leases.)
 QUICK_STACK_ENV = {"PREFECT_WORKER_QUERY_SECONDS": "2", "FACELESS_ZOMBIE_HEARTBEATS": "2",
-                   "FACELESS_GPU_LEASE_S": "30",
                    # No cron run of the nightly batch in the middle of a test.
                    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
 

@@ -87,7 +87,8 @@ def finished(cluster, run_id: str, timeout: float = 900) -> dict:
 
 def test_cluster_prints_exports_and_runs_on_postgres(cluster):
     text = "".join(cluster["output"])
-    for name in ("PREFECT_API_URL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FACELESS_HOME"):
+    for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "FACELESS_HOME"):
         assert f"export {name}=" in text, text
     assert cluster["exports"]["FACELESS_HOME"] == f"s3://{BUCKET}/home"
     assert "prefect server on postgres" in text
@@ -97,6 +98,43 @@ def test_cluster_prints_exports_and_runs_on_postgres(cluster):
     assert limits.get("gpu-worker-1") == 1 and limits.get("gpu-worker-2") == 1, limits
     server_log = (cluster["folder"] / "server.log").read_text()
     assert "sqlite" not in server_log.lower() or "postgresql" in server_log.lower()
+
+
+def test_the_server_wants_its_auth_string_and_the_pool_keeps_its_roots(cluster, tmp_path):
+    """Issue 20: `make cluster`'s server answers 401 without the auth string (and `faceless`
+    says so in one line), and a run whose job variables set FACELESS_ROOTS is refused."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    request = urllib.request.Request(f"{cluster['url']}/flow_runs/filter", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 401
+    assert api(cluster, "/flow_runs/filter", {"limit": 1}) is not None  # with it: answered
+
+    without = {k: v for k, v in cluster["env"].items() if k != "PREFECT_API_AUTH_STRING"}
+    result = subprocess.run([str(BIN / "faceless"), "resume", str(uuid.uuid4())], cwd=ROOT, env=without,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-3000:]
+    assert "401 Unauthorized" in result.stderr and "PREFECT_API_AUTH_STRING" in result.stderr
+    story = write_story(tmp_path, "fox")
+    result = subprocess.run([str(BIN / "faceless"), "render", str(story), "--out", str(tmp_path / "out")], cwd=ROOT,
+                            env={**without, "FACELESS_HOME": str(tmp_path / "home")}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1].startswith("faceless: error: ") and "401" in result.stderr.splitlines()[-1]
+
+    # The pool's locked job template: the server refuses the run when it is created.
+    before = len(api(cluster, "/flow_runs/filter", {}))
+    result = subprocess.run([str(BIN / "prefect"), "deployment", "run", "story-to-video/offline", "--param",
+                             f"story_file={story}", "--param", f"out=s3://{BUCKET}/roots", "--job-variable",
+                             'env={"FACELESS_ROOTS": ""}'], cwd=ROOT, env=cluster["env"], capture_output=True,
+                            text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "FACELESS_ROOTS" in output, output[-3000:]
+    assert len(api(cluster, "/flow_runs/filter", {})) == before
 
 
 def test_batch_of_four_runs_on_both_workers_with_every_artifact_in_the_bucket(cluster, tmp_path):

@@ -43,9 +43,13 @@ def write_story(folder: Path, name: str) -> Path:
 
 
 def api(stack: dict, path: str, body: dict | None = None):
+    import base64
+
+    auth = (stack.get("env") or {}).get("PREFECT_API_AUTH_STRING")  # a cluster's server wants it
     request = urllib.request.Request(
         f"{stack['url']}{path}", method="POST" if body is not None else "GET",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json",
+                 **({"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {})},
         data=None if body is None else json.dumps(body).encode())
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.load(response)

@@ -63,7 +63,7 @@ def test_a_bitrate_cap_holds_where_crf_alone_would_exceed_it(tmp_path):
 def test_offline_profile_has_no_cap_and_its_preset():
     compose = load_profile("offline")["compose"]
     options = video_options(compose)
-    assert options == {"preset": "veryfast", "crf": "23"}
+    assert options == {"preset": "ultrafast", "crf": "23"}
 
 
 def test_studio_profile_encodes_with_the_original_pipelines_settings():

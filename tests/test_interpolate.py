@@ -62,3 +62,28 @@ def test_enough_generated_frames_are_picked_not_made():
     frames, method = interpolate(generated, 13, 24)
     assert method == "none"
     assert [best_match(f)[0] for f in frames] == [10 + 2 * i for i in range(13)]
+
+
+def test_blend_cross_fades_neighbours_and_keeps_the_generated_frames_in_place():
+    """The offline profile's cheap way: each in-between frame mixes the two generated frames
+    either side of it, and every output frame differs from the one before (the clip moves)."""
+    from faceless.tasks.media.interpolate import BLEND
+
+    generated = [Image.new("RGB", (16, 16), (v, 255 - v, 0)) for v in (0, 80, 240)]
+    frames, method = interpolate(generated, 9, 24, "blend")
+    frames = [np.asarray(f).astype(int) for f in frames]
+    assert method == BLEND and len(frames) == 9
+    # Generated frame i lands on output frame 4 * i exactly.
+    for i, g in enumerate(generated):
+        assert (frames[4 * i] == np.asarray(g)).all()
+    # Halfway between the first two: their mean (within rounding).
+    assert abs(frames[2][0, 0, 0] - 40) <= 1
+    reds = [f[0, 0, 0] for f in frames]
+    assert all(b > a for a, b in zip(reds, reds[1:])), reds
+
+
+def test_an_unknown_interpolation_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="motion or blend"):
+        interpolate([frame_with_patch_at(0), frame_with_patch_at(4)], 5, 24, "optical-flow")

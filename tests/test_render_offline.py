@@ -88,7 +88,9 @@ def test_each_shot_has_its_prompt_window_and_interpolation(first):
         assert shot["index"] == i and shot["text"] in BODY
         assert shot["frames"] / 24 <= 7.0 and shot["windows"] == 1
         assert 2 <= shot["fps_conditioning"] <= 24
-        assert shot["interpolation"].startswith("minterpolate")
+        # The offline profile cross-fades its noise frames; tiny keeps motion-compensated
+        # interpolation (tests/test_storyboard_render.py).
+        assert shot["interpolation"].startswith("blend")
         sent = shot["prompt"] + " " + shot["prompt_2"]
         assert shot["prompt_tokens"] <= 77
         assert "an old oak wood on a hill at dusk" in sent and "storybook watercolour" in sent
@@ -123,6 +125,22 @@ def test_mp4_streams_are_publishable(first):
     # +faststart: the index (moov) comes before the media data (mdat).
     head = video_path.read_bytes()[:1 << 20]
     assert 0 <= head.find(b"moov") < head.find(b"mdat")
+
+
+def test_every_shot_is_a_moving_picture(first):
+    """Each shot's stretch of the video changes from frame to frame (the cross-faded frames
+    and the push-in), and its first and last frames differ: no shot is a still."""
+    with av.open(str(first["folder"] / "video.mp4")) as container:
+        # The top half only: the burned captions sit in the lower part.
+        frames = [f.reformat(width=90, height=160).to_ndarray(format="rgb24")[:80].astype(int)
+                  for f in container.decode(video=0)]
+    start = 0
+    for shot in first["manifest"]["scenes"]:
+        span = frames[start:start + shot["frames"]]
+        start += shot["frames"]
+        steps = [np.abs(b - a).mean() for a, b in zip(span, span[1:])]
+        assert np.mean([step > 0 for step in steps]) > 0.9, (shot["index"], steps)
+        assert np.abs(span[-1] - span[0]).mean() > 2, shot["index"]
 
 
 def test_soft_subtitle_track_holds_the_cues(first):

@@ -150,7 +150,11 @@ def test_two_machines_racing_on_one_key_end_with_one_artifact(seaweed, machine, 
     assert keys(seaweed, base) == [f"{base}/{results[0]['files']['noise.bin']}/noise.bin", f"{base}/manifest.json"]
 
 
-def test_render_on_s3_from_two_machines(seaweed, prefect_server, models_home, tmp_path):
+@pytest.fixture(scope="module")
+def s3_render(seaweed, prefect_server, models_home, tmp_path_factory):
+    """One real render on an s3:// home from machine-a, shared by the tests below (a render is
+    the slow part of this module)."""
+    tmp_path = tmp_path_factory.mktemp("s3-render")
     story = tmp_path / "fox.txt"
     story.write_text("A small fox found a golden key under the old oak tree. She opened the door in the hill.",
                      encoding="utf-8")
@@ -163,11 +167,65 @@ def test_render_on_s3_from_two_machines(seaweed, prefect_server, models_home, tm
         scratch.mkdir()
         (scratch / "models").symlink_to(models_home, target_is_directory=True)
         machines[name] = {**env, "FACELESS_SCRATCH": str(scratch), "FACELESS_WORKER_NAME": name}
-
     out = f"s3://{BUCKET}/{prefix}/videos"
     started = time.monotonic()
     render(machines["machine-a"], story, out)
-    first_seconds = time.monotonic() - started
+    seconds = time.monotonic() - started
+    manifest = json.loads(client(seaweed).get_object(Bucket=BUCKET, Key=f"{prefix}/videos/fox/manifest.json")["Body"].read())
+    return {"tmp": tmp_path, "story": story, "prefix": prefix, "machines": machines, "out": out, "seconds": seconds,
+            "manifest": manifest}
+
+
+def stage_key(manifest: dict, stage: str) -> str:
+    return next(s["key"] for s in manifest["stages"] if s["stage"] == stage)
+
+
+def files_under(folder: Path) -> set[str]:
+    """Every file and link under folder (not following links: the models link stays one entry)."""
+    return {str(p) for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+@pytest.fixture(scope="module")
+def planted_render(seaweed, s3_render):
+    """What a person who may write the bucket plants after the first render: plan's manifest
+    replaced by one that also names ../ and absolute paths (their objects uploaded too), and a
+    pickle that creates a file when loaded where storyboard's cache record was. Then the second
+    machine, with an empty scratch folder, renders the same story."""
+    from test_security import Planted, record_bytes
+    from prefect.serializers import PickleSerializer
+
+    tmp, prefix, first = s3_render["tmp"], s3_render["prefix"], s3_render["manifest"]
+    s3 = client(seaweed)
+    plan_base = f"{prefix}/artifacts/plan/{stage_key(first, 'plan')}"
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{plan_base}/manifest.json")["Body"].read())
+    payload = b"written by whoever may write the bucket\n"
+    digest = __import__("hashlib").sha256(payload).hexdigest()
+    escapes = ["../../../escaped-1.txt", "../../../../escaped-2.txt", "a/../../../../../escaped-3.txt",
+               str(tmp / "escaped-4.txt"), "/tmp/faceless-escaped-5.txt", "..\\..\\escaped-6.txt", "C:/escaped-7.txt"]
+    for name in escapes:
+        try:  # the objects too, so a reader that trusted the names would find and write them
+            s3.put_object(Bucket=BUCKET, Key=f"{plan_base}/{digest}/{name}", Body=payload)
+        except Exception:
+            pass
+    manifest["files"].update(dict.fromkeys(escapes, digest))
+    s3.put_object(Bucket=BUCKET, Key=f"{plan_base}/manifest.json", Body=json.dumps(manifest).encode())
+    marker = tmp / "unpickled"
+    record = f"{prefix}/prefect-results/storyboard-{stage_key(first, 'storyboard')}"
+    assert record in keys(seaweed, f"{prefix}/prefect-results/")
+    s3.put_object(Bucket=BUCKET, Key=record, Body=record_bytes(Planted(marker), PickleSerializer()))
+
+    scratch = Path(s3_render["machines"]["machine-b"]["FACELESS_SCRATCH"])
+    before = files_under(tmp)
+    started = time.monotonic()
+    result = render(s3_render["machines"]["machine-b"], s3_render["story"], s3_render["out"])
+    seconds = time.monotonic() - started
+    again = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{prefix}/videos/fox/manifest.json")["Body"].read())
+    return {"result": result, "seconds": seconds, "manifest": again, "plan_base": plan_base, "marker": marker,
+            "record": record, "scratch": scratch, "before": before, "escapes": escapes}
+
+
+def test_render_on_s3_from_two_machines(seaweed, prefect_server, s3_render, planted_render):
+    prefix, manifest = s3_render["prefix"], s3_render["manifest"]
     listed = keys(seaweed, prefix)
     for stage in ("plan", "narrate", "align", "keyframe", "animate", "compose"):
         assert any(k.startswith(f"{prefix}/artifacts/{stage}/") and k.endswith("/manifest.json") for k in listed), stage
@@ -175,7 +233,6 @@ def test_render_on_s3_from_two_machines(seaweed, prefect_server, models_home, tm
         k for k in listed if "/artifacts/" not in k]
     for name in ("video.mp4", "narration.wav", "subtitles.srt", "manifest.json", "keyframes/scene-00.png"):
         assert f"{prefix}/videos/fox/{name}" in listed, name
-    manifest = json.loads(client(seaweed).get_object(Bucket=BUCKET, Key=f"{prefix}/videos/fox/manifest.json")["Body"].read())
     assert manifest["rendered_by"] == "machine-a"
     assert not any(s["cached"] for s in manifest["stages"])
     import urllib.request
@@ -191,12 +248,44 @@ def test_render_on_s3_from_two_machines(seaweed, prefect_server, models_home, tm
         assert response.read(16)[4:8] == b"ftyp"  # the link opens the video
 
     # The other machine, with an empty scratch folder: every stage comes back Cached from the
-    # bucket (Prefect's records and the artifacts), and its video is the same.
-    started = time.monotonic()
-    render(machines["machine-b"], story, out)
-    second_seconds = time.monotonic() - started
-    again = json.loads(client(seaweed).get_object(Bucket=BUCKET, Key=f"{prefix}/videos/fox/manifest.json")["Body"].read())
+    # bucket (Prefect's records and the artifacts), and its video is the same; plan's manifest,
+    # spoiled in the bucket meanwhile (planted_render), is the one stage made again.
+    again = planted_render["manifest"]
     assert again["rendered_by"] == "machine-b" and again["flow_run_id"] != manifest["flow_run_id"]
-    assert all(s["cached"] for s in again["stages"]), again["stages"]
+    assert {s["stage"] for s in again["stages"] if not s["cached"]} <= {"plan"}, again["stages"]
     assert [s["key"] for s in again["stages"]] == [s["key"] for s in manifest["stages"]]
-    print(f"s3 render: first machine {first_seconds:.1f} s, second machine (all cached) {second_seconds:.1f} s")
+    print(f"s3 render: first machine {s3_render['seconds']:.1f} s, second machine (cached but the spoiled plan) "
+          f"{planted_render['seconds']:.1f} s")
+
+
+def test_a_planted_manifest_naming_paths_outside_is_refused_and_remade(seaweed, s3_render, planted_render):
+    """Issue 20: a manifest in the bucket with ../ and absolute names. The render succeeds,
+    nothing appears outside the artifact folders, and the log names the refused manifest."""
+    stderr = planted_render["result"].stderr
+    plan_key = stage_key(s3_render["manifest"], "plan")
+    assert f"refused the manifest of plan artifact {plan_key}" in stderr, stderr[-4000:]
+    assert stderr.count(f"refused the manifest of plan artifact {plan_key}") == 1
+    scratch, tmp = planted_render["scratch"], s3_render["tmp"]
+    # Every file the render wrote in the areas this test sees is inside machine-b's artifact
+    # folders (or its delivered copy); no escaped-* file anywhere the names pointed.
+    allowed = (str(scratch / "artifacts") + "/", str(scratch / "delivered") + "/")
+    outside = sorted(p for p in files_under(tmp) - planted_render["before"] if not p.startswith(allowed))
+    assert not outside, outside
+    escaped = [p for p in [*files_under(tmp), *tmp.parent.glob("escaped-*"), *Path("/tmp").glob("faceless-escaped-*")]
+               if "escaped-" in Path(p).name]
+    assert not escaped, escaped
+    for path in (scratch / "artifacts").rglob("*"):  # artifact folders hold only what manifests may name
+        assert ".." not in path.relative_to(scratch).parts
+    # The bucket holds a good manifest for plan again, one that names no path outside.
+    fixed = json.loads(client(seaweed).get_object(Bucket=BUCKET, Key=f"{planted_render['plan_base']}/manifest.json")
+                       ["Body"].read())
+    assert all(store.safe_name(name) for name in fixed["files"]) and "plan.json" in fixed["files"]
+
+
+def test_a_planted_pickle_record_is_never_loaded(seaweed, s3_render, planted_render):
+    """Issue 20: a pickle that would create a file when loaded, planted as a cache record: the
+    file is never created, the render succeeds, and the record is JSON again."""
+    assert not planted_render["marker"].exists()
+    assert "refused the cache record" in planted_render["result"].stderr
+    record = client(seaweed).get_object(Bucket=BUCKET, Key=planted_render["record"])["Body"].read()
+    assert json.loads(record)["metadata"]["serializer"] == {"type": "faceless-json"}

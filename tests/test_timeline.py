@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from faceless.tasks.stages.animate import write_clip
-from faceless.tasks.stages.compose import clip_lengths, frame_boundaries, timeline_frames, transition_handles
+from faceless.tasks.stages.compose import timeline_frames
+from faceless.tasks.stages.timeline import clip_lengths, frame_boundaries, shot_timeline, transition_handles
 
 
 def test_boundaries_tile_the_narration():
@@ -43,14 +44,12 @@ def test_cross_fade_ramps_from_one_clip_to_the_next(tmp_path):
 def test_a_clip_is_as_long_as_its_shot_wherever_the_shot_lands():
     """An edit earlier in the story moves a shot by a fraction of a frame: its clip (and the
     SVD work in it) must stay the same length, so it stays cached."""
-    from faceless.flows.timeline import shot_timeline
-
     compose = {"fps": 24, "transition_s": 0.5}
     before = shot_timeline([0.0, 3.0, 10.08], 12.80, compose)
     after = shot_timeline([0.0, 3.0, 11.28], 14.00, compose)  # the second shot spoken 1.2 s longer
-    assert before["clip_frames"][2] == after["clip_frames"][2]
-    assert before["clip_frames"][0] == after["clip_frames"][0]
-    assert before["bounds"][-1] == round(12.80 * 24) and after["bounds"][-1] == round(14.00 * 24)
+    assert before.clip_frames[2] == after.clip_frames[2]
+    assert before.clip_frames[0] == after.clip_frames[0]
+    assert before.bounds[-1] == round(12.80 * 24) and after.bounds[-1] == round(14.00 * 24)
 
 
 def test_a_clip_a_frame_short_of_its_place_holds_its_last_frame(tmp_path):

@@ -89,11 +89,12 @@ def motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count
         pipe = models.svd(settings["model"])
         with models.MODEL_LOCK:
             where = placement.ensure_placed("animate", "svd", "svd", pipe, settings)
-            with gpu.memory_knobs(pipe, settings):
+            with gpu.memory_knobs(pipe, settings), \
+                    models.cpu_threads(getattr(pipe, "_execution_device", pipe.device), settings["cpu_threads"]):
                 gpu.inject_fault("animate", shot)
                 return where, generate(pipe, keyframe, settings, windows, fps, seed, progress.step_callback())
 
     # Only the model work holds the GPU; interpolating the frames is CPU work.
     where, frames = gpu.on_gpu(f"animate[{shot}]", on_gpu)
-    moving, method = interpolate(frames, frame_count, settings["out_fps"])
+    moving, method = interpolate(frames, frame_count, settings["out_fps"], settings["interpolation"])
     return frames, moving, {"windows": windows, "fps_conditioning": fps, "interpolation": method, "placement": where}

@@ -11,7 +11,6 @@ comes back over `release_s` after it.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,6 @@ import numpy as np
 from faceless.tasks.media import loudness
 from faceless.tasks.media.audio import decode_mono
 
-from faceless.tasks.runtime import store
-
-STAGE_VERSION = 1
 _WINDOW_S = 0.02        # envelope resolution
 _VOICE_GATE_DB = -35.0  # a window this far under the voice's loudest is a pause
 _FADE_S = (0.5, 1.5)    # fade the music in at the start and out at the end
@@ -54,20 +50,6 @@ def check_music(path: str | Path) -> Path:
         raise MusicError(f"music file not found: {path}")
     read_music(path, 8000)  # a cheap full decode at a low rate
     return path
-
-
-def import_music(path: str | Path) -> dict:
-    """Copy the music into the artifact store, keyed by its content, so compose's cache key
-    depends on the music's bytes, not on where the file was."""
-    path = check_music(path)
-    digest = store.file_sha256(path)
-    key = store.artifact_key("music", STAGE_VERSION, {"sha256": digest})
-
-    def build(directory: Path) -> dict:
-        shutil.copyfile(path, directory / f"music{path.suffix.lower()}")
-        return {"source": path.name, "sha256": digest}
-
-    return store.produce("music", key, build)
 
 
 def ducking_gain(voice: np.ndarray, rate: int, duck_db: float, attack_s: float, release_s: float) -> np.ndarray:

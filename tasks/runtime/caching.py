@@ -8,6 +8,11 @@ when the artifact is missing or corrupt, deletes Prefect's record so the task ru
 The records live next to the artifacts: in FACELESS_HOME/prefect-results, or with an s3://
 home in the bucket (<prefix>/prefect-results/), so a retry on another machine finds them and
 comes back Cached.
+
+Records are JSON (`records.RecordSerializer`), never pickles: whoever may write the bucket
+must not be able to run code on the workers that read it. A record of any other kind is
+refused unread (a cache miss with a warning) and deleted, here before Prefect looks for it,
+and in `S3Records.read_path` when the bucket hands one over.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.runtime import task_run
 from prefect.transactions import get_transaction
 
-from faceless.tasks.runtime import live, store
+from faceless.tasks.runtime import live, records, store
 
 
 def records_dir() -> Path:
@@ -32,8 +37,14 @@ def records_dir() -> Path:
     return store.home() / "prefect-results"
 
 
+RECORDS_VERSION = "r2"  # r2: tasks return typed results (tasks/stages/results.py), not plain dicts
+
+
 def prefect_key(stage: str, key: str) -> str:
-    return f"{stage}-{key}"
+    """The name of Prefect's record for an artifact. Its version changes when what the tasks
+    return changes, so a record of an older kind is never handed to newer code; the artifact
+    (and its key) stays, and the task finds it in the store."""
+    return f"{stage}-{RECORDS_VERSION}-{key}"
 
 
 class S3Records(WritableFileSystem):
@@ -48,7 +59,13 @@ class S3Records(WritableFileSystem):
 
     # Prefect's sync code paths pass _sync=True (for its own dual sync/async blocks); ignored here.
     def read_path(self, path: str, **_: object) -> bytes:
-        return store.s3_client().get_object(Bucket=self.bucket, Key=self._key(path))["Body"].read()
+        content = store.s3_client().get_object(Bucket=self.bucket, Key=self._key(path))["Body"].read()
+        reason = records.unsafe_record(content)
+        if reason is not None:  # Prefect then counts the record as missing: the task runs
+            records.warn(f"s3://{self.bucket}/{self._key(path)}", reason)
+            self.delete_path(path)
+            raise records.UnsafeRecordError(f"refused the cache record {path}: {reason}")
+        return content
 
     def write_path(self, path: str, content: bytes, **_: object) -> str:
         store.s3_client().put_object(Bucket=self.bucket, Key=self._key(path), Body=content)
@@ -89,6 +106,27 @@ def _saved_records(bucket: str, prefix: str, api_url: str | None) -> S3Records:
     return block
 
 
+def check_record(stage: str, key: str) -> None:
+    """Delete our record for (stage, key) unread, with a warning, if it is not a faceless-json
+    record (a pickle planted where a record should be), so Prefect finds none."""
+    storage = result_storage()
+    if isinstance(storage, S3Records):
+        try:
+            storage.read_path(prefect_key(stage, key))  # refuses and deletes an unsafe one
+        except Exception:
+            pass
+        return
+    path = storage / prefect_key(stage, key)
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return
+    reason = records.unsafe_record(content)
+    if reason is not None:
+        records.warn(str(path), reason)
+        path.unlink(missing_ok=True)
+
+
 def forget_record(stage: str, key: str) -> None:
     storage = result_storage()
     if isinstance(storage, S3Records):
@@ -103,12 +141,17 @@ class ArtifactPolicy(CachePolicy):
     version: int = 1
     labels: tuple[str, ...] = ()  # parameters that only name the work (a shot's index), not its content
 
+    def content(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """What the artifact is made from: the task's parameters less its labels."""
+        return {name: value for name, value in inputs.items() if name not in self.labels}
+
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
-        content = {name: value for name, value in inputs.items() if name not in self.labels}
-        key = store.artifact_key(self.stage, self.version, content)
+        key = store.artifact_key(self.stage, self.version, self.content(inputs))
         if store.load(self.stage, key) is None:
             # Without the artifact, Prefect's record would hand back a path to nothing.
             forget_record(self.stage, key)
+        else:
+            check_record(self.stage, key)
         return prefect_key(self.stage, key)
 
 
@@ -122,8 +165,24 @@ def run_stage(stage: str, build: Callable[[Path], dict], degraded: Any = None) -
     return store.produce(stage, key, build, attempts=task_run.run_count or 1, degraded=degraded)
 
 
+def run_stage_keeping(stage: str, build: Callable[[Path], tuple[dict, Any]]) -> tuple[dict, Any]:
+    """run_stage for a stage whose result carries what it wrote: `build` returns (metadata, the
+    data it wrote), and this returns (the artifact's reference, that data), or None for the data
+    when the store already had the artifact (built by an earlier run or another machine), for
+    the stage to read back from the artifact's files."""
+    kept = []
+
+    def keep(directory: Path) -> dict:
+        meta, data = build(directory)
+        kept.append(data)
+        return meta
+
+    ref = run_stage(stage, keep)
+    return ref, (kept[-1] if kept else None)
+
+
 def with_store(task, retries: int = 0):
     """The task with results persisted next to the artifacts of the current FACELESS_HOME (and,
     under `faceless render`'s live view, state hooks that report to it)."""
-    return task.with_options(result_storage=result_storage(), persist_result=True, retries=retries,
-                             **live.hooks())
+    return task.with_options(result_storage=result_storage(), result_serializer=records.RecordSerializer(),
+                             persist_result=True, retries=retries, **live.hooks())

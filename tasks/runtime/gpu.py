@@ -67,9 +67,8 @@ def gpu_limit() -> str:
     """The name of this machine's GPU slot: FACELESS_GPU_LIMIT, else `gpu`."""
     return os.environ.get("FACELESS_GPU_LIMIT") or GPU_LIMIT
 # A killed holder keeps the slot until its lease runs out; a live one renews it in the background.
-# FACELESS_GPU_LEASE_S shortens it (the tests wait out a killed run's lease; 30 s at least, so a
-# renewal late on a loaded machine does not hand a live run's slot to another).
-GPU_LEASE_S = max(30, int(os.environ.get("FACELESS_GPU_LEASE_S") or 60))
+# 60 s is the shortest lease Prefect's server accepts (it answers 422 to less).
+GPU_LEASE_S = 60
 
 
 class FaultSpecError(ValueError):

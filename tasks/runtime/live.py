@@ -31,6 +31,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
+from faceless.tasks.runtime import store
+
 # One lock for the bookkeeping and for everything written to the terminal: rich's Live is not
 # safe against a print from one thread while another refreshes (the cursor moves up by a
 # stale height and wipes lines), so the view refreshes itself from its own thread, under it.
@@ -85,8 +87,8 @@ def _live_finished(task, task_run, state) -> None:
     cached = state.name == "Cached"
     if state.is_completed() and not cached:
         try:  # the stage's artifact reference: it says when the store already had the artifact
-            ref = state.result(raise_on_failure=False)
-            cached = isinstance(ref, dict) and bool(ref.get("cached"))
+            ref = store.as_ref(state.result(raise_on_failure=False))
+            cached = ref is not None and bool(ref.get("cached"))
         except Exception:
             pass
     view.finished(task_run.id, "cached" if cached else "done" if state.is_completed() else "failed")

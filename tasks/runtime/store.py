@@ -21,6 +21,12 @@ since file objects are named by their hash, the loser cannot overwrite a file th
 manifest names. A reader downloads each file into the machine's scratch folder
 (FACELESS_SCRATCH, default ~/.cache/faceless) and checks it against the manifest; files whose
 manifest is missing are never used. Models stay local, in the scratch folder.
+
+Whoever may write the bucket (or the artifact folder) writes the manifests, so nothing in one is
+trusted: every file name, digest, stage and key read from a manifest or a cached record is
+checked (`safe_name`, `check_ref`) before it touches a path. A manifest naming `../x`, `/etc/x`,
+`C:\\x` or anything else outside the artifact's own folder is refused, logged once with its
+stage and key, and the artifact is built again here.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -38,6 +46,67 @@ from typing import Any, Callable
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
+
+# A file name inside an artifact: relative, "/"-separated parts of safe characters, none of them
+# "." or ".." or hidden; no drive letter, backslash or control character; bounded in length.
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+_MAX_NAME = 200
+_MAX_PARTS = 4
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")  # a stage name or a cache key
+_refused: set[tuple[str, str]] = set()
+
+
+class UnsafeArtifactError(ValueError):
+    """A manifest or record whose names would lead outside an artifact's own folder."""
+
+
+def safe_name(name: Any) -> bool:
+    """True for a file name a manifest may hold: relative, inside the artifact's folder."""
+    if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
+        return False
+    parts = name.split("/")
+    return len(parts) <= _MAX_PARTS and all(_PART.fullmatch(part) and part not in (".", "..") for part in parts)
+
+
+def safe_label(value: Any) -> bool:
+    """True for a stage name or cache key (one folder name, no separators or dots)."""
+    return isinstance(value, str) and bool(_LABEL.fullmatch(value))
+
+
+def unsafe_files(files: Any) -> list:
+    """The entries of a manifest's `files` that must not be used (every one, if it is no dict)."""
+    if not isinstance(files, dict):
+        return [files]
+    return [name for name, digest in files.items()
+            if not safe_name(name) or not isinstance(digest, str) or not _DIGEST.fullmatch(digest)]
+
+
+def refuse(stage: str, key: str, what: str, bad: list) -> None:
+    """Log a refused manifest or record once per (stage, key) in this process."""
+    if (stage, key) in _refused:
+        return
+    _refused.add((stage, key))
+    message = (f"refused the {what} of {stage} artifact {key}: unsafe file names "
+               f"{[str(b)[:80] for b in bad[:5]]!r}; building the artifact again here")
+    try:
+        from prefect import get_run_logger
+
+        get_run_logger().warning(message)
+    except Exception:  # outside a flow or task run
+        logging.getLogger("faceless.store").warning(message)
+
+
+def check_ref(ref: Any) -> dict:
+    """An artifact reference (from a cached record) whose stage, key and file names are safe;
+    raises UnsafeArtifactError otherwise."""
+    if not is_ref(ref) or not safe_label(ref.get("stage")) or not safe_label(ref.get("key")):
+        raise UnsafeArtifactError(f"refused an artifact record with an unsafe stage or key: {str(ref)[:200]}")
+    bad = unsafe_files(ref.get("files"))
+    if bad:
+        refuse(ref["stage"], ref["key"], "record", bad)
+        raise UnsafeArtifactError(f"refused the record of {ref['stage']} artifact {ref['key']}: unsafe file names")
+    return ref
 
 
 def remote() -> tuple[str, str] | None:
@@ -103,11 +172,27 @@ def is_ref(value: Any) -> bool:
     return isinstance(value, dict) and value.get("kind") == "artifact"
 
 
+def as_ref(value: Any) -> dict | None:
+    """The artifact reference in `value`: a reference itself, or a stage's typed result, which
+    holds one as `.ref` (tasks/stages/results.py); else None."""
+    if is_ref(value):
+        return value
+    ref = getattr(value, "ref", None)
+    if hasattr(ref, "model_dump"):
+        ref = ref.model_dump()
+    return ref if is_ref(ref) else None
+
+
 def _key_material(value: Any) -> Any:
     # A reference enters a key by its content only: where the store lives, when it was
-    # built and whether it came from cache must not change downstream keys.
-    if is_ref(value):
-        return {"stage": value["stage"], "files": value["files"]}
+    # built and whether it came from cache must not change downstream keys. A stage's typed
+    # result enters by its reference alone (what else it carries is read from those files),
+    # so its keys are those of the plain reference it replaced.
+    ref = as_ref(value)
+    if ref is not None:
+        return {"stage": ref["stage"], "files": ref["files"]}
+    if hasattr(value, "model_dump"):  # any other pydantic model: by its JSON content
+        return _key_material(value.model_dump(mode="json"))
     if isinstance(value, dict):
         return {str(k): _key_material(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
@@ -125,7 +210,16 @@ def artifact_key(stage: str, version: int, inputs: dict[str, Any]) -> str:
 
 
 def artifact_dir(stage: str, key: str) -> Path:
+    if not safe_label(stage) or not safe_label(key):
+        raise UnsafeArtifactError(f"unsafe artifact stage or key: {stage!r} {key!r}")
     return artifacts_dir() / stage / key
+
+
+def inside(directory: Path, name: str) -> Path:
+    """directory / name, for a name already checked by safe_name (and checked once more here)."""
+    if not safe_name(name):
+        raise UnsafeArtifactError(f"unsafe artifact file name {name!r}")
+    return directory / name
 
 
 def load(stage: str, key: str, verify: bool = True) -> dict | None:
@@ -137,8 +231,13 @@ def load(stage: str, key: str, verify: bool = True) -> dict | None:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    files = manifest.get("files")
-    if manifest.get("key") != key or not isinstance(files, dict):
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or manifest.get("key") != key or manifest.get("stage", stage) != stage \
+            or not isinstance(files, dict):
+        return None
+    bad = unsafe_files(files)
+    if bad:
+        refuse(stage, key, "manifest", bad)
         return None
     for name, digest in files.items():
         path = directory / name
@@ -161,7 +260,11 @@ def _remote_manifest(stage: str, key: str) -> dict | None:
             return None
         raise
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if manifest.get("key") != key or not isinstance(files, dict):
+    if not isinstance(files, dict) or manifest.get("key") != key or manifest.get("stage", stage) != stage:
+        return None
+    bad = unsafe_files(files)
+    if bad:
+        refuse(stage, key, "manifest", bad)
         return None
     return manifest
 
@@ -178,11 +281,13 @@ def _load_remote(stage: str, key: str) -> dict | None:
 def fetch(stage: str, key: str, files: dict[str, str]) -> bool:
     """Make this machine's copy of an S3 artifact: download what is missing, keep a file only
     if it hashes to the manifest's digest. False if any file is missing or does not match."""
+    if unsafe_files(files):
+        raise UnsafeArtifactError(f"{stage} artifact {key}: unsafe file names {unsafe_files(files)[:5]!r}")
     bucket, _ = remote()
     client = None
     directory = artifact_dir(stage, key)
     for name, digest in files.items():
-        path = directory / name
+        path = inside(directory, name)
         if path.is_file() and file_sha256(path) == digest:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,9 +478,10 @@ def _sweep_stale_temporaries(parent: Path, older_than_s: float = 6 * 3600) -> No
 
 def path_of(ref: dict, name: str) -> Path:
     """A file inside an artifact, by its name in the manifest."""
+    check_ref(ref)  # a record read back from the store is checked like a manifest
     if name not in ref["files"]:
         raise KeyError(f"{ref['stage']} artifact {ref['key']} has no file {name!r}")
-    path = artifact_dir(ref["stage"], ref["key"]) / name
+    path = inside(artifact_dir(ref["stage"], ref["key"]), name)
     # An S3 artifact this process has not read yet (e.g. a Cached result from another machine).
     if remote() is not None and not path.is_file():
         if not fetch(ref["stage"], ref["key"], {name: ref["files"][name]}):

@@ -15,6 +15,7 @@ from prefect import task
 
 from faceless.tasks.runtime import store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.stages.results import AlignmentResult, NarrationResult
 
 STAGE_VERSION = 2  # 2: faster-whisper word times settled (whisper_align.settle)
 
@@ -158,6 +159,6 @@ def align(words_file: Path, directory: Path, settings: dict | None = None, wav: 
 
 
 @task(name="align", cache_policy=ArtifactPolicy(stage="align", version=STAGE_VERSION))
-def align_task(narration: dict, settings: dict, model: str) -> dict:
-    return run_stage("align", lambda directory: align(
-        store.path_of(narration, "words.json"), directory, settings, store.path_of(narration, "narration.wav")))
+def align_task(narration: NarrationResult, settings: dict, model: str) -> AlignmentResult:
+    return AlignmentResult.of(run_stage("align", lambda directory: align(
+        narration.path("words.json"), directory, settings, narration.path("narration.wav"))))

@@ -24,12 +24,13 @@ from prefect import task
 
 from faceless.tasks import models
 from faceless.tasks.backends import base as backends, svd
-from faceless.tasks.runtime import gpu, placement, store
+from faceless.tasks.profile_schema import CLIP_CRF
+from faceless.tasks.runtime import gpu, placement
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
+from faceless.tasks.stages.results import ClipResult, KeyframeResult
 
 STAGE_VERSION = 3  # 3: backends (svd and the native-pass ones); the shot's description goes with the keyframe
-CLIP_CRF = 14  # an intermediate: compose re-encodes it, so keep it near-lossless
 
 
 def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
@@ -73,14 +74,14 @@ def output_frame(frame: Image.Image, progress: float, zoom: float, size: tuple[i
     return frame.resize(size, Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
 
 
-def write_clip(path: Path, frames, size: tuple[int, int], fps: int) -> None:
+def write_clip(path: Path, frames, size: tuple[int, int], fps: int, crf: int = CLIP_CRF) -> None:
     import av
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(CLIP_CRF), "preset": "ultrafast"}
+        stream.options = {"crf": str(crf), "preset": "ultrafast"}
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_image(image)):
                 container.mux(packet)
@@ -107,15 +108,15 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
         frame.save(frames_dir / f"{i:04d}.png")
     zoom = float(settings["zoom"])
     clip = (output_frame(frame, i / max(1, frame_count - 1), zoom, out_size) for i, frame in enumerate(moving))
-    write_clip(directory / "clip.mp4", clip, out_size, settings["out_fps"])
+    write_clip(directory / "clip.mp4", clip, out_size, settings["out_fps"], settings["clip_crf"])
     return {"generated_frames": len(frames), "frame_count": frame_count, "seed": seed, **meta}
 
 
 # The shot's index only names it (progress, faults, logs): the artifact depends on content.
 @task(name="animate", cache_policy=ArtifactPolicy(stage="animate", version=STAGE_VERSION, labels=("shot",)),
       retry_condition_fn=gpu.retry_on_oom)
-def animate_task(keyframe: dict, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
-                 models_used: dict) -> dict:
+def animate_task(keyframe: KeyframeResult, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
+                 models_used: dict) -> ClipResult:
     """`prompt`: the shot's full description, for backends that read one (svd does not)."""
-    return gpu.run_gpu_stage("animate", shot, settings, lambda directory, applied: animate(
-        store.path_of(keyframe, "keyframe.png"), prompt, shot, seed, frame_count, applied, directory))
+    return ClipResult.of(gpu.run_gpu_stage("animate", shot, settings, lambda directory, applied: animate(
+        keyframe.path("keyframe.png"), prompt, shot, seed, frame_count, applied, directory)))

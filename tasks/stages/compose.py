@@ -22,6 +22,7 @@ from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
 from faceless.tasks.media.audio import decode_mono
 from faceless.tasks.media.captions import CaptionRenderer, blend, phrases
 from faceless.tasks.runtime.progress import Progress
+from faceless.tasks.stages.results import AlignmentResult, ClipResult, MusicResult, NarrationResult, VideoResult
 
 STAGE_VERSION = 6  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music;
 # 6: clips as long as their shots, a frame more or less than their place on the timeline
@@ -36,30 +37,6 @@ _ASS_HEADER = (
 )
 
 
-def frame_boundaries(scene_starts: list[float], duration: float, fps: int) -> list[int]:
-    """Frame index where each scene begins, plus the total: scenes tile the narration exactly."""
-    total = max(1, round(duration * fps))
-    bounds = [0] + [min(total, max(0, round(start * fps))) for start in scene_starts[1:]] + [total]
-    for i in range(1, len(bounds)):  # a scene of no frames still keeps order
-        bounds[i] = max(bounds[i], bounds[i - 1])
-    return bounds
-
-
-def transition_handles(bounds: list[int], half_frames: int) -> list[int]:
-    """Frames each scene boundary cross-fades on either side: index k is the boundary where
-    scene k begins (0 for the first scene, and one more 0 for the end). A short scene gets a
-    shorter fade, so two fades never overlap."""
-    handles = [0] * len(bounds)
-    for k in range(1, len(bounds) - 1):
-        handles[k] = max(0, min(half_frames, (bounds[k] - bounds[k - 1]) // 2, (bounds[k + 1] - bounds[k]) // 2))
-    return handles
-
-
-def clip_lengths(bounds: list[int], handles: list[int]) -> list[int]:
-    """Frames each scene's clip must hold: its own span plus the fades into and out of it."""
-    return [bounds[k + 1] - bounds[k] + handles[k] + handles[k + 1] for k in range(len(bounds) - 1)]
-
-
 def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
     """The output frames (RGB arrays) in order: scene k's clip covers output frames
     [bounds[k] - handles[k], bounds[k+1] + handles[k+1]); where two clips cover a frame
@@ -72,6 +49,7 @@ def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
     def pull(k: int) -> np.ndarray:
         if k not in opened:
             container = av.open(str(clips[k]))
+            container.streams.video[0].thread_type = "AUTO"  # decode on every core
             opened[k] = (container, container.decode(video=0))
         try:
             frame = next(opened[k][1]).to_ndarray(format="rgb24")
@@ -278,12 +256,10 @@ def _bitrate(text: str | int) -> int:
 
 
 @task(name="compose", cache_policy=ArtifactPolicy(stage="compose", version=STAGE_VERSION))
-def compose_task(narration: dict, alignment: dict, clips: list[dict], timeline: dict, settings: dict,
-                 music_ref: dict | None = None) -> dict:
-    music_file = None
-    if music_ref is not None:
-        [name] = music_ref["files"]
-        music_file = store.path_of(music_ref, name)
-    return run_stage("compose", lambda directory: compose(
-        store.path_of(narration, "narration.wav"), store.path_of(alignment, "words.json"),
-        [store.path_of(clip, "clip.mp4") for clip in clips], timeline, settings, directory, music_file))
+def compose_task(narration: NarrationResult, alignment: AlignmentResult, clips: list[ClipResult], timeline: dict,
+                 settings: dict, music_ref: MusicResult | None = None) -> VideoResult:
+    """`timeline`: the shots' `bounds` and `handles` (Timeline.for_compose())."""
+    music_file = music_ref.path(music_ref.file) if music_ref is not None else None
+    return VideoResult.of(run_stage("compose", lambda directory: compose(
+        narration.path("narration.wav"), alignment.path("words.json"),
+        [clip.path("clip.mp4") for clip in clips], timeline, settings, directory, music_file)))

@@ -24,6 +24,7 @@ from faceless.tasks.backends import base as backends
 from faceless.tasks.backends.sdxl import base_then_refiner  # noqa: F401  (where tests and benchmarks import it)
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
+from faceless.tasks.stages.results import KeyframeResult
 
 STAGE_VERSION = 3  # 3: backends (sdxl-ensemble, flux-schnell)
 
@@ -48,7 +49,7 @@ def keyframe(shot: dict, index: int, settings: dict, directory: Path) -> dict:
 # The shot's index only names it (progress, faults, logs): the artifact depends on content.
 @task(name="keyframe", cache_policy=ArtifactPolicy(stage="keyframe", version=STAGE_VERSION, labels=("index",)),
       retry_condition_fn=gpu.retry_on_oom)
-def keyframe_task(shot: dict, index: int, settings: dict, models_used: dict) -> dict:
+def keyframe_task(shot: dict, index: int, settings: dict, models_used: dict) -> KeyframeResult:
     """`shot`: prompt, prompt_2, description, negative_prompt and seed."""
-    return gpu.run_gpu_stage("keyframe", index, settings,
-                             lambda directory, applied: keyframe(shot, index, applied, directory))
+    return KeyframeResult.of(gpu.run_gpu_stage("keyframe", index, settings,
+                                               lambda directory, applied: keyframe(shot, index, applied, directory)))

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from prefect import task
 
+from faceless.tasks.runtime import store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.stages.results import NarrationResult
 
 STAGE_VERSION = 2  # 2: unmatched words get their own time next to their neighbour, not the pause
 
@@ -64,5 +66,10 @@ def voice_identity(settings: dict) -> str:
 
 
 @task(name="narrate", cache_policy=ArtifactPolicy(stage="narrate", version=STAGE_VERSION))
-def narrate_task(sentences: list[dict], settings: dict, model: str) -> dict:
-    return run_stage("narrate", lambda directory: narrate(sentences, settings, directory))
+def narrate_task(sentences: list[dict], settings: dict, model: str) -> NarrationResult:
+    ref = run_stage("narrate", lambda directory: narrate(sentences, settings, directory))
+    # Every voice reports the length it wrote into words.json in its metadata.
+    duration = ref["meta"].get("duration")
+    if duration is None:
+        duration = store.read_json(store.path_of(ref, "words.json"))["duration"]
+    return NarrationResult.of(ref, duration=duration)

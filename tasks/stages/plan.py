@@ -31,7 +31,8 @@ import yaml
 from prefect import task
 
 from faceless.tasks.runtime import store
-from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage_keeping
+from faceless.tasks.stages.results import PlanResult
 from faceless.tasks.text.sentences import split_sentences
 
 MAX_STORY_CHARS = 20_000  # about 3,500 words, a 20-minute narration: far past a short
@@ -187,5 +188,10 @@ def write_plan(plan: Plan, directory: Path) -> dict:
 
 
 @task(name="plan", cache_policy=ArtifactPolicy(stage="plan", version=STAGE_VERSION))
-def plan_task(story: str, title: str, settings: dict) -> dict:
-    return run_stage("plan", lambda directory: write_plan(plan_story(story, settings, title), directory))
+def plan_task(story: str, title: str, settings: dict) -> PlanResult:
+    def build(directory: Path) -> tuple[dict, dict]:
+        plan = plan_story(story, settings, title)
+        return write_plan(plan, directory), plan.to_dict()
+
+    ref, plan = run_stage_keeping("plan", build)
+    return PlanResult.of(ref, **(plan or store.read_json(store.path_of(ref, "plan.json"))))

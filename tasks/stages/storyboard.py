@@ -26,7 +26,8 @@ from pathlib import Path
 from prefect import task
 
 from faceless.tasks.runtime import store
-from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
+from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage_keeping
+from faceless.tasks.stages.results import AlignmentResult, PlanResult, Storyboard
 from faceless.tasks.text.prompts import shot_prompt
 
 STAGE_VERSION = 3  # 3: each shot's whole description, for the T5-read prompts of flux-schnell and wan
@@ -230,15 +231,18 @@ def storyboard(plan: dict, timing: dict, settings: dict) -> list[Shot]:
     return shots
 
 
-def write_storyboard(plan_json: Path, words_json: Path, settings: dict, directory: Path) -> dict:
+def write_storyboard(plan_json: Path, words_json: Path, settings: dict, directory: Path) -> tuple[dict, dict]:
+    """shots.json in `directory`; returns the artifact's metadata and what shots.json holds."""
     shots = storyboard(store.read_json(plan_json), store.read_json(words_json), settings)
-    store.write_json(directory / "shots.json", {"shots": [asdict(s) for s in shots]})
+    board = {"shots": [asdict(s) for s in shots]}
+    store.write_json(directory / "shots.json", board)
     lengths = [s.end - s.start for s in shots]
     return {"shots": len(shots), "longest_s": round(max(lengths), 3), "shortest_s": round(min(lengths), 3),
-            "max_prompt_tokens": max(s.prompt_tokens for s in shots)}
+            "max_prompt_tokens": max(s.prompt_tokens for s in shots)}, board
 
 
 @task(name="storyboard", cache_policy=ArtifactPolicy(stage="storyboard", version=STAGE_VERSION))
-def storyboard_task(plan: dict, alignment: dict, settings: dict) -> dict:
-    return run_stage("storyboard", lambda directory: write_storyboard(
-        store.path_of(plan, "plan.json"), store.path_of(alignment, "words.json"), settings, directory))
+def storyboard_task(plan: PlanResult, alignment: AlignmentResult, settings: dict) -> Storyboard:
+    ref, board = run_stage_keeping("storyboard", lambda directory: write_storyboard(
+        plan.path("plan.json"), alignment.path("words.json"), settings, directory))
+    return Storyboard.of(ref, **(board or store.read_json(store.path_of(ref, "shots.json"))))
