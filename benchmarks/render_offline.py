@@ -84,6 +84,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="faceless-bench-"))
     base_env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     base_env.update(PREFECT_HOME=str(work / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    # What the CLI sets for itself (flows/cli.py), so the no-op flow's temporary server gets
+    # the same time to start on a busy machine.
+    base_env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     median = statistics.median
 
     models = work / "models"
