@@ -248,26 +248,26 @@ def test_run_page_shows_the_summary_and_a_keyframe_in_chromium(stack, tmp_path):
             "--disable-component-update", "--disable-sync"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(f"{stack['ui']}/runs/flow-run/{run_id}", wait_until="networkidle", timeout=60_000)
+            page.goto(f"{stack['ui']}/runs/flow-run/{run_id}", wait_until="networkidle", timeout=180_000)
             page.get_by_text("Artifacts", exact=True).first.click()
             # The list view renders each artifact's description (markdown) under its key.
             page.locator(".p-button-group__button").nth(1).click()
             # The summary's entry: the nearest block around its key that holds pictures.
             card = page.get_by_text("fox-summary", exact=True).locator("xpath=ancestor::*[.//img][1]")
-            card.first.wait_for(timeout=30_000)
+            card.first.wait_for(timeout=90_000)
             text = card.first.inner_text()
             assert "fox" in text and "stages cached" in text and "video.mp4" in text, text
             images = card.first.locator("img[src^='data:image/jpeg;base64,']")
-            images.first.wait_for(state="visible", timeout=30_000)
+            images.first.wait_for(state="visible", timeout=90_000)
             assert images.first.evaluate("img => img.complete && img.naturalWidth") > 0
             page.screenshot(path=str(shots / "run-page.png"), full_page=True)
 
             # One click further: the whole summary, keyframes and shot table.
             page.get_by_text("fox-summary", exact=True).first.click()
-            page.get_by_role("heading", name="Shots").wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Shots").wait_for(timeout=90_000)
             assert page.get_by_text("stages cached").first.is_visible()
             keyframe = page.locator("img[alt='shot 0 keyframe']")
-            keyframe.wait_for(state="visible", timeout=30_000)
+            keyframe.wait_for(state="visible", timeout=90_000)
             assert keyframe.evaluate("img => img.complete && img.naturalWidth") == 180
             page.screenshot(path=str(shots / "summary-artifact.png"), full_page=True)
         finally:
@@ -292,12 +292,12 @@ def _page_text(page) -> str:
 
 def _open_custom_run(page, stack: dict, deployment: dict) -> None:
     """From the deployment's page, as a user: Run, then Custom run."""
-    page.goto(f"{stack['ui']}/v2/deployments/deployment/{deployment['id']}", wait_until="networkidle", timeout=60_000)
+    page.goto(f"{stack['ui']}/v2/deployments/deployment/{deployment['id']}", wait_until="networkidle", timeout=180_000)
     page.get_by_role("button", name="Run").first.click()
     page.get_by_text("Custom run", exact=True).click()
     # The parameters draw after the page: wait for the last one's label.
     last = list(deployment["parameter_openapi_schema"]["properties"])[-1]
-    page.get_by_text(f"{last} (Optional)", exact=True).wait_for(timeout=30_000)
+    page.get_by_text(f"{last} (Optional)", exact=True).wait_for(timeout=90_000)
 
 
 def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, tmp_path):
@@ -319,11 +319,11 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2400})
             page.goto(f"{stack['ui']}/v2/deployments/deployment/{deployment['id']}", wait_until="networkidle",
-                      timeout=60_000)
+                      timeout=180_000)
             # The deployment's own description (prefect.yaml), in its page's Description tab.
             assert deployment["description"].startswith("Render one story on a CPU with no network")
             page.get_by_role("tab", name="Description").click()
-            page.get_by_text("Render one story on a CPU with no network").first.wait_for(timeout=30_000)
+            page.get_by_text("Render one story on a CPU with no network").first.wait_for(timeout=90_000)
             _open_custom_run(page, stack, deployment)
             text = _page_text(page)
             # No str/None toggles anywhere: every text parameter is a box ready to type in.
@@ -347,7 +347,7 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
             page.screenshot(path=str(shots / "custom-run-form.png"), full_page=True)
             page.get_by_role("button", name="Submit").click()
             # Submitted: the UI goes back to the deployment's page.
-            page.wait_for_url(re.compile(rf".*/deployments/deployment/{deployment['id']}(\?.*)?$"), timeout=60_000)
+            page.wait_for_url(re.compile(rf".*/deployments/deployment/{deployment['id']}(\?.*)?$"), timeout=180_000)
         finally:
             browser.close()
     runs = [r for r in api(stack, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
@@ -393,8 +393,8 @@ def test_custom_run_forms_of_story_batch_and_v1_ui(stack):
 
             offline = deployments["story-to-video/offline"]
             page.goto(f"{stack['ui']}/deployments/deployment/{offline['id']}/run", wait_until="networkidle",
-                      timeout=60_000)
-            page.get_by_text("music (Optional)", exact=True).wait_for(timeout=30_000)
+                      timeout=180_000)
+            page.get_by_text("music (Optional)", exact=True).wait_for(timeout=90_000)
             text = _page_text(page)
             assert "Switch to V2 UI" in text and 'Property is type "None"' not in text, text
             for name, description in _form_parameters(stack, offline).items():

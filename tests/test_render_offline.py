@@ -69,8 +69,11 @@ def test_first_render_writes_every_deliverable(first):
         ("plan", None), ("narrate", None), ("align", None), ("storyboard", None),
         *[("keyframe", i) for i in range(shots)], *[("animate", i) for i in range(shots)], ("compose", None)]
     for stage in manifest["stages"]:
-        assert set(stage) == {"stage", "scene", "key", "cached", "seconds", "attempts", "degraded"}
+        assert set(stage) == {"stage", "scene", "key", "cached", "seconds", "attempts", "degraded", "placement"}
         assert stage["attempts"] == 1 and stage["seconds"] >= 0
+        # Where the model stages' models sat (the memory plan's placement): on this machine, the CPU.
+        model_stage = stage["stage"] in ("keyframe", "animate")
+        assert stage["placement"] == ({"placement": "cpu", "predicted_peak_gib": None} if model_stage else None), stage
     assert manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
     assert manifest["models"]["keyframe"] == {"base": "tiny:sdxl-base@v2", "refiner": "tiny:sdxl-refiner@v2"}
     # Shot clips tile the narration: each starts where the previous one ended.

@@ -19,6 +19,7 @@ from conftest import BIN, ROOT, render
 sys.path.insert(0, str(ROOT))
 from deployments.seaweed import start_weed  # noqa: E402
 from faceless.tasks.runtime import store  # noqa: E402
+from faceless.tasks.runtime.caching import prefect_key  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a real S3 server (SeaweedFS) and a render on it from two machines
 
@@ -210,7 +211,7 @@ def planted_render(seaweed, s3_render):
     manifest["files"].update(dict.fromkeys(escapes, digest))
     s3.put_object(Bucket=BUCKET, Key=f"{plan_base}/manifest.json", Body=json.dumps(manifest).encode())
     marker = tmp / "unpickled"
-    record = f"{prefix}/prefect-results/storyboard-{stage_key(first, 'storyboard')}"
+    record = f"{prefix}/prefect-results/{prefect_key('storyboard', stage_key(first, 'storyboard'))}"
     assert record in keys(seaweed, f"{prefix}/prefect-results/")
     s3.put_object(Bucket=BUCKET, Key=record, Body=record_bytes(Planted(marker), PickleSerializer()))
 
