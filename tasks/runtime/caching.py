@@ -108,13 +108,11 @@ def _saved_records(bucket: str, prefix: str, api_url: str | None) -> S3Records:
 
 def check_record(stage: str, key: str) -> None:
     """Delete our record for (stage, key) unread, with a warning, if it is not a faceless-json
-    record (a pickle planted where a record should be), so Prefect finds none."""
+    record (a pickle planted where a record should be), so Prefect finds none. A bucket's
+    records need no look here: Prefect reads them through S3Records.read_path, which refuses
+    an unsafe one (downloading each record twice would only cost a request a stage)."""
     storage = result_storage()
     if isinstance(storage, S3Records):
-        try:
-            storage.read_path(prefect_key(stage, key))  # refuses and deletes an unsafe one
-        except Exception:
-            pass
         return
     path = storage / prefect_key(stage, key)
     try:
