@@ -28,7 +28,8 @@ On a CUDA GPU it:
 4. renders it again in a fresh child process whose GPU memory is capped at 24 GiB
    (`torch.cuda.set_per_process_memory_fraction`, set before anything loads), so the
    profile's degrade ladders meet real CUDA out-of-memory errors, and prints each stage's
-   attempts and degradation and whether the render completed;
+   attempts and degradation and whether the render completed (`--toy` skips this pass: the cap
+   is CUDA-only, so on a CPU it would repeat the first);
 5. deletes the profile's model folders before the next profile's (studio's take about 20 GiB
    of disk, modern's 54: a profile whose folders do not fit the scratch disk is skipped, said so).
 
@@ -432,16 +433,16 @@ def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, fu
               "during the renders (plus its CUDA context)")
 
     first = run_pass(root / "pass-1", root / "profile.yaml", story, None, args.pass_timeout)
+    if not full:
+        # The second pass exists for its memory cap, which is CUDA-only
+        # (torch.cuda.set_per_process_memory_fraction): on a CPU it would repeat pass 1 exactly.
+        print_pass(f"{name} pass 1: {story.name}, no memory cap", first, show_ladder=True)
+        print(f"{name} pass 2 skipped: the memory cap is CUDA-only")
+        shutil.rmtree(root / "models", ignore_errors=True)
+        return bool(first.get("completed"))
     print_pass(f"{name} pass 1: {story.name}, no memory cap", first, show_ladder=False)
-    if full:
-        title = f"{name} pass 2: fresh process and store, GPU memory capped at {args.cap_gib:g} GiB"
-        second = run_pass(root / "pass-2", root / "profile.yaml", story, args.cap_gib, args.pass_timeout)
-    else:
-        print()
-        print("pass 2: the memory cap is CUDA-only (torch.cuda.set_per_process_memory_fraction); "
-              "rendering again uncapped in a fresh process and store")
-        title = f"{name} pass 2: fresh process and store, no cap (CPU)"
-        second = run_pass(root / "pass-2", root / "profile.yaml", story, None, args.pass_timeout)
+    title = f"{name} pass 2: fresh process and store, GPU memory capped at {args.cap_gib:g} GiB"
+    second = run_pass(root / "pass-2", root / "profile.yaml", story, args.cap_gib, args.pass_timeout)
     print_pass(title, second, show_ladder=True)
     degraded = [r for r in second.get("stages", []) if r.get("degraded") or (r.get("attempts") or 1) > 1]
     print(f"{name} pass 2 {'completed' if second.get('completed') else 'did not complete'}; "

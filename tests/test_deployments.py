@@ -286,6 +286,12 @@ def _form_parameters(stack: dict, deployment: dict) -> dict:
     return {name: re.sub(r"\s+", " ", p["description"]).strip() for name, p in properties.items()}
 
 
+def _typed_runs(stack: dict, deployment: dict) -> list[dict]:
+    """The deployment's runs started with a typed story (the form's)."""
+    runs = api(stack, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
+    return [r for r in runs if r["parameters"].get("story")]
+
+
 def _page_text(page) -> str:
     return re.sub(r"\s+", " ", page.inner_text("body"))
 
@@ -346,12 +352,16 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
             page.get_by_label("out (Optional)", exact=True).fill(str(out))
             page.screenshot(path=str(shots / "custom-run-form.png"), full_page=True)
             page.get_by_role("button", name="Submit").click()
-            # Submitted: the UI goes back to the deployment's page.
-            page.wait_for_url(re.compile(rf".*/deployments/deployment/{deployment['id']}(\?.*)?$"), timeout=180_000)
+            # Submitted: the run exists on the server (what the UI does next, going back to the
+            # deployment's page, can take minutes on a loaded machine and proves nothing more).
+            deadline = time.monotonic() + 180
+            while not (runs := _typed_runs(stack, deployment)) and time.monotonic() < deadline:
+                time.sleep(2)
+            if not runs:
+                page.screenshot(path=str(shots / "custom-run-submitted.png"), full_page=True)
+                raise AssertionError(f"no run 180 s after Submit; the page: {_page_text(page)[:2000]}")
         finally:
             browser.close()
-    runs = [r for r in api(stack, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
-            if r["parameters"].get("story")]
     assert len(runs) == 1, runs
     run, run_id = runs[0], runs[0]["id"]
     # What the form sent: the typed story and the deployment's profile; untouched boxes are not sent.
