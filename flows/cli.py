@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--size", help="output WIDTHxHEIGHT: 720x1280 (the profile's default), 1080x1920, "
                                        "1920x1080, 1080x1080, ...")
     render.add_argument("--music", help="background music (any audio file), looped and ducked under the voice")
+    render.add_argument("--redo-degraded", action="store_true",
+                        help="make again at full settings the shots an earlier render made down the degrade ladder")
     resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
     resume.add_argument("flow_run_id", help="the story-to-video flow run to resume")
     profile = commands.add_parser("profile", help="look at profiles").add_subparsers(dest="action", required=True)
@@ -210,7 +212,9 @@ def _main(argv: list[str] | None = None) -> int:
                 parameters["size"] = args.size
             if args.music:
                 parameters["music"] = str(Path(args.music).expanduser().absolute())
-        preflight(**parameters)
+            if args.redo_degraded:
+                parameters["redo_degraded"] = True
+        preflight(**{name: value for name, value in parameters.items() if name != "redo_degraded"})
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)
         return 2
