@@ -151,7 +151,7 @@ def test_odd_but_valid_text_renders(store_env, tmp_path):
             'Ça va? Très bien — merci!')
     story = tmp_path / "odd.txt"
     story.write_text(text, encoding="utf-8")
-    render(store_env, story, tmp_path / "out")
+    render(store_env, story, tmp_path / "out", "--size", "360x640")  # the words are the point here
     cues = list(srt.parse((tmp_path / "out" / "odd" / "subtitles.srt").read_text(encoding="utf-8")))
     assert " ".join(c.content for c in cues).split() == text.split()
     assert (tmp_path / "out" / "odd" / "video.mp4").stat().st_size > 0

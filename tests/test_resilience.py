@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import srt
 
-from conftest import BIN, ROOT, render
+from conftest import BIN, ROOT, render as render_cli
 
 pytestmark = pytest.mark.slow  # renders with injected faults and killed processes on a real Prefect server
 
@@ -24,6 +24,14 @@ STORY = (
     "She opened a round door in the hill and stepped into a room full of stars. "
     "An owl showed her the dawn, and the fox went home with the key and the light."
 )
+
+
+# A quarter of the pixels: faults, caching and resuming do not depend on the frame size.
+SMALL = ("--size", "360x640")
+
+
+def render(env: dict, story: Path, out: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    return render_cli(env, story, out, *SMALL, *extra, check=check)
 
 
 def write_story(tmp_path: Path, text: str = STORY, name: str = "fox.txt") -> Path:
@@ -106,7 +114,7 @@ def test_oom_on_every_attempt_fails_clearly_and_prefect_retry_resumes(store_env,
 def test_render_killed_while_animating_resumes_from_finished_shots(store_env, tmp_path):
     story, out = write_story(tmp_path), tmp_path / "out"
     animate_dir = Path(store_env["FACELESS_HOME"]) / "artifacts" / "animate"
-    process = subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out)],
+    process = subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out), *SMALL],
                                env=store_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 300
@@ -154,7 +162,7 @@ def test_changed_byte_in_a_keyframe_is_recomputed_never_used(store_env, tmp_path
 def test_two_renders_at_once_compute_each_stage_once(store_env, tmp_path):
     story = write_story(tmp_path)
     outs = [tmp_path / "out-a", tmp_path / "out-b"]
-    processes = [subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out)],
+    processes = [subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out), *SMALL],
                                   env=store_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for out in outs]
     for process in processes:
