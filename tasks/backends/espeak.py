@@ -163,17 +163,18 @@ def word_spans(words: list[str], events: list[tuple[int, int, int]], audio: np.n
         offsets.append((cursor, cursor + len(word)))
         cursor += len(word) + 1
     starts: list[int | None] = [None] * len(words)
-    boundaries: list[int] = []  # every sample where a word or a clause ends or starts
+    boundaries: list[int] = []  # where a clause ends or a story word starts
     for kind, position, sample in events:
-        if kind in (_EVENT_WORD, _EVENT_END, _EVENT_MSG_TERMINATED):
+        if kind in (_EVENT_END, _EVENT_MSG_TERMINATED):
             boundaries.append(sample)
         if kind != _EVENT_WORD:
             continue
         index = position - 1  # eSpeak counts characters from 1
         for i, (begin, finish) in enumerate(offsets):
             if begin <= index < finish:
-                if starts[i] is None:
+                if starts[i] is None:  # later events inside a word ("984" of "1984") are the same word
                     starts[i] = sample
+                    boundaries.append(sample)
                 break
     boundaries.append(len(audio))
     boundaries = sorted(set(boundaries))

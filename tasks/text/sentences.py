@@ -13,7 +13,8 @@ _PARAGRAPH = re.compile(r"\n\s*\n")
 # What pysbd is given in place of a character: its rules know only the ASCII forms of curly
 # quotes and "…", and it uses some rare symbols as markers of its own (a text with one of them
 # comes back with no sentences at all), so those go to it as "_".
-_FOR_PYSBD = {"‘": "'", "’": "'", "“": '"', "”": '"', "…": "...",
+# pysbd's Arabic rules also end a sentence at the Arabic comma "،": it goes to them as ",".
+_FOR_PYSBD = {"‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "،": ",",
               **dict.fromkeys("∯♨☝ǃᓰᓱᓳᓴᓷᓸ✂ȸȹ⎋⌬☉☈☇☄", "_")}
 _CLOSERS = set("\"'”’»)]}」』）】》")
 _CJK_STOPS = set("。！？")
