@@ -70,10 +70,11 @@ def _voice(profile: str, language: str, voice: str = "") -> dict:
 
 def test_each_profile_chooses_its_voice_for_the_language():
     assert _voice("offline", "en")["backend"] == "piper" and _voice("offline", "en")["voice"] == "en_US-joe-medium"
-    for language in ("es", "fr", "de", "ar"):
+    for language, voice, gap in (("es", "es+klatt", 0), ("fr", "fr+klatt6", 0), ("de", "de+m1", 60), ("ar", "ar", 0)):
         chosen = _voice("offline", language)
-        assert (chosen["backend"], chosen["voice"], chosen["language"]) == ("espeak", language, language)
-    assert _voice("offline", "pt-BR")["voice"] == "pt-br" and _voice("offline", "de-AT")["voice"] == "de"
+        assert (chosen["backend"], chosen["voice"], chosen["word_gap_ms"], chosen["language"]) == (
+            "espeak", voice, gap, language)
+    assert _voice("offline", "pt-BR")["voice"] == "pt-br" and _voice("offline", "de-AT")["voice"] == "de+m1"
     assert _voice("modern", "es")["voice"] == "ef_dora" and _voice("modern", "fr")["voice"] == "ff_siwis"
     assert _voice("modern", "pt")["voice"] == "pf_dora"  # the only Portuguese voice Kokoro has
     assert _voice("modern", "de") == {**_voice("offline", "de"), "sentence_pause_s": 0.3}  # eSpeak NG, named

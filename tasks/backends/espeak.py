@@ -40,7 +40,7 @@ _INITIALIZE_DONT_EXIT = 0x8000
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED, _EVENT_WORD, _EVENT_END, _EVENT_MSG_TERMINATED = 0, 1, 5, 6
-_RATE = 1  # espeakRATE: words a minute
+_RATE, _WORDGAP = 1, 7  # espeakRATE (words a minute), espeakWORDGAP (units of 10 ms)
 _LOCK = threading.Lock()
 
 
@@ -108,10 +108,12 @@ class _Library:
             i += 1
         return found
 
-    def synthesize(self, voice: str, text: str, words_per_minute: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    def synthesize(self, voice: str, text: str, words_per_minute: int,
+                   word_gap_ms: int = 0) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
         if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise EspeakError(f"eSpeak NG has no voice {voice!r}")
         self.lib.espeak_SetParameter(_RATE, int(words_per_minute), 0)
+        self.lib.espeak_SetParameter(_WORDGAP, round(word_gap_ms / 10), 0)
         self.audio, self.events = [], []
         data = text.encode("utf-8")
         status = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
@@ -211,7 +213,8 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
             if n > 0:
                 pieces.append(pause)
                 cursor += len(pause)
-            audio, events = library.synthesize(voice, " ".join(sentence["words"]), settings["words_per_minute"])
+            audio, events = library.synthesize(voice, " ".join(sentence["words"]), settings["words_per_minute"],
+                                               settings.get("word_gap_ms", 0))
             for text, (start, end) in zip(sentence["words"], word_spans(sentence["words"], events, audio)):
                 words.append(WordTime(sentence["index"], word_index, text, (cursor + start) / rate, (cursor + end) / rate))
                 word_index += 1

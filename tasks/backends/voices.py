@@ -33,6 +33,11 @@ BARK_VOICES = {"en": "v2/en_speaker_6", "de": "v2/de_speaker_3", "es": "v2/es_sp
                "zh": "v2/zh_speaker_0"}
 PIPER_VOICES = {"en": "en_US-joe-medium", ANY: ESPEAK}
 ESPEAK_VOICES = {ANY: ESPEAK}
+# `espeak` reads a language with eSpeak NG's voice of that name, or with the variant here: of
+# those tried, the ones Whisper base understood best (tests/test_languages_render.py measures
+# it on every render). German also wants a pause between words (ESPEAK_WORD_GAPS, ms).
+ESPEAK_VARIANTS = {"es": "es+klatt", "fr": "fr+klatt6", "de": "de+m1"}
+ESPEAK_WORD_GAPS = {"de": 60}
 
 # Kokoro's language of a voice: the first letter of its name (KPipeline's lang_code), as the
 # eSpeak NG language misaki's G2P uses for it; `a`/`b` are misaki's own English G2P.
@@ -65,7 +70,8 @@ def _espeak_voice(spec: str, language: str) -> str | None:
     from faceless.tasks.backends import espeak
 
     named = spec.partition(":")[2]
-    return named or espeak.voice_for(language)
+    voice = named or espeak.voice_for(language)
+    return ESPEAK_VARIANTS.get(voice, voice) if not named else voice
 
 
 def speaks(narrate: dict) -> list[str]:
@@ -109,6 +115,8 @@ def choose(narrate: dict, language: str, voice: str = "", profile: str = "the pr
                          sentence_pause_s=narrate.get("sentence_pause_s", 0.3))
         if narrate["backend"] == ESPEAK:
             chosen = {**narrate, "voice": espeak_voice}
+        gaps = chosen.pop("word_gaps_ms")  # the one gap this story's language takes, for the cache key
+        chosen["word_gap_ms"] = lookup(gaps, language) or 0
     else:
         chosen = {**narrate, key: spec}
     chosen.pop("voices", None)  # the table stays in the profile; narrate's key holds the one voice used
