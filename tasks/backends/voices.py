@@ -14,34 +14,8 @@ a story no voice speaks is refused in one line naming the languages the profile 
 
 from __future__ import annotations
 
+from faceless.tasks.backends.voice_tables import ANY, ESPEAK, ESPEAK_VARIANTS
 from faceless.tasks.text.language import primary
-
-ANY = "*"
-ESPEAK = "espeak"
-
-# The installed defaults, by backend (tasks/profile_schema.py gives each section its table).
-# Kokoro-82M's voices by language (VOICES.md of hexgrad/Kokoro-82M): Japanese and Mandarin
-# need misaki's `ja` and `zh` extras, whose dictionaries are downloaded at run time, so those
-# two go to eSpeak NG like every language Kokoro lacks.
-KOKORO_VOICES = {"en": "af_heart", "en-GB": "bf_emma", "es": "ef_dora", "fr": "ff_siwis",
-                 "it": "if_sara", "pt-BR": "pf_dora", "hi": "hf_alpha", ANY: ESPEAK}
-# Bark's v2 speaker presets: thirteen languages.
-BARK_VOICES = {"en": "v2/en_speaker_6", "de": "v2/de_speaker_3", "es": "v2/es_speaker_1",
-               "fr": "v2/fr_speaker_1", "hi": "v2/hi_speaker_2", "it": "v2/it_speaker_4",
-               "ja": "v2/ja_speaker_1", "ko": "v2/ko_speaker_0", "pl": "v2/pl_speaker_4",
-               "pt": "v2/pt_speaker_0", "ru": "v2/ru_speaker_0", "tr": "v2/tr_speaker_0",
-               "zh": "v2/zh_speaker_0"}
-PIPER_VOICES = {"en": "en_US-joe-medium", ANY: ESPEAK}
-ESPEAK_VOICES = {ANY: ESPEAK}
-# `espeak` reads a language with eSpeak NG's voice of that name, or with the variant here: of
-# those tried, the ones Whisper base understood best (tests/test_languages_render.py measures
-# it on every render). German also wants a pause between words (ESPEAK_WORD_GAPS, ms).
-ESPEAK_VARIANTS = {"es": "es+klatt", "fr": "fr+klatt6", "de": "de+m1"}
-ESPEAK_WORD_GAPS = {"de": 60}
-
-# Kokoro's language of a voice: the first letter of its name (KPipeline's lang_code), as the
-# eSpeak NG language misaki's G2P uses for it; `a`/`b` are misaki's own English G2P.
-KOKORO_LANGUAGES = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
 
 
 class VoiceError(ValueError):

@@ -144,7 +144,7 @@ def _build_tiny_flux(directory: Path) -> None:
 
 def _build_tiny_kokoro(directory: Path) -> None:
     from faceless.tasks.backends.kokoro import quiet
-    from faceless.tasks.backends.voices import ESPEAK, KOKORO_VOICES
+    from faceless.tasks.backends.voice_tables import ESPEAK, KOKORO_VOICES
     from faceless.tasks.models.kokoro_tiny import build_tiny_kokoro
 
     quiet()
