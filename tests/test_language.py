@@ -16,7 +16,7 @@ from faceless.tasks.models import ModelMissingError
 from faceless.tasks.settings import load_profile
 from faceless.tasks.stages.align import wrap
 from faceless.tasks.stages.plan import StoryError, language_of, plan_story, split_front_matter
-from faceless.tasks.text.language import canonical
+from faceless.tasks.text.language import StoryLanguage, canonical
 from faceless.tasks.text.sentences import pysbd_language, split_sentences
 
 STORIES = {
@@ -34,6 +34,11 @@ PLAN_SETTINGS = {"style": "", "seed": 0, "negative_prompt": ""}
 def test_language_is_detected_from_the_story(language):
     found = language_of(STORIES[language])
     assert (found.tag, found.source) == (language, "detected")
+
+
+def test_a_story_too_short_to_tell_is_taken_as_english():
+    assert language_of("The end.") == language_of("Hello.") == StoryLanguage("en", "default")
+    assert language_of("Bonjour.").tag == "fr"
 
 
 def test_front_matter_language_wins_and_is_canonical():

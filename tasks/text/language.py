@@ -5,10 +5,16 @@ Why py3langid: it is maintained (a modernised fork of langid.py), works offline 
 inside the wheel, is deterministic (the same text always gives the same language, so the plan's
 cache key and the voice chosen before the run agree) and covers 97 languages, every one the
 voices here speak. Detection reads the story only, never its front matter.
+
+A few words are not enough to tell ("The end." scores as Zulu, "Hello." as Breton): when the
+detector gives its best guess less than MIN_CONFIDENCE of the probability, the story is taken
+as English, the language every profile spoke before there was a choice, with the source
+`default`; front matter `language:` settles it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +26,10 @@ NO_SPACES = {"ja", "zh", "th", "lo", "km", "my"}
 RIGHT_TO_LEFT = {"ar", "he", "fa", "ur", "yi", "ps", "sd", "ug", "dv"}
 
 
+DEFAULT = "en"
+MIN_CONFIDENCE = 0.1  # py3langid's normalised probability of its best guess
+
+
 class LanguageError(ValueError):
     """A front matter `language:` that is not a language tag."""
 
@@ -27,7 +37,7 @@ class LanguageError(ValueError):
 @dataclass(frozen=True)
 class StoryLanguage:
     tag: str  # canonical BCP 47: "es", "pt-BR"
-    source: Literal["front matter", "detected"]
+    source: Literal["front matter", "detected", "default"]
 
 
 def canonical(tag: str) -> str:
@@ -53,19 +63,32 @@ def primary(tag: str) -> str:
     return tag.split("-")[0].lower()
 
 
-def detect(text: str) -> str:
-    """The language of `text`, as py3langid's two-letter code."""
-    import py3langid
+@functools.lru_cache(maxsize=1)
+def _identifier():
+    """py3langid's model, choosing among languages with a two-letter code only: it also names
+    dialects and historic forms (ary, arz, yue, grc) that no voice here tells apart from their
+    language, and `zxx` (no language)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    code, _ = py3langid.classify(text)
-    return code
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages([code for code in identifier.labels if len(code) == 2])
+    return identifier
+
+
+def detect(text: str) -> tuple[str, float]:
+    """The language of `text` (py3langid's two-letter code) and the probability it gives it."""
+    code, probability = _identifier().classify(text)
+    return code, float(probability)
 
 
 def story_language(front_matter: str | None, body: str) -> StoryLanguage:
     """Front matter's tag when it gives one, else the detected language of the story."""
     if front_matter:
         return StoryLanguage(canonical(front_matter), "front matter")
-    return StoryLanguage(detect(body), "detected")
+    code, probability = detect(body)
+    if probability < MIN_CONFIDENCE:
+        return StoryLanguage(DEFAULT, "default")
+    return StoryLanguage(code, "detected")
 
 
 def written_without_spaces(tag: str) -> bool:
