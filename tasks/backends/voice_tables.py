@@ -6,9 +6,9 @@ ANY = "*"
 ESPEAK = "espeak"
 
 # The installed defaults, by backend (tasks/profile_schema.py gives each section its table).
-# Kokoro-82M's voices by language (VOICES.md of hexgrad/Kokoro-82M): Japanese and Mandarin
-# need misaki's `ja` and `zh` extras, whose dictionaries are downloaded at run time, so those
-# two go to eSpeak NG like every language Kokoro lacks.
+# Kokoro-82M's voices by language (VOICES.md of hexgrad/Kokoro-82M). Japanese needs misaki's
+# `ja` extra, whose dictionaries (unidic, Open JTalk) download at first use, and Mandarin its
+# `zh` extra (not installed, not tried): both go to eSpeak NG like every language Kokoro lacks.
 KOKORO_VOICES = {"en": "af_heart", "en-GB": "bf_emma", "es": "ef_dora", "fr": "ff_siwis",
                  "it": "if_sara", "pt-BR": "pf_dora", "hi": "hf_alpha", ANY: ESPEAK}
 # Bark's v2 speaker presets: thirteen languages.
