@@ -135,13 +135,15 @@ def piper_timing(story_file: Path = NIGHT_TRAIN, profile: dict | None = None) ->
     """The story's plan and its word times, from the offline Piper narration (what a render's
     narrate stage writes to words.json): about 0.2x real time on a CPU."""
     from faceless.tasks.runtime import store
-    from faceless.tasks.backends import piper
+    from faceless.tasks.backends import voices
+    from faceless.tasks.stages.narrate import narrate as speak
     from faceless.tasks.stages.plan import plan_story
     from faceless.tasks.settings import load_profile
 
     plan = plan_story(Path(story_file).read_text(encoding="utf-8"), (profile or load_profile("studio"))["plan"]).to_dict()
     with tempfile.TemporaryDirectory(prefix="gpu-work-piper-") as folder:
-        piper.narrate(plan["sentences"], load_profile("offline")["narrate"], Path(folder))
+        # The offline profile's voice for the story's language (Piper's joe for English).
+        speak(plan["sentences"], voices.choose(load_profile("offline")["narrate"], plan["language"]), Path(folder))
         timing = store.read_json(Path(folder) / "words.json")
     return plan, timing
 

@@ -1,6 +1,6 @@
 """The `faceless` command.
 
-    faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH] [--music FILE]
+    faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH] [--music FILE] [--voice VOICE]
     faceless resume FLOW_RUN_ID
     faceless profile show NAME|FILE.yaml [--size WxH]
     faceless gpu-plan PROFILE [--gpu-memory GIB] [--size WxH] [--json]
@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--size", help="output WIDTHxHEIGHT: 720x1280 (the profile's default), 1080x1920, "
                                        "1920x1080, 1080x1080, ...")
     render.add_argument("--music", help="background music (any audio file), looped and ducked under the voice")
+    render.add_argument("--voice", help="the voice that reads the story, whatever its language: one of the "
+                                        "profile's narrate backend (e.g. ef_dora) or espeak:LANGUAGE")
     render.add_argument("--redo-degraded", action="store_true",
                         help="make again at full settings the shots an earlier render made down the degrade ladder")
     resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
@@ -212,6 +214,8 @@ def _main(argv: list[str] | None = None) -> int:
                 parameters["size"] = args.size
             if args.music:
                 parameters["music"] = str(Path(args.music).expanduser().absolute())
+            if args.voice:
+                parameters["voice"] = args.voice
             if args.redo_degraded:
                 parameters["redo_degraded"] = True
         preflight(**{name: value for name, value in parameters.items() if name != "redo_degraded"})

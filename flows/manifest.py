@@ -77,7 +77,8 @@ def build_manifest(*, ledger: StageLedger, plan: PlanResult, profile: str, setti
                    music_ref: MusicResult | None) -> dict:
     return {
         "story": {"title": plan.title, "slug": plan.slug, "sentences": len(plan.sentences),
-                  "words": plan.word_count},
+                  "words": plan.word_count, "language": plan.language,
+                  "language_source": plan.language_source},
         "profile": profile,
         "settings": settings,
         "models": identities,

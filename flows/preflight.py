@@ -18,10 +18,12 @@ from faceless.flows.deliver import output_folder
 from faceless.tasks import models
 from faceless.tasks.media.captions import check_fonts
 from faceless.tasks.media.music import check_music
+from faceless.tasks.backends import voices
 from faceless.tasks.runtime.gpu import parse_faults
 from faceless.tasks.settings import load_profile
 from faceless.tasks.stages.narrate import voice_identity
-from faceless.tasks.stages.plan import StoryError, normalise_story, read_story_file, split_front_matter
+from faceless.tasks.stages.plan import StoryError, language_of, normalise_story, read_story_file, split_front_matter
+from faceless.tasks.text.language import StoryLanguage, primary
 
 
 @dataclass
@@ -29,8 +31,9 @@ class Checked:
     """What the checks read, so the flow does not read it twice."""
     text: str  # the story as given, front matter included (the plan stage parses it)
     title: str  # the story file's name, when the story came as a file ("" otherwise)
-    settings: dict  # the resolved profile
+    settings: dict  # the resolved profile, its narrate voice chosen for the story's language
     identities: dict  # model identity per stage (for the cache keys)
+    language: StoryLanguage  # as the plan stage will find it
 
 
 def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
@@ -59,6 +62,20 @@ def model_identities(profile: dict) -> dict:
     }
 
 
+def for_language(settings: dict, language: str, voice: str = "") -> dict:
+    """The profile for a story in `language`: narrate becomes the section of the voice that
+    reads it (tasks/backends/voices.py; a one-line VoiceError when none does), and a Whisper
+    aligner that is not told a language is told the story's."""
+    settings = {**settings, "narrate": voices.choose(settings["narrate"], language, voice, settings["name"])}
+    align = settings["align"]
+    if align["backend"] == "faster-whisper" and not align.get("language"):
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        # Whisper knows languages by their two-letter codes; one it does not know is detected.
+        settings["align"] = {**align, "language": primary(language) if primary(language) in _LANGUAGE_CODES else None}
+    return settings
+
+
 def keyframe_identity(keyframe: dict) -> dict:
     """The keyframe models' identities: SDXL's two (as before backends), else the backend's one."""
     if keyframe["backend"] == "sdxl-ensemble":
@@ -68,10 +85,11 @@ def keyframe_identity(keyframe: dict) -> dict:
 
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
               out: str = "./out", size: str | None = None, music: str | None = None,
-              profile_file: str = "") -> Checked:
+              profile_file: str = "", voice: str = "") -> Checked:
     """Check the flow's parameters (the same names and defaults as story_to_video's; empty
     text is not given, and profile_file, when given, is used instead of profile); raises with
-    a one-line message at the first problem. Writes nothing."""
+    a one-line message at the first problem. Writes nothing. `voice` reads the story in that
+    voice whatever its language (a voice of the profile's narrate backend, or espeak:<voice>)."""
     roots.refuse_job_variables()  # a deployment run cannot widen the worker's roots
     text, title = story_input(story, story_file)
     _, body = split_front_matter(text)
@@ -82,11 +100,18 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
     if source.endswith((".yaml", ".yml")) or profile_file:  # a file of the caller's, not an installed one
         roots.check("profile_file", source)
     settings = load_profile(source, size or None)
+    language = language_of(text)
+    settings = for_language(settings, language.tag, voice)
     roots.check_profile(settings)  # every model folder and font file the profile names
-    identities = model_identities(settings)  # every missing model named at once
+    try:
+        identities = model_identities(settings)  # every missing model named at once
+    except models.ModelMissingError as error:
+        # Which voice would read this story, so the download fetches the right one.
+        raise models.ModelMissingError(f"{error}; this story is in {language.tag} ({language.source}), "
+                                       f"read by {voices.describe(settings['narrate'])}") from None
     check_fonts(body, settings["compose"]["captions"])
     if music:
         roots.check("music", music)
         check_music(music)
     parse_faults(os.environ.get("FACELESS_FAULT", ""))  # a test's injected fault, checked here, not mid-run
-    return Checked(text, title or "", settings, identities)
+    return Checked(text, title or "", settings, identities, language)

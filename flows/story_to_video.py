@@ -48,7 +48,8 @@ def _release(logger, *families: str) -> None:
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def story_to_video(story: str = "", story_file: str = "", profile: ProfileName = "offline", profile_file: str = "",
-                   out: str = "./out", size: str = "", music: str = "", redo_degraded: bool = False) -> str:
+                   out: str = "./out", size: str = "", music: str = "", voice: str = "",
+                   redo_degraded: bool = False) -> str:
     """Render a story into a narrated, captioned video (vertical unless `size` says otherwise),
     with `music` ducked under the voice if given; returns the video's path. Give exactly one of
     `story` and `story_file`; an empty text parameter is one not given. The run form draws each
@@ -70,13 +71,16 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
             for the profile's own (720x1280).
         music: The path of an audio file to loop under the narration, ducked while the voice
             speaks. Leave it empty for none.
+        voice: The voice that reads the story, whatever its language: one of the profile's
+            narrate backend (e.g. ef_dora for Kokoro) or espeak:LANGUAGE (e.g. espeak:de) for eSpeak NG.
+            Leave it empty for the profile's voice for the story's language.
         redo_degraded: Make again, at full settings, the shots an earlier run had to make with
             less (down the degrade ladder after running out of GPU memory); otherwise they are
             reused, and listed in the summary and manifest.
     """
     profile = profile_file or profile  # a file of your own, else the installed profile
     logger, ledger = get_run_logger(), StageLedger()
-    inputs = preflight(story, story_file, profile, out, size, music)  # every deployment run too
+    inputs = preflight(story, story_file, profile, out, size, music, voice=voice)  # every deployment run too
     settings, identities = inputs.settings, inputs.identities
     music_ref = with_store(music_task)(music) if music else None
     one_family_at_a_time = settings["memory"]["release_between_stages"]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from faceless.tasks.backends.flux import FluxSettings
 from faceless.tasks.backends.kokoro import KokoroSettings
 from faceless.tasks.backends.ltx import DEFAULT_DEGRADE as LTX_DEGRADE, LtxOptions
+from faceless.tasks.backends.voice_tables import BARK_VOICES, ESPEAK_VOICES, ESPEAK_WORD_GAPS, KOKORO_VOICES, PIPER_VOICES
 from faceless.tasks.backends.wan import DEFAULT_DEGRADE as WAN_DEGRADE, WanOptions
 
 
@@ -47,10 +48,17 @@ class Plan(Section):
 
 
 # -- narrate: one section per backend, told apart by `backend` ----------------------------------
+# Each takes `voices`, the voice for each language: a BCP 47 tag (or `*`, every other language)
+# -> a voice of the backend, or `espeak` / `espeak:<voice>` for eSpeak NG
+# (tasks/backends/voices.py). `voice` (Bark: `voice_preset`), when set, reads every language.
+
+Voices = dict[str, str]
+
 
 class PiperNarrate(Section):
     backend: Literal["piper"]
-    voice: str
+    voice: str | None = None  # one voice for every language, instead of `voices`
+    voices: Voices = PIPER_VOICES  # Piper's joe for English, eSpeak NG for the rest
     length_scale: float = 1.0
     noise_scale: float = 0.667
     noise_w_scale: float = 0.0  # 0: deterministic durations, so an edit elsewhere keeps a shot's length
@@ -60,7 +68,8 @@ class PiperNarrate(Section):
 class BarkNarrate(Section):
     backend: Literal["bark"]
     model: str = "hf:suno/bark-small"
-    voice_preset: str = "v2/en_speaker_6"
+    voice_preset: str | None = None  # one preset for every language, instead of `voices`
+    voices: Voices = BARK_VOICES  # a v2 speaker preset for each of Bark's thirteen languages
     max_chunk_chars: int = 180  # Bark stops after ~14 s: longer sentences are cut at clauses
     clause_pause_s: float = 0.12
     sentence_pause_s: float = 0.35
@@ -78,7 +87,8 @@ class KokoroNarrate(Section):
     (tasks/backends/kokoro.py)."""
     backend: Literal["kokoro"]
     model: str = "hf:hexgrad/Kokoro-82M"
-    voice: str = _KOKORO.voice  # a voices/<voice>.pt file in the model folder
+    voice: str | None = None  # a voices/<voice>.pt file in the model folder, for every language
+    voices: Voices = KOKORO_VOICES  # Kokoro's voice where it has one, eSpeak NG for the rest
     speed: float = _KOKORO.speed
     british: bool = _KOKORO.british  # misaki's British lexicon (for a b* voice)
     sentence_pause_s: float = _KOKORO.sentence_pause_s
@@ -86,7 +96,21 @@ class KokoroNarrate(Section):
     espeak_fallback: bool = _KOKORO.espeak_fallback  # espeak-ng for words the lexicon lacks
 
 
-Narrate = Annotated[Union[PiperNarrate, BarkNarrate, KokoroNarrate], Field(discriminator="backend")]
+class EspeakNarrate(Section):
+    """eSpeak NG: about a hundred languages, robotic, word times from its own word events
+    (tasks/backends/espeak.py). The fallback voice of the other backends' tables."""
+    backend: Literal["espeak"]
+    voice: str | None = None  # an eSpeak NG voice (es, pt-br, ...) for every language
+    voices: Voices = ESPEAK_VOICES
+    # eSpeak's own 175 is hurried: at 120 Whisper base heard 94 % of a Spanish story, not 50 %.
+    words_per_minute: int = 120
+    # A pause between words (ms), by language: without one, Whisper base heard eSpeak's German
+    # as English (its words run together); with 60 ms it heard 85 % of them (benchmarks).
+    word_gaps_ms: dict[str, int] = ESPEAK_WORD_GAPS
+    sentence_pause_s: float = 0.3
+
+
+Narrate = Annotated[Union[PiperNarrate, BarkNarrate, KokoroNarrate, EspeakNarrate], Field(discriminator="backend")]
 
 
 # -- align ------------------------------------------------------------------------------------
@@ -99,7 +123,7 @@ class VoiceAlign(Section):
 class WhisperAlign(Section):
     backend: Literal["faster-whisper"]
     model: str = "hf:Systran/faster-whisper-large-v3"
-    language: str = "en"
+    language: str | None = None  # None: the story's language (front matter or detected)
     beam_size: int = 5
     temperature: float | list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # faster-whisper's fallback ladder
     max_new_tokens: int | None = None

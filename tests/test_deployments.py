@@ -312,7 +312,7 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
     started = time.monotonic()
     deployment = api(stack, "/deployments/name/story-to-video/offline")
     descriptions = _form_parameters(stack, deployment)
-    assert list(descriptions) == ["story", "story_file", "profile", "profile_file", "out", "size", "music",
+    assert list(descriptions) == ["story", "story_file", "profile", "profile_file", "out", "size", "music", "voice",
                                   "redo_degraded"]
     profiles = deployment["parameter_openapi_schema"]["properties"]["profile"]
     assert profiles["type"] == "string" and profiles["enum"] == available() and "offline" in available()

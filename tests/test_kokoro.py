@@ -34,7 +34,7 @@ STORY = [
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-kokoro")
-    kokoro_tiny.build_tiny_kokoro(directory)
+    kokoro_tiny.build_tiny_kokoro(directory, ("af_heart", "ef_dora"))
     return directory
 
 
@@ -147,3 +147,25 @@ def test_no_network_is_touched(tiny_dir, tmp_path, monkeypatch):
     voice = K.load(tiny_dir, {"speed": 1.1})
     audio, _ = K.speak(voice, "Hi.")
     assert len(audio) > 0
+
+
+def test_spanish_words_are_timed_by_their_own_phonemes(tiny_dir):
+    """A non-English voice: eSpeak's G2P word by word, each word's time from the predicted
+    durations of its own phonemes (KPipeline gives no times outside English)."""
+    voice = K.load(tiny_dir, {"voice": "ef_dora"})
+    assert not voice.english and type(voice.g2p).__name__ == "EspeakG2P"
+    words = "Mateo abrió la puerta, despacio — sin ruido.".split()
+    audio, times = K.speak_words(voice, words)
+    duration = len(audio) / K.SAMPLE_RATE
+    assert len(times) == len(words) and duration > 0
+    assert all(a[1] <= b[0] + 1e-9 for a, b in zip(times, times[1:])), times  # in order, never overlapping
+    assert all(0 <= start <= end <= duration + 1e-6 for start, end in times)
+    spoken = [end - start for word, (start, end) in zip(words, times) if word != "—"]
+    assert all(length > 0 for length in spoken)
+    dash = times[words.index("—")]
+    assert dash[0] == dash[1]  # no sound of its own
+
+
+def test_a_voice_whose_language_needs_misaki_extras_is_named(tiny_dir):
+    with pytest.raises(K.KokoroMissingError, match="jf_alpha"):
+        K.g2p_for(K.KokoroSettings(voice="jf_alpha"))

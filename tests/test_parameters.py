@@ -32,9 +32,9 @@ def test_run_form_schema(name):
             assert "anyOf" not in schema and schema["type"] == "string", (parameter, schema)
     assert properties["profile"]["enum"] == available() and properties["profile"]["default"] == "offline"
     if name == "story_to_video":
-        assert list(properties) == ["story", "story_file", "profile", "profile_file", "out", "size", "music",
+        assert list(properties) == ["story", "story_file", "profile", "profile_file", "out", "size", "music", "voice",
                                     "redo_degraded"]
-        assert all(properties[p]["default"] == "" for p in ("story", "story_file", "profile_file", "size", "music"))
+        assert all(properties[p]["default"] == "" for p in ("story", "story_file", "profile_file", "size", "music", "voice"))
 
 
 def test_profile_names_are_the_installed_profiles():
@@ -69,7 +69,7 @@ def test_the_flow_takes_what_the_cli_and_resume_pass():
     from faceless.flows.story_to_video import story_to_video
 
     cli = {"story_file": "/s/fox.txt", "profile_file": "/p/mine.yaml", "out": "/o", "size": "1080x1920"}
-    assert story_to_video.validate_parameters(cli) == {**cli, "story": "", "profile": "offline", "music": "",
+    assert story_to_video.validate_parameters(cli) == {**cli, "story": "", "profile": "offline", "music": "", "voice": "",
                                                         "redo_degraded": False}
     old_run = {"story": None, "story_file": "/s/fox.txt", "profile": "/p/mine.yaml", "size": None, "music": None}
     assert story_to_video.validate_parameters(flow_parameters(old_run))["profile_file"] == "/p/mine.yaml"

@@ -57,7 +57,7 @@ def test_unknown_key_names_its_path_and_the_nearest_name(tmp_path):
     (lambda d: d["keyframe"].update(guidance_scale="high"), "keyframe.guidance_scale: Input should be a valid number"),
     (lambda d: d["compose"].update(crf=18.5), "compose.crf: Input should be a valid integer"),
     (lambda d: d["animate"].update(fps_range=[2]), "animate.fps_range: List should have at least 2 items"),
-    (lambda d: d["narrate"].update(backend="espeak"), "narrate.backend 'espeak' is not one of 'piper', 'bark'"),
+    (lambda d: d["narrate"].update(backend="festival"), "narrate.backend 'festival' is not one of 'piper', 'bark'"),
     (lambda d: d["keyframe"].pop("base"), "missing setting keyframe.base"),
     (lambda d: d.pop("compose"), "lacks settings for: compose"),
 ])

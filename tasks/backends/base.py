@@ -37,6 +37,7 @@ REGISTRY: dict[str, str] = {
     "piper": "faceless.tasks.backends.piper",
     "bark": "faceless.tasks.backends.bark",
     "kokoro": "faceless.tasks.backends.kokoro",
+    "espeak": "faceless.tasks.backends.espeak",
     "faster-whisper": "faceless.tasks.backends.whisper_align",
     "sdxl-ensemble": "faceless.tasks.backends.sdxl",
     "flux-schnell": "faceless.tasks.backends.flux",

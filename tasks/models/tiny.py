@@ -144,10 +144,13 @@ def _build_tiny_flux(directory: Path) -> None:
 
 def _build_tiny_kokoro(directory: Path) -> None:
     from faceless.tasks.backends.kokoro import quiet
+    from faceless.tasks.backends.voice_tables import ESPEAK, KOKORO_VOICES
     from faceless.tasks.models.kokoro_tiny import build_tiny_kokoro
 
     quiet()
-    build_tiny_kokoro(directory)
+    # Every voice the installed tables name, so modern-tiny reads each Kokoro language.
+    voices = tuple(v for v in dict.fromkeys(KOKORO_VOICES.values()) if v != ESPEAK)
+    build_tiny_kokoro(directory, voices)
 
 
 # name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.
@@ -159,7 +162,7 @@ TINY_MODELS = {
     "whisper": (_build_tiny_whisper, "model.bin", TINY_VERSION),
     **modern_tiny.TINY_BUILDERS,  # wan, ltx
     "flux-schnell": (_build_tiny_flux, "model_index.json", 1),
-    "kokoro": (_build_tiny_kokoro, "kokoro-v1_0.pth", 1),
+    "kokoro": (_build_tiny_kokoro, "kokoro-v1_0.pth", 2),  # 2: a voice for each language Kokoro speaks
 }
 
 

@@ -39,6 +39,8 @@ def wrap(words: list[str], width: int = MAX_LINE) -> list[str]:
     text = " ".join(words)
     if len(text) <= width:
         return [text]
+    if len(words) == 1:  # a script written without spaces (a Japanese sentence is one "word"):
+        return _between_characters(text, width)  # broken between characters, in even lines
     # Two lines: choose the break that makes the longer line shortest.
     best: tuple[int, int] | None = None
     for cut in range(1, len(words)):
@@ -48,6 +50,12 @@ def wrap(words: list[str], width: int = MAX_LINE) -> list[str]:
             best = (longest, cut)
     cut = best[1] if best else 1
     return [" ".join(words[:cut]), " ".join(words[cut:])]
+
+
+def _between_characters(text: str, width: int) -> list[str]:
+    count = -(-len(text) // width)
+    size = -(-len(text) // count)
+    return [text[i:i + size] for i in range(0, len(text), size)]
 
 
 def _fits(group: list[dict], max_chars: int) -> bool:

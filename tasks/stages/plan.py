@@ -14,8 +14,13 @@ A story may start with YAML front matter between two `---` lines:
       Mara: a girl of ten in a red wool coat, dark curls
       Mr. Okafor: a tall conductor with a grey beard and a brass lantern
     seed: 7
+    language: en
     ---
     Mara could not sleep. ...
+
+`language` is a BCP 47 tag (es, fr, pt-BR); without it the story's language is detected from
+its text (tasks/text/language.py). Sentences are split by that language's rules, and the
+plan records the language and how it was found, for the voice, the aligner and the captions.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ from prefect import task
 from faceless.tasks.runtime import store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage_keeping
 from faceless.tasks.stages.results import PlanResult
+from faceless.tasks.text.language import LanguageError, StoryLanguage, canonical, story_language
 from faceless.tasks.text.sentences import split_sentences
 
 MAX_STORY_CHARS = 20_000  # about 3,500 words, a 20-minute narration: far past a short
-STAGE_VERSION = 3  # 2: sentences from pysbd (tasks/sentences.py); 3: front matter, no scenes (the storyboard cuts shots)
+# 2: sentences from pysbd (tasks/sentences.py); 3: front matter, no scenes (the storyboard cuts
+# shots); 4: the story's language (front matter or detected), sentences split by its rules
+STAGE_VERSION = 4
 
 
 class StoryError(ValueError):
@@ -58,6 +66,7 @@ class FrontMatter:
     setting: str = ""  # where the story happens: goes into every shot's prompt
     cast: dict[str, str] = field(default_factory=dict)  # name -> how they look
     seed: int | None = None  # replaces the profile's plan.seed
+    language: str | None = None  # a BCP 47 tag; None: detected from the story
 
 
 @dataclass
@@ -70,6 +79,8 @@ class Plan:
     seed: int
     negative_prompt: str
     sentences: list[Sentence] = field(default_factory=list)
+    language: str = "en"  # BCP 47
+    language_source: str = "front matter"  # or "detected"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,11 +110,11 @@ def split_front_matter(text: str) -> tuple[FrontMatter, str]:
     data = data or {}
     if not isinstance(data, dict):
         raise StoryError("the story's front matter must be a mapping (title:, style:, setting:, cast:, seed:)")
-    known = {"title", "style", "setting", "cast", "seed"}
+    known = {"title", "style", "setting", "cast", "seed", "language"}
     unknown = sorted(str(k) for k in data if k not in known)
     if unknown:
         raise StoryError(f"unknown front matter field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    for name in ("title", "style", "setting"):
+    for name in ("title", "style", "setting", "language"):
         if data.get(name) is not None and not isinstance(data[name], (str, int, float)):
             raise StoryError(f"front matter {name} must be text")
     cast = data.get("cast") or {}
@@ -118,8 +129,25 @@ def split_front_matter(text: str) -> tuple[FrontMatter, str]:
         setting=_one_line(data.get("setting")) or "",
         cast={_one_line(k): _one_line(v) for k, v in cast.items() if _one_line(k)},
         seed=seed,
+        language=_language(data.get("language")),
     )
     return front, text.lstrip(" \t\n")[match.end():]
+
+
+def _language(value: Any) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        return canonical(str(value))
+    except LanguageError as error:
+        raise StoryError(str(error)) from None
+
+
+def language_of(text: str) -> StoryLanguage:
+    """The story's language, as the plan stage will find it (preflight chooses the voice by
+    it before any stage runs): front matter's tag, else detected from the normalised story."""
+    front, body = split_front_matter(text)
+    return story_language(front.language, normalise_story(body))
 
 
 def read_story_file(path: str | Path) -> str:
@@ -165,7 +193,8 @@ def slugify(text: str, fallback_seed: str = "") -> str:
 def plan_story(text: str, settings: dict, title: str | None = None) -> Plan:
     front, body = split_front_matter(text)
     body = normalise_story(body)
-    sentence_texts = split_sentences(body)
+    language = story_language(front.language, body)
+    sentence_texts = split_sentences(body, language.tag)
     if not any(word for s in sentence_texts for word in s.split()):
         raise StoryError("the story has no words")
     title = front.title or title or " ".join(body.split()[:6])
@@ -179,6 +208,8 @@ def plan_story(text: str, settings: dict, title: str | None = None) -> Plan:
         seed=front.seed if front.seed is not None else settings["seed"],
         negative_prompt=settings["negative_prompt"],
         sentences=[Sentence(i, s, s.split()) for i, s in enumerate(sentence_texts)],
+        language=language.tag,
+        language_source=language.source,
     )
 
 

@@ -89,6 +89,8 @@ class PlanResult(StageResult):
     seed: int
     negative_prompt: str
     sentences: list[Sentence]
+    language: str = "en"  # BCP 47 (plan.json files written before languages were English)
+    language_source: str = "front matter"  # or "detected"
 
     def voice_lines(self) -> list[dict]:
         """The sentences as narrate takes them (and as its cache key has always held them)."""

@@ -14,6 +14,8 @@ the others keep their prompts and seeds and come back cached.
 A shot's prompt says what the narration says (its words), who is in it (the cast members it
 names, or the last one named before it when it says "she", "he", "they"...), where (the
 setting), and how it looks (the style), within the text encoders' 77 tokens (tasks/prompts.py).
+A story in another language than English that describes its cast or setting in front matter
+leaves its words out: the encoders read English best, and the front matter can be in English.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from prefect import task
 from faceless.tasks.runtime import store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage_keeping
 from faceless.tasks.stages.results import AlignmentResult, PlanResult, Storyboard
+from faceless.tasks.text.language import primary
 from faceless.tasks.text.prompts import shot_prompt
 
 STAGE_VERSION = 3  # 3: each shot's whole description, for the T5-read prompts of flux-schnell and wan
@@ -207,10 +210,16 @@ def storyboard(plan: dict, timing: dict, settings: dict) -> list[Shot]:
     cuts = cut_times(words, timing["duration"], timing.get("sentences"))
     texts = [[w["text"] for w in words[a:b]] for a, b in ranges]
     cast = cast_in_shots(texts, plan["cast"])
+    # CLIP and T5 read English best. A story in another language that describes its cast or
+    # setting in front matter (which may be written in English) is pictured from those alone;
+    # without them the shot's own words are all a prompt has (README, "Languages").
+    english_pictures = primary(plan.get("language", "en")) != "en" and bool(plan["cast"] or plan["setting"])
     shots = []
     for index, ((a, b), shot_words, members) in enumerate(zip(ranges, texts, cast)):
         text = " ".join(shot_words)
         subject = text.rstrip(".!?…,;:—–-\"'”’ ")  # a prompt, not a sentence: its commas separate parts
+        if english_pictures:
+            subject = ""
         parts = [subject, [f"{name}: {plan['cast'][name]}" for name in members], plan["setting"], plan["style"]]
         prompt = shot_prompt(*parts)
         shots.append(Shot(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 
 import pysbd
+from pysbd.languages import LANGUAGE_CODES
+
+from faceless.tasks.text.language import primary
 
 _PARAGRAPH = re.compile(r"\n\s*\n")
 # What pysbd is given in place of a character: its rules know only the ASCII forms of curly
 # quotes and "…", and it uses some rare symbols as markers of its own (a text with one of them
 # comes back with no sentences at all), so those go to it as "_".
-_FOR_PYSBD = {"‘": "'", "’": "'", "“": '"', "”": '"', "…": "...",
+# pysbd's Arabic rules also end a sentence at the Arabic comma "،": it goes to them as ",".
+_FOR_PYSBD = {"‘": "'", "’": "'", "“": '"', "”": '"', "…": "...", "،": ",",
               **dict.fromkeys("∯♨☝ǃᓰᓱᓳᓴᓷᓸ✂ȸȹ⎋⌬☉☈☇☄", "_")}
 _CLOSERS = set("\"'”’»)]}」』）】》")
 _CJK_STOPS = set("。！？")
@@ -22,7 +26,15 @@ _QUOTE_AFTER_QUOTE = re.compile(r"(?<=[.!?…][\"'”’])\s+(?=[\"“‘'][A-Z]
 _CJK_WORD_END = re.compile("([。！？]++[" + re.escape("".join(sorted(_CLOSERS))) + "]*+)(?=\\S)")
 
 
-def split_sentences(text: str) -> list[str]:
+def pysbd_language(tag: str) -> str:
+    """pysbd's rules for the story's language (two dozen languages). Any other language gets
+    the English rules: they end sentences at . ! ? and at the CJK stops, which is what most
+    scripts use, and they only add abbreviations that a non-English text will not contain."""
+    code = primary(tag)
+    return code if code in LANGUAGE_CODES else "en"
+
+
+def split_sentences(text: str, language: str = "en") -> list[str]:
     """Split a story into sentences: clean strings that hold every word of it once, in order.
 
     Why pysbd: it is rule-based, pure Python and deterministic, with no model or data to
@@ -30,7 +42,8 @@ def split_sentences(text: str) -> list[str]:
     tested on the "Golden Rules" sentence-boundary set. Its last release is 0.3.4 (2021), so
     the quirks found here are worked around below, not waited on.
 
-    The boundaries come from pysbd's English rules, so abbreviations
+    The boundaries come from pysbd's rules for `language` (a BCP 47 tag; see pysbd_language).
+    With the English rules, abbreviations
     (Mr. Dr. e.g. etc.), initials (J. R. R. Tolkien), decimals and prices (3.14, $4.50), times
     (3 p.m., 10:30 a.m.), ellipses, numbered lists, URLs and e-mails do not end a sentence,
     and a sentence keeps its closing quote or bracket. pysbd's English rules also end a
@@ -52,16 +65,16 @@ def split_sentences(text: str) -> list[str]:
     for paragraph in _PARAGRAPH.split(text):
         paragraph = " ".join(paragraph.split())
         if paragraph:
-            sentences.extend(_split_paragraph(paragraph))
+            sentences.extend(_split_paragraph(paragraph, pysbd_language(language)))
     if _words(text) != [word for sentence in sentences for word in _words(sentence)]:
         raise RuntimeError("split_sentences lost, duplicated or reordered words of the story")
     return sentences
 
 
-def _split_paragraph(paragraph: str) -> list[str]:
+def _split_paragraph(paragraph: str, language: str) -> list[str]:
     pysbd_text, origin = _pysbd_forms(paragraph)
     # A fresh Segmenter per call: it keeps the text being split on itself (not thread-safe).
-    spans = pysbd.Segmenter(language="en", clean=False, char_span=True).segment(pysbd_text)
+    spans = pysbd.Segmenter(language=language, clean=False, char_span=True).segment(pysbd_text)
     cuts = set(match.end() for match in _QUOTE_AFTER_QUOTE.finditer(paragraph))
     for span in spans:
         last = span.start + len(span.sent.rstrip()) - 1  # the segment's last visible character
