@@ -1,6 +1,7 @@
 """The `faceless` command.
 
     faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH] [--music FILE]
+                   [--review | --review-edits FILE]
     faceless resume FLOW_RUN_ID
     faceless profile show NAME|FILE.yaml [--size WxH]
     faceless gpu-plan PROFILE [--gpu-memory GIB] [--size WxH] [--json]
@@ -34,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--size", help="output WIDTHxHEIGHT: 720x1280 (the profile's default), 1080x1920, "
                                        "1920x1080, 1080x1080, ...")
     render.add_argument("--music", help="background music (any audio file), looped and ducked under the voice")
+    render.add_argument("--review", action="store_true",
+                        help="stop after the storyboard and its keyframes and print them, for review before animation")
+    render.add_argument("--review-edits", metavar="FILE",
+                        help="apply these shot edits (YAML, docs/storyboard-review.md; empty approves) and go on")
     resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
     resume.add_argument("flow_run_id", help="the story-to-video flow run to resume")
     profile = commands.add_parser("profile", help="look at profiles").add_subparsers(dest="action", required=True)
@@ -137,6 +142,10 @@ def _render(parameters: dict) -> int:
         return 130
     if state.is_completed():
         print(state.result())
+        if parameters.get("review") and not parameters.get("review_edits"):  # the storyboard, not a video
+            print("faceless: the storyboard above waits for review: write the shots' changes to a file "
+                  "(docs/storyboard-review.md) and run the same command with --review-edits FILE "
+                  "(an empty file approves); unchanged shots come back cached", file=sys.stderr)
         return 0
     run_id = state.state_details.flow_run_id
     try:
@@ -210,6 +219,10 @@ def _main(argv: list[str] | None = None) -> int:
                 parameters["size"] = args.size
             if args.music:
                 parameters["music"] = str(Path(args.music).expanduser().absolute())
+            if args.review or args.review_edits:
+                parameters["review"] = True
+            if args.review_edits:
+                parameters["review_edits"] = str(Path(args.review_edits).expanduser().absolute())
         preflight(**parameters)
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)

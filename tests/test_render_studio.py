@@ -24,6 +24,9 @@ STORY = (
     "each carrying a note folded small.\n"
     "By morning, the boats had reached the sea."
 )
+# Who is in it and how it looks: the shot writer must keep both in every prompt.
+FRONT_MATTER = ("---\nstyle: ink and watercolour, muted teal\ncast:\n"
+                "  Mira: a girl of twelve in a yellow raincoat\n---\n")
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +34,12 @@ def tiny(prefect_server, models_home, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-e2e")
     env = make_env(prefect_server, root / "home", models_home)
     story = root / "paper-boats.txt"
-    story.write_text(STORY, encoding="utf-8")
+    story.write_text(FRONT_MATTER + STORY, encoding="utf-8")
     out = root / "out"
     started = time.monotonic()
     result = render(env, story, out, "--profile", "tiny")
     folder = out / "paper-boats"
-    return {"folder": folder, "result": result, "seconds": time.monotonic() - started,
+    return {"folder": folder, "result": result, "seconds": time.monotonic() - started, "home": root / "home",
             "manifest": json.loads((folder / "manifest.json").read_text())}
 
 
@@ -49,8 +52,8 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
     assert manifest["models"]["align"].startswith("tiny:whisper@")
     assert manifest["narration"]["backend"] == "bark" and manifest["narration"]["sample_rate"] == 24_000
     assert manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
-    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "keyframe", "animate",
-                                                        "compose"}
+    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "writer", "keyframe",
+                                                        "animate", "compose"}
     # The tiny voice speaks about a second a sentence: short sentences join into shots of 2-6 s.
     for shot in manifest["scenes"]:
         assert shot["frames"] / 24 <= 6.0 + 1 / 24 and 1 <= shot["windows"] <= 2, shot
@@ -58,10 +61,34 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
 
 
 def test_each_model_is_loaded_once_for_all_shots(tiny):
-    assert tiny["manifest"]["model_loads"] == {"bark": 1, "whisper": 1, "sdxl": 1, "svd": 1}
+    assert tiny["manifest"]["model_loads"] == {"bark": 1, "whisper": 1, "writer": 1, "sdxl": 1, "svd": 1}
     log = tiny["result"].stderr
     assert "released bark, whisper before the next model stage" in log
+    assert "released writer before the next model stage" in log
     assert "released sdxl before the next model stage" in log
+
+
+def test_the_llm_writer_describes_every_shot_within_77_tokens_keeping_cast_and_style(tiny):
+    """The tiny random Qwen2 twin writes nonsense, but under the schema every shot's answer is a
+    whole description; its prompts keep the story's style and the shot's cast, within 77 tokens."""
+    manifest = tiny["manifest"]
+    assert manifest["settings"]["storyboard"]["writer"] == "llm"
+    assert manifest["models"]["storyboard"].startswith("tiny:shot-writer@")
+    [written] = sorted(tiny["home"].glob("artifacts/writer/*/shots.json"))  # the writer's artifact
+    assert [s["visual"] for s in json.loads(written.read_text())["shots"]] == [s["visual"] for s in manifest["scenes"]]
+    style, mira = "ink and watercolour, muted teal", "Mira: a girl of twelve in a yellow raincoat"
+    for shot in manifest["scenes"]:
+        assert shot["writer"] == "llm" and shot["writer_note"] is None, shot
+        assert set(shot["visual"]) == {"subject", "action", "setting", "camera", "motion", "prompt", "description"}
+        assert all(value.strip() for value in shot["visual"].values())
+        assert shot["prompt_tokens"] <= 77
+        both = shot["prompt"] + " | " + shot["prompt_2"]
+        assert style in both and style in shot["description"], shot
+        if "Mira" in shot["cast"]:
+            assert mira in both and mira in shot["description"], shot
+        assert shot["visual"]["description"] in shot["description"]
+        assert shot["edited"] is False
+    assert any("Mira" in shot["cast"] for shot in manifest["scenes"])
 
 
 def test_subtitles_are_exactly_the_story_words_with_alignment_counts(tiny):
@@ -107,4 +134,5 @@ def test_studio_without_weights_refuses_within_a_minute_naming_every_model(tmp_p
     for repo in ("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0",
                  "stabilityai/stable-video-diffusion-img2vid-xt", "suno/bark-small", "Systran/faster-whisper-large-v3"):
         assert f"hf download {repo}" in lines[0]
+    assert "hf download Qwen/Qwen2.5-3B-Instruct" in lines[0]  # the shot writer's model, named too
     assert not (tmp_path / "out").exists(), "nothing is written before the check"

@@ -57,6 +57,7 @@ class Shot:
     description: str  # subject, cast, setting and style whole: for text encoders that read more than 77 tokens
     negative_prompt: str
     seed: int
+    writer: str = "rules"  # the llm writer (tasks/stages/writer.py) may rewrite the prompts
 
 
 def cut_times(words: list[dict], duration: float, sentences: list[dict] | None = None) -> list[float]:
