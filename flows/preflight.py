@@ -71,7 +71,7 @@ def keyframe_identity(keyframe: dict) -> dict:
 
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
               out: str = "./out", size: str | None = None, music: str | None = None,
-              profile_file: str = "", review_edits: str = "") -> Checked:
+              profile_file: str = "", review: bool = False, review_edits: str = "") -> Checked:
     """Check the flow's parameters (the same names and defaults as story_to_video's; empty
     text is not given, and profile_file, when given, is used instead of profile); raises with
     a one-line message at the first problem. Writes nothing."""

@@ -15,8 +15,10 @@ import srt
 import webvtt
 
 from conftest import BIN, make_env, render
+from faceless.tasks.settings import load_profile, profile_yaml
 
 pytestmark = pytest.mark.slow  # renders through the studio backends on a real Prefect server
+SMALL = ("--size", "360x640")  # what is checked here does not need the full frame
 
 STORY = (
     "Mira kept 12 paper boats on the windowsill of the tower room. "
@@ -36,10 +38,16 @@ def tiny(prefect_server, models_home, tmp_path_factory):
     story = root / "paper-boats.txt"
     story.write_text(FRONT_MATTER + STORY, encoding="utf-8")
     out = root / "out"
+    # The tiny profile with shots of about 2 s: the tiny voice speaks this story in about 4 s,
+    # and the review below needs more than one shot.
+    profile = load_profile("tiny")
+    profile["plan"]["shot_seconds"] = {"target": 2.0, "max": 2.5}
+    (root / "tiny-short.yaml").write_text(profile_yaml({**profile, "name": "tiny-short"}), encoding="utf-8")
     started = time.monotonic()
-    result = render(env, story, out, "--profile", "tiny")
+    result = render(env, story, out, "--profile", str(root / "tiny-short.yaml"), *SMALL)
     folder = out / "paper-boats"
     return {"folder": folder, "result": result, "seconds": time.monotonic() - started, "home": root / "home",
+            "env": env, "story": story, "root": root, "profile": str(root / "tiny-short.yaml"),
             "manifest": json.loads((folder / "manifest.json").read_text())}
 
 
@@ -136,3 +144,32 @@ def test_studio_without_weights_refuses_within_a_minute_naming_every_model(tmp_p
         assert f"hf download {repo}" in lines[0]
     assert "hf download Qwen/Qwen2.5-3B-Instruct" in lines[0]  # the shot writer's model, named too
     assert not (tmp_path / "out").exists(), "nothing is written before the check"
+
+
+def test_terminal_review_prints_the_storyboard_then_takes_edits_from_a_file(tiny):
+    """`--review` stops after the keyframes (all cached here: the same story and store as the
+    render above) and prints the storyboard; `--review-edits FILE` changes the last shot's prompt:
+    only its keyframe and clip are made again, and the manifest marks it edited."""
+    env, story, out = tiny["env"], tiny["story"], tiny["root"] / "reviewed"
+    started = time.monotonic()
+    shown = render(env, story, out, "--profile", tiny["profile"], *SMALL, "--review")
+    stopped = time.monotonic() - started
+    shots = tiny["manifest"]["scenes"]
+    for shot in shots:
+        assert f"shot {shot['index']}  " in shown.stdout and shot["prompt"] in shown.stdout
+    pictures = [line.split("keyframe: ", 1)[1] for line in shown.stdout.splitlines() if "keyframe: " in line]
+    assert len(pictures) == len(shots) and all(os.path.isfile(p) for p in pictures)
+    assert "--review-edits FILE" in shown.stderr and not (out / "paper-boats" / "video.mp4").exists()
+
+    assert len(shots) >= 2
+    last = shots[-1]["index"]
+    edits = tiny["root"] / "edits.yaml"
+    edits.write_text(f"{last}:\n  prompt: a lighthouse at dusk, waves breaking, wide shot\n", encoding="utf-8")
+    done = render(env, story, out, "--profile", tiny["profile"], *SMALL, "--review-edits", str(edits))
+    print(f"review stop {stopped:.1f} s, edited render {time.monotonic() - started - stopped:.1f} s")
+    assert done.stdout.strip().splitlines()[-1] == str(out / "paper-boats" / "video.mp4")
+    manifest = json.loads((out / "paper-boats" / "manifest.json").read_text())
+    assert [s["edited"] for s in manifest["scenes"]] == [s["index"] == last for s in shots]
+    assert manifest["scenes"][-1]["prompt"] == "a lighthouse at dusk, waves breaking, wide shot"
+    computed = {(r["stage"], r["scene"]) for r in manifest["stages"] if not r["cached"]}
+    assert computed == {("keyframe", last), ("animate", last), ("compose", None)}, computed
