@@ -1,7 +1,10 @@
 """The story-to-video flow: wiring of the stages, no media or model code.
 
-    plan -> narrate -> align -> storyboard (-> writer) -> keyframe[shot] -> animate[shot] -> compose -> <out>/<slug>/
-                                                                        music ---^
+    plan -> narrate -> align -> storyboard (-> writer) -> keyframe[shot] (-> review) -> animate[shot] -> compose
+                                                                                        music ---^
+
+With `storyboard.writer: llm` a language model rewrites each shot's prompts (tasks/stages/writer.py);
+with `review` a person approves or edits the shots after their keyframes (flows/review.py).
 
 Every stage is a cached task that writes a file artifact and returns a small typed result: the
 artifact's reference and what the next stages need (tasks/stages/results.py), so this flow
