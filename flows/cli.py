@@ -85,7 +85,7 @@ def _gpu_plan(name: str, gpu_memory: float | None, size: str | None, as_json: bo
         print(f"{plan.profile} on {gpu_memory:g} GiB (predicted peaks; {memory_plan.RESERVE_GIB:g} GiB kept "
               f"for the CUDA context):")
         for stage in plan.stages:
-            print(f"  {stage.stage:9s} {stage.backend:15s} {stage.placement:20s} {stage.predicted_peak_gib:6.2f} GiB"
+            print(f"  {stage.stage:10s} {stage.backend:15s} {stage.placement:20s} {stage.predicted_peak_gib:6.2f} GiB"
                   f"{'' if stage.fits else '  does not fit'}")
     if not plan.fits:
         print(f"faceless: {plan.needs_line()}", file=sys.stderr)

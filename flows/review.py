@@ -154,11 +154,12 @@ def storyboard_markdown(board: Storyboard, keyframes: list[Path], title: str, ro
     lines = [f"# Storyboard review: {title}" + (f" (round {round_ + 1})" if round_ else ""), "",
              "Approve with **Resume**, or change a shot's prompt or tick its *new seed* in the form: "
              "those shots get new keyframes and the storyboard shows again.", "",
-             "| shot | keyframe | words | times | prompt | seed | writer |", "|---|---|---|---|---|---|---|"]
+             # The prompt next to its picture: what a person reviews is in view without scrolling.
+             "| shot | keyframe | prompt | seed | words | times | writer |", "|---|---|---|---|---|---|---|"]
     for shot, png in zip(board.shots, keyframes):
         prompt = shot.prompt + (f" / second encoder: {shot.prompt_2}" if shot.prompt_2 else "")
-        lines.append(f"| {shot.index} | ![shot {shot.index} keyframe]({thumbnail_uri(png)}) | {_cell(shot.text)} | "
-                     f"{shot.start:.2f}-{shot.end:.2f} s | {_cell(prompt)} | {shot.seed} | "
+        lines.append(f"| {shot.index} | ![shot {shot.index} keyframe]({thumbnail_uri(png)}) | {_cell(prompt)} | "
+                     f"{shot.seed} | {_cell(shot.text)} | {shot.start:.2f}-{shot.end:.2f} s | "
                      f"{shot.writer}{' (edited)' if shot.edited else ''} |")
     return "\n".join(lines) + "\n"
 

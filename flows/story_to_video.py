@@ -59,8 +59,7 @@ def _storyboard(ledger, logger, plan, alignment, settings: dict, identities: dic
     if settings["storyboard"]["writer"] == "llm":
         board = ledger.record("writer", with_store(writer_task)(
             plan, board, settings["storyboard"], identities["storyboard"], return_state=True))
-        if settings["memory"]["release_between_stages"]:
-            _release(logger, "writer")
+        _release(logger, "writer")  # once a story: nothing later needs it, and the GPU memory does
     return board
 
 

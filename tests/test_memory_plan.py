@@ -33,7 +33,7 @@ def test_table_counts_the_published_sizes():
 def test_modern_on_24_gib_fits_every_stage():
     result = plan("modern", 24)
     assert result.fits
-    assert [s.stage for s in result.stages] == ["storyboard", "narrate", "keyframe", "animate"]
+    assert [s.stage for s in result.stages] == ["narrate", "storyboard", "keyframe", "animate"]
     for stage in result.stages:
         assert stage.predicted_peak_gib + mp.RESERVE_GIB <= 24
         # FLUX and Wan must offload there; the voice and the shot writer are one piece each.

@@ -152,7 +152,8 @@ def test_modern_without_weights_refuses_in_seconds_naming_every_model(tmp_path):
     assert seconds < 30
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faceless: error: "), result.stderr
-    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell", "Wan-AI/Wan2.2-TI2V-5B-Diffusers"):
+    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell", "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+                 "Qwen/Qwen3-4B-Instruct-2507"):
         assert repo in lines[0], repo
     assert not out.exists(), "nothing is written before the check"
 

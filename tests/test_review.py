@@ -91,7 +91,7 @@ def test_what_a_person_reads(tmp_path):
     assert f"keyframe: {pictures[2]}" in text and "words:    Sentence number 0 here." in text
     markdown = storyboard_markdown(edited, pictures, "A Title", 0)
     assert markdown.count("data:image/jpeg;base64,") == 3 and "| 1 | ![shot 1 keyframe]" in markdown
-    assert "a lighthouse" in markdown and "| 101 | rules (edited) |" in markdown
+    assert "| a lighthouse | 101 | Sentence number 1 here. | 2.00-4.00 s | rules (edited) |" in markdown
 
 
 def test_cli_refuses_a_bad_edit_file_before_any_work(tmp_path):

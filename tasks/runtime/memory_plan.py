@@ -49,7 +49,7 @@ PLACEMENTS = ("gpu", "encoders_leave", "model_offload", "group_offload", "sequen
 # Backends whose VAE tiles its decode (diffusers' vae.enable_tiling); SVD's temporal VAE does not.
 TILING = frozenset({"sdxl-ensemble", "flux-schnell", "wan", "ltx"})
 # The GPU stages and the backends in each that run on a GPU (piper and `voice` are CPU work).
-GPU_STAGES = ("storyboard", "narrate", "align", "keyframe", "animate")
+GPU_STAGES = ("narrate", "align", "storyboard", "keyframe", "animate")  # in render order
 ONE_PIECE = frozenset({"bark", "kokoro", "faster-whisper", "shot-writer"})
 
 

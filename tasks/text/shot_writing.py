@@ -18,7 +18,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from faceless.tasks.text.prompts import MAX_TOKENS, ShotPrompt, _join, count_tokens, fit
+from faceless.tasks.text.prompts import MAX_TOKENS, ShotPrompt, join_parts, count_tokens, fit
 
 FIELDS = ("subject", "action", "setting", "camera", "motion", "prompt", "description")
 
@@ -97,7 +97,7 @@ def shot_prompts(written: ShotDescription, cast: list[str], style: str) -> ShotP
     whole, then the setting and the prompt; encoder 1 keeps the cast, then the prompt, then the
     setting. So the cast and the style are whole in one of the two whenever they fit at all."""
     parts = [written.prompt.rstrip(".,;: "), *cast, written.setting, style]
-    full = _join(parts)
+    full = join_parts(parts)
     if count_tokens(full) <= MAX_TOKENS:
         fitted = ShotPrompt(full, "", count_tokens(full), full)
     else:
