@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--size", help="output WIDTHxHEIGHT: 720x1280 (the profile's default), 1080x1920, "
                                        "1920x1080, 1080x1080, ...")
     render.add_argument("--music", help="background music (any audio file), looped and ducked under the voice")
+    render.add_argument("--redo-degraded", action="store_true",
+                        help="make again at full settings the shots an earlier render made down the degrade ladder")
     render.add_argument("--review", action="store_true",
                         help="stop after the storyboard and its keyframes and print them, for review before animation")
     render.add_argument("--review-edits", metavar="FILE",
@@ -219,11 +221,13 @@ def _main(argv: list[str] | None = None) -> int:
                 parameters["size"] = args.size
             if args.music:
                 parameters["music"] = str(Path(args.music).expanduser().absolute())
+            if args.redo_degraded:
+                parameters["redo_degraded"] = True
             if args.review or args.review_edits:
                 parameters["review"] = True
             if args.review_edits:
                 parameters["review_edits"] = str(Path(args.review_edits).expanduser().absolute())
-        preflight(**parameters)
+        preflight(**{name: value for name, value in parameters.items() if name != "redo_degraded"})
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)
         return 2

@@ -71,8 +71,8 @@ def _keyframes(board, settings: dict, identity: dict) -> list:
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def story_to_video(story: str = "", story_file: str = "", profile: ProfileName = "offline", profile_file: str = "",
-                   out: str = "./out", size: str = "", music: str = "", review: bool = False,
-                   review_edits: str = "") -> str:
+                   out: str = "./out", size: str = "", music: str = "", redo_degraded: bool = False,
+                   review: bool = False, review_edits: str = "") -> str:
     """Render a story into a narrated, captioned video (vertical unless `size` says otherwise),
     with `music` ducked under the voice if given; returns the video's path (or, for a local run
     with `review` and no `review_edits`, the storyboard to review as text). Give exactly one of
@@ -95,6 +95,9 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
             for the profile's own (720x1280).
         music: The path of an audio file to loop under the narration, ducked while the voice
             speaks. Leave it empty for none.
+        redo_degraded: Make again, at full settings, the shots an earlier run had to make with
+            less (down the degrade ladder after running out of GPU memory); otherwise they are
+            reused, and listed in the summary and manifest.
         review: Stop after the storyboard and its keyframes, before animation, for a person to
             approve or change shots: a deployment run is suspended (no worker waits) and its page
             shows the storyboard; Resume's form takes each shot's prompt and a new seed.

@@ -223,6 +223,9 @@ class SvdAnimate(Section):
     interpolation: Literal["motion", "blend"] = "motion"
     zoom: float = 0.0  # push-in over the shot, as a fraction of the frame
     clip_crf: int = CLIP_CRF  # x264 quality of the shot's clip, an intermediate compose re-encodes
+    # The clip's size as a fraction of the output's: compose scales a smaller clip up as it
+    # decodes it. Below 1 only where the pictures have no detail to keep (offline's noise).
+    clip_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
     cpu_threads: int | None = None  # torch threads on a CPU while generating (see SdxlKeyframe)
     model_cpu_offload: bool = False
     forward_chunking: bool = False  # (no vae_tiling, no attention_slicing: SVD has neither)
@@ -259,6 +262,7 @@ class WanAnimate(Section):
     cpu_threads: int | None = _WAN.cpu_threads
     zoom: float = 0.0
     clip_crf: int = CLIP_CRF
+    clip_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
     degrade: list[NativeRung] = [NativeRung(**rung) for rung in WAN_DEGRADE]
 
 
@@ -282,6 +286,7 @@ class LtxAnimate(Section):
     cpu_threads: int | None = _LTX.cpu_threads
     zoom: float = 0.0
     clip_crf: int = CLIP_CRF
+    clip_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
     degrade: list[NativeRung] = [NativeRung(**rung) for rung in LTX_DEGRADE]
 
 

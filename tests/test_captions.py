@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import pytest
-from faceless.tasks.media.captions import CaptionFontError, CaptionRenderer, _Fonts, blend, check_fonts, phrases
+from faceless.tasks.media.captions import CaptionFontError, CaptionRenderer, YuvOverlay, _Fonts, check_fonts, phrases
 from faceless.tasks.stages.compose import caption_schedule
 from faceless.tasks.settings import load_profile
 
@@ -49,9 +49,37 @@ def test_overlay_draws_the_highlight_colour_inside_the_safe_area():
     # Clear of the right-hand column of app buttons (the right 18% of a vertical frame).
     columns = np.nonzero(alpha.max(axis=0))[0]
     assert columns.min() >= 720 * 0.06 and columns.max() <= 720 * 0.82
-    frame = np.zeros((1280, 720, 3), np.uint8)
-    blend(frame, overlay, left, top)
-    assert frame[top:top + overlay.shape[0]].max() == 255
+    # Blended onto a black yuv420p frame (as compose does): white text at full luma (235 in
+    # the limited range), the highlight's yellow in the chroma, nothing outside the box.
+    frame = np.zeros((1280 * 3 // 2, 720), np.uint8)
+    frame[:1280], frame[1280:] = 16, 128  # black
+    YuvOverlay(overlay, left, top).blend_into(frame, 720, 1280)
+    luma = frame[:1280]
+    assert luma[top:top + overlay.shape[0]].max() >= 234 and luma[:top].max() == 16
+    assert luma[top + overlay.shape[0]:].max() == 16
+    u = frame[1280:1280 + 320].reshape(640, 360)
+    assert u.min() < 60  # yellow: U well below neutral 128
+
+
+def test_yuv_overlay_matches_the_rgb_blend_converted_by_pyav():
+    """The caption blended in yuv420p is the RGB blend as swscale would convert it (within
+    rounding and the 2x2 chroma of yuv420p), at any position, odd ones included."""
+    import av
+
+    renderer = CaptionRenderer(STYLE, 720, 1280)
+    overlay, left, _ = renderer.overlay(["Hello", "bright", "world"], highlight=1)
+    rng = np.random.default_rng(0)
+    background = np.repeat(np.repeat(rng.integers(0, 256, (640, 360, 3), dtype=np.uint8), 2, axis=0), 2, axis=1)
+    for top in (601, 700):
+        rgb = background.copy()
+        a = overlay[..., 3:4].astype(np.float64) / 255
+        region = rgb[top:top + overlay.shape[0], left:left + overlay.shape[1]]
+        region[:] = np.rint(overlay[..., :3] * a + region * (1 - a)).astype(np.uint8)
+        expected = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        frame = av.VideoFrame.from_ndarray(background, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        YuvOverlay(overlay, left, top).blend_into(frame, 720, 1280)
+        difference = np.abs(frame.astype(int) - expected.astype(int))
+        assert difference[:1280].max() <= 3 and np.percentile(difference[1280:], 99) <= 8, top
 
 
 def _yellow(overlay):

@@ -316,8 +316,8 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
     started = time.monotonic()
     deployment = api(stack, "/deployments/name/story-to-video/offline")
     descriptions = _form_parameters(stack, deployment)
-    assert list(descriptions) == ["story", "story_file", "profile", "profile_file", "out", "size", "music", "review",
-                                  "review_edits"]
+    assert list(descriptions) == ["story", "story_file", "profile", "profile_file", "out", "size", "music",
+                                  "redo_degraded", "review", "review_edits"]
     profiles = deployment["parameter_openapi_schema"]["properties"]["profile"]
     assert profiles["type"] == "string" and profiles["enum"] == available() and "offline" in available()
     out = tmp_path / "out"

@@ -74,6 +74,14 @@ def test_oom_on_the_first_rung_degrades_once_and_later_shots_start_there(store_e
     for name in ("plan", "narrate", "align", "storyboard", "compose"):
         assert counts[name] == [1], name
 
+    # The degraded clips are reused by a plain render again (listed as degraded), and made anew
+    # at full settings by --redo-degraded: exactly those shots, and what is made from them.
+    degraded = {(s["stage"], s["scene"]) for s in animate if s["degraded"]}
+    render(store_env, story, out, "--redo-degraded")
+    redone = manifest_of(out)
+    assert {k for k in computed(redone) if k[0] != "compose"} == degraded
+    assert all(s["degraded"] is None and s["attempts"] == 1 for s in redone["stages"]), redone["stages"]
+
 
 def test_oom_on_every_attempt_fails_clearly_and_prefect_retry_resumes(store_env, tmp_path):
     story, out = write_story(tmp_path), tmp_path / "out"

@@ -31,7 +31,7 @@ def test_cross_fade_ramps_from_one_clip_to_the_next(tmp_path):
         path = tmp_path / f"clip{k}.mp4"
         write_clip(path, [Image.new("RGB", (64, 64), colour)] * length, (64, 64), 24)
         clips.append(path)
-    frames = list(timeline_frames(clips, bounds, handles))
+    frames = list(timeline_frames(clips, bounds, handles, (64, 64)))
     assert len(frames) == 40
     red = [int(f[32, 32, 0]) for f in frames]
     blue = [int(f[32, 32, 2]) for f in frames]
@@ -39,6 +39,21 @@ def test_cross_fade_ramps_from_one_clip_to_the_next(tmp_path):
     fade = range(bounds[1] - handles[1], bounds[1] + handles[1])
     assert all(red[i] > red[i + 1] and blue[i] < blue[i + 1] for i in fade)   # strictly moving
     assert all(red[i] > 240 for i in range(fade.start)) and all(blue[i] > 240 for i in range(fade.stop, 40))
+
+
+def test_a_clip_smaller_than_the_output_is_scaled_up_as_it_is_decoded(tmp_path):
+    from faceless.tasks.stages.animate import clip_size
+
+    settings = {"out_width": 720, "out_height": 1280, "clip_scale": 0.5}
+    assert clip_size(settings) == (360, 640) and clip_size({**settings, "clip_scale": 1.0}) == (720, 1280)
+    assert clip_size({**settings, "clip_scale": 0.33}) == (238, 422)  # even sides for yuv420p
+    half = Image.new("RGB", (32, 64), (255, 0, 0))
+    half.paste((0, 0, 255), (0, 32, 32, 64))  # the lower half blue
+    path = tmp_path / "clip.mp4"
+    write_clip(path, [half] * 10, (32, 64), 24)
+    frames = list(timeline_frames([path], [0, 10], [0, 0], (64, 128)))
+    assert len(frames) == 10 and frames[0].shape == (128, 64, 3)
+    assert frames[0][20, 32, 0] > 200 and frames[0][108, 32, 2] > 200
 
 
 def test_a_clip_is_as_long_as_its_shot_wherever_the_shot_lands():
@@ -59,10 +74,10 @@ def test_a_clip_a_frame_short_of_its_place_holds_its_last_frame(tmp_path):
         path = tmp_path / f"clip{k}.mp4"
         write_clip(path, [Image.new("RGB", (64, 64), colour)] * length, (64, 64), 24)
         clips.append(path)
-    frames = list(timeline_frames(clips, bounds, handles))
+    frames = list(timeline_frames(clips, bounds, handles, (64, 64)))
     assert len(frames) == 20
     assert int(frames[9][32, 32, 0]) > 240 and int(frames[10][32, 32, 2]) > 240
     short = tmp_path / "short.mp4"
     write_clip(short, [Image.new("RGB", (64, 64), (0, 255, 0))] * 5, (64, 64), 24)
     with pytest.raises(ValueError, match="too few frames"):
-        list(timeline_frames([short, clips[1]], bounds, handles))
+        list(timeline_frames([short, clips[1]], bounds, handles, (64, 64)))

@@ -56,11 +56,11 @@ def make_keyframe(shot: dict, index: int, settings: dict, progress, models=model
     """The keyframe stage's call: (PIL image, what the manifest records)."""
     def on_gpu():
         base, refiner = models.sdxl_ensemble(settings["base"], settings["refiner"])
-        with models.MODEL_LOCK:
+        device = getattr(base, "_execution_device", base.device)
+        with models.model_turn(FAMILY, device, settings["cpu_threads"]):
             # Base and refiner share text_encoder_2 and the VAE: placed together, one set of hooks.
             where = placement.ensure_placed("keyframe", FAMILY, NAME, (base, refiner), settings)
-            with gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings), \
-                    models.cpu_threads(getattr(base, "_execution_device", base.device), settings["cpu_threads"]):
+            with gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
                 gpu.inject_fault("keyframe", index)
                 return where, *base_then_refiner(base, refiner, shot["prompt"], shot["negative_prompt"], shot["seed"],
                                                  settings, on_step=progress.step_callback(), prompt_2=shot["prompt_2"])

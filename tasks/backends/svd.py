@@ -87,10 +87,10 @@ def motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count
 
     def on_gpu():
         pipe = models.svd(settings["model"])
-        with models.MODEL_LOCK:
+        device = getattr(pipe, "_execution_device", pipe.device)
+        with models.model_turn("svd", device, settings["cpu_threads"]):
             where = placement.ensure_placed("animate", "svd", "svd", pipe, settings)
-            with gpu.memory_knobs(pipe, settings), \
-                    models.cpu_threads(getattr(pipe, "_execution_device", pipe.device), settings["cpu_threads"]):
+            with gpu.memory_knobs(pipe, settings):
                 gpu.inject_fault("animate", shot)
                 return where, generate(pipe, keyframe, settings, windows, fps, seed, progress.step_callback())
 

@@ -266,9 +266,55 @@ class CaptionRenderer:
             x += face.getlength(run)
 
 
-def blend(frame: np.ndarray, overlay: np.ndarray, left: int, top: int) -> None:
-    """Alpha-blend an RGBA overlay onto an RGB frame in place."""
-    h, w = overlay.shape[:2]
-    region = frame[top:top + h, left:left + w]
-    alpha = overlay[..., 3:4].astype(np.uint16)
-    region[:] = ((overlay[..., :3] * alpha + region * (255 - alpha) + 127) // 255).astype(np.uint8)
+# BT.601 limited range: what swscale writes for rgb24 -> yuv420p with no colorspace given, so a
+# caption drawn here has the colours it had when compose drew it on RGB frames.
+_RGB_TO_YUV = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255
+_YUV_OFFSET = np.array([16.0, 128.0, 128.0])
+
+
+class YuvOverlay:
+    """A caption overlay ready to blend onto yuv420p frames (the I420 arrays PyAV's
+    `to_ndarray()` gives): cropped to its visible pixels, converted once, premultiplied by
+    alpha (full resolution for luma, 2x2 averages for chroma). Compose then never converts a
+    frame to RGB and back."""
+
+    def __init__(self, overlay: np.ndarray, left: int, top: int):
+        # On a canvas with even edges, so the crop covers whole 2x2 chroma blocks.
+        dy, dx = top % 2, left % 2
+        h, w = overlay.shape[:2]
+        canvas = np.zeros((h + dy + (h + dy) % 2, w + dx + (w + dx) % 2, 4), np.uint8)
+        canvas[dy:dy + h, dx:dx + w] = overlay
+        alpha = canvas[..., 3]
+        rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+        self.empty = not rows.size
+        if self.empty:
+            return
+        r0, c0 = rows[0] // 2 * 2, cols[0] // 2 * 2
+        r1, c1 = (rows[-1] + 2) // 2 * 2, (cols[-1] + 2) // 2 * 2
+        crop = canvas[r0:r1, c0:c1].astype(np.float64)
+        self.top, self.left = top - dy + r0, left - dx + c0
+        a = crop[..., 3] / 255
+        yuv = crop[..., :3] @ _RGB_TO_YUV.T + _YUV_OFFSET
+        h, w = a.shape
+        # 8-bit fixed point: blended = (pre + plane * inverse) >> 8, with alpha scaled to 256.
+        self.luma = (np.rint(yuv[..., 0] * a * 256).astype(np.uint32), np.rint((1 - a) * 256).astype(np.uint32))
+        quad = lambda x: x.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+        a2 = quad(a)
+        self.chroma = [(np.rint(quad(yuv[..., c] * a) * 256).astype(np.uint32), np.rint((1 - a2) * 256).astype(np.uint32))
+                       for c in (1, 2)]
+
+    def blend_into(self, i420: np.ndarray, width: int, height: int) -> None:
+        """Blend in place onto an I420 frame array of shape (height * 3 // 2, width)."""
+        if self.empty:
+            return
+        y_plane = i420[:height]
+        u_plane = i420[height:height + height // 4].reshape(height // 2, width // 2)
+        v_plane = i420[height + height // 4:].reshape(height // 2, width // 2)
+        h, w = self.luma[0].shape
+        top, left = self.top, self.left
+        for plane, (pre, inverse), (t, l, ph, pw) in (
+                (y_plane, self.luma, (top, left, h, w)),
+                (u_plane, self.chroma[0], (top // 2, left // 2, h // 2, w // 2)),
+                (v_plane, self.chroma[1], (top // 2, left // 2, h // 2, w // 2))):
+            region = plane[t:t + ph, l:l + pw]
+            region[:] = (pre + region * inverse + 128) >> 8

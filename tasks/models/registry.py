@@ -12,9 +12,59 @@ import threading
 # transformers prints advice at import (e.g. that torchvision is absent): keep logs for errors.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-# One model runs at a time in a process: scenes map to threads, and two diffusion runs
-# side by side would only fight over the same cores (or GPU memory).
-MODEL_LOCK = threading.RLock()
+class ModelTurns:
+    """Whose turn it is to run a model. Scenes map to threads; two diffusion runs side by side
+    on a GPU, or on every core of a CPU, would only fight over its memory or cores.
+
+    ``with MODEL_LOCK:`` takes the whole turn (reentrant, like an RLock): no other model runs
+    meanwhile. ``MODEL_LOCK.lane(family)`` is for a call on one torch thread on a CPU (a
+    stage's ``cpu_threads: 1``): such calls run beside each other, one per family (a pipeline
+    keeps per-call state, its scheduler's step) and at most one per core, so the offline
+    profile's keyframes and clips use both cores of a 2-core machine. Code holding a lane
+    must not take the whole turn (two lanes doing so would wait on each other)."""
+
+    def __init__(self, lanes: int):
+        self.lanes = max(1, lanes)
+        self._changed = threading.Condition()
+        self._owner: int | None = None  # the thread holding the whole turn
+        self._depth = 0
+        self._running: dict[str, int] = {}  # family -> thread, for the lanes
+
+    def __enter__(self):
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner != me:
+                self._changed.wait_for(lambda: self._owner is None and not self._running)
+                self._owner = me
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._changed:
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def lane(self, family: str):
+        me = threading.get_ident()
+        if self._owner == me:  # already holds the whole turn
+            yield
+            return
+        with self._changed:
+            self._changed.wait_for(lambda: self._owner is None and family not in self._running
+                                   and len(self._running) < self.lanes)
+            self._running[family] = me
+        try:
+            yield
+        finally:
+            with self._changed:
+                del self._running[family]
+                self._changed.notify_all()
+
+
+MODEL_LOCK = ModelTurns(lanes=os.cpu_count() or 1)
 
 
 def quiet_libraries() -> None:
@@ -76,19 +126,41 @@ def release(*families: str) -> list[str]:
     return sorted({k[0] for k in keys})
 
 
+_THREADS = threading.Lock()
+_THREAD_USERS = 0  # model calls inside cpu_threads now (several only in lanes, all on one thread)
+_THREADS_BEFORE = 0
+
+
 @contextlib.contextmanager
 def cpu_threads(device, threads: int):
     """Token-by-token decoding on a CPU is many tiny matrix products: thread hand-offs cost
     more than they save (a tiny Bark sentence took 0.4 s on one thread, 7-16 s on two of a
-    busy 2-core machine). The caller holds MODEL_LOCK, so no other model runs meanwhile."""
+    busy 2-core machine). torch's thread count is the process's: the first call in sets it,
+    the last one out puts it back."""
+    global _THREAD_USERS, _THREADS_BEFORE
     import torch
 
     if str(device).startswith("cuda") or not threads:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
+    with _THREADS:
+        if not _THREAD_USERS:
+            _THREADS_BEFORE = torch.get_num_threads()
+        _THREAD_USERS += 1
+        torch.set_num_threads(int(threads))
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _THREADS:
+            _THREAD_USERS -= 1
+            if not _THREAD_USERS:
+                torch.set_num_threads(_THREADS_BEFORE)
+
+
+@contextlib.contextmanager
+def model_turn(family: str, device, threads: int | None):
+    """The turn to run `family`'s model on `device`, with `threads` torch threads on a CPU: a
+    lane beside other one-thread calls (see ModelTurns), else the whole turn."""
+    one_cpu_thread = not str(device).startswith("cuda") and threads == 1
+    with (MODEL_LOCK.lane(family) if one_cpu_thread else MODEL_LOCK), cpu_threads(device, threads):
+        yield

@@ -145,7 +145,13 @@ class ArtifactPolicy(CachePolicy):
 
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
         key = store.artifact_key(self.stage, self.version, self.content(inputs))
-        if store.load(self.stage, key) is None:
+        found = store.load(self.stage, key)
+        if found is not None and found["degraded"] and (flow_parameters or {}).get("redo_degraded"):
+            # A result made down the degrade ladder is reused until a run asks for it again at
+            # full settings (`faceless render --redo-degraded`): then it is made anew.
+            store.discard(self.stage, key)
+            found = None
+        if found is None:
             # Without the artifact, Prefect's record would hand back a path to nothing.
             forget_record(self.stage, key)
         else:

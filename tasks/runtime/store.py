@@ -439,6 +439,20 @@ def _publish_remote(stage: str, key: str, tmp: Path, manifest: dict) -> dict | N
     return None
 
 
+def discard(stage: str, key: str) -> None:
+    """Remove an artifact, so its stage makes it again (a degraded one, for --redo-degraded).
+    Under the artifact's lock, so a render building the same key is not cut short."""
+    final = artifact_dir(stage, key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(final.parent / f".{key}.lock"):
+        if remote() is not None:  # without its manifest the bucket's copy is a miss everywhere
+            s3_client().delete_object(Bucket=remote()[0], Key=_s3_key("artifacts", stage, key, MANIFEST))
+        if final.exists():
+            gone = final.with_name(f".tmp-{key}-discarded-{os.getpid()}")
+            os.rename(final, gone)  # readers see the whole artifact or none
+            shutil.rmtree(gone, ignore_errors=True)
+
+
 def move_into_place(tmp: Path, final: Path) -> None:
     """Publish a finished folder by one rename, so readers see all of it or none. A folder
     already there is an incomplete or damaged earlier attempt (complete ones are never rebuilt)."""

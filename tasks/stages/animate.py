@@ -74,6 +74,12 @@ def output_frame(frame: Image.Image, progress: float, zoom: float, size: tuple[i
     return frame.resize(size, Image.BILINEAR, box=(left, top, left + crop_w, top + crop_h))
 
 
+def clip_size(settings: dict) -> tuple[int, int]:
+    """The shot clip's size: the output's, times `clip_scale` (even sides, as yuv420p needs)."""
+    scale = settings["clip_scale"]
+    return 2 * round(settings["out_width"] * scale / 2), 2 * round(settings["out_height"] * scale / 2)
+
+
 def write_clip(path: Path, frames, size: tuple[int, int], fps: int, crf: int = CLIP_CRF) -> None:
     import av
 
@@ -93,7 +99,7 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
             directory: Path) -> dict:
     if frame_count < 1:
         raise ValueError(f"a shot needs at least one frame, got {frame_count}")
-    out_size = (settings["out_width"], settings["out_height"])
+    out_size = clip_size(settings)
     with Image.open(keyframe_png) as image:
         keyframe = image.convert("RGB")
     progress = Progress(f"denoise-animate-{shot:02d}", f"Shot {shot}: {backends.get(settings['backend']).LABEL} denoising",

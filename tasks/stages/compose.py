@@ -7,6 +7,7 @@ so the video starts playing before it has fully downloaded.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import math
 from fractions import Fraction
@@ -20,12 +21,13 @@ from faceless.tasks.media import loudness, music
 from faceless.tasks.runtime import store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
 from faceless.tasks.media.audio import decode_mono
-from faceless.tasks.media.captions import CaptionRenderer, blend, phrases
+from faceless.tasks.media.captions import CaptionRenderer, YuvOverlay, phrases
 from faceless.tasks.runtime.progress import Progress
 from faceless.tasks.stages.results import AlignmentResult, ClipResult, MusicResult, NarrationResult, VideoResult
 
-STAGE_VERSION = 6  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music;
-# 6: clips as long as their shots, a frame more or less than their place on the timeline
+STAGE_VERSION = 7  # 2: loudness; 3: captions clear of the app column; 4: cross-fades; 5: fonts, RTL, music;
+# 6: clips as long as their shots, a frame more or less than their place on the timeline; 7: frames and
+# captions in yuv420p, smaller clips scaled up
 MAX_HELD_FRAMES = 2
 
 # mov_text needs an ASS-style header on the stream; the muxer turns it into a tx3g description.
@@ -37,10 +39,12 @@ _ASS_HEADER = (
 )
 
 
-def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
-    """The output frames (RGB arrays) in order: scene k's clip covers output frames
+def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int], size: tuple[int, int],
+                    pixel_format: str = "rgb24"):
+    """The output frames (arrays of `size` in `pixel_format`, as PyAV's to_ndarray gives them) in order: scene k's clip covers output frames
     [bounds[k] - handles[k], bounds[k+1] + handles[k+1]); where two clips cover a frame
-    (a fade), they are mixed with a linear ramp."""
+    (a fade), they are mixed with a linear ramp. A clip made smaller than the output
+    (`animate.clip_scale`) is scaled up as it is decoded."""
     import av
 
     opened: dict[int, tuple] = {}
@@ -52,7 +56,7 @@ def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int]):
             container.streams.video[0].thread_type = "AUTO"  # decode on every core
             opened[k] = (container, container.decode(video=0))
         try:
-            frame = next(opened[k][1]).to_ndarray(format="rgb24")
+            frame = next(opened[k][1]).to_ndarray(format=pixel_format, width=size[0], height=size[1])
         except StopIteration:
             # A clip is as long as its shot in seconds; its place on the timeline is rounded to
             # frames on its own, so the two may differ by a frame: hold the last one.
@@ -123,8 +127,11 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
     renderer = CaptionRenderer(style, width, height)
     phrase_list = phrases(timing["words"], style["max_words"])
     schedule = caption_schedule(phrase_list, fps, total)
-    overlays: dict[tuple[int, int], tuple] = {}
-    m4a, loudness_report = loud_aac(narration_wav, settings, music_file)
+    overlays: dict[tuple[int, int], YuvOverlay] = {}
+    # The audio is made while the video encodes: it is needed only once the frames are in.
+    audio_work = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compose-audio")
+    loud = audio_work.submit(loud_aac, narration_wav, settings, music_file)
+    audio_work.shutdown(wait=False)
 
     output = directory / "video.mp4"
     with av.open(str(output), "w", options={"movflags": "+faststart"}) as container:
@@ -137,9 +144,6 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
         # frames (PyAV's default, slice threads, keeps the encoder's cores waiting on us).
         video.thread_type = "FRAME"
 
-        audio_source = av.open(io.BytesIO(m4a))
-        audio = container.add_stream_from_template(audio_source.streams.audio[0])
-
         subtitles = container.add_stream("mov_text")
         subtitles.codec_context.subtitle_header = _ASS_HEADER.format(w=width, h=height, size=style["size"]).encode()
         subtitles.time_base = Fraction(1, 1000)
@@ -147,25 +151,36 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
         progress = Progress("encode-video", f"Encoding {total} frames ({settings['video_codec']}, "
                                             f"{settings['preset']})", total, unit="frames")
         written = 0
-        for pixels in timeline_frames(clips, bounds, handles):
-            if pixels.shape[:2] != (height, width):
-                raise ValueError(f"scene clips are {pixels.shape[1]}x{pixels.shape[0]}, expected {width}x{height}")
+        # The container writes its header with the first packet, and the header needs the audio
+        # stream, made from the encoded audio: video packets are held until that is ready.
+        audio_source = audio = None
+        held: list = []
+        # Frames stay yuv420p from the clips' decoder to the encoder (the captions are blended in
+        # it too): no conversion to RGB and back for each frame.
+        for pixels in timeline_frames(clips, bounds, handles, (width, height), "yuv420p"):
             key = schedule[written]
             if key is not None:
                 if key not in overlays:
                     texts = [w["text"] for w in phrase_list[key[0]].words]
-                    overlays[key] = renderer.overlay(texts, key[1])
-                overlay, left, top = overlays[key]
-                blend(pixels, overlay, left, top)
-            out = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                    overlays[key] = YuvOverlay(*renderer.overlay(texts, key[1]))
+                overlays[key].blend_into(pixels, width, height)
+            out = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
             out.pts = written
             out.time_base = Fraction(1, fps)
-            container.mux(video.encode(out))
+            held.extend(video.encode(out))
+            if audio is None and loud.done():
+                audio_source, audio = _audio_stream(container, loud.result()[0])
+            if audio is not None:
+                container.mux(held)
+                held.clear()
             written += 1
             progress.update(written)
         if written != total:
             raise ValueError(f"scene clips hold {written} frames; the narration needs {total}")
-        container.mux(video.encode())
+        if audio is None:
+            audio_source, audio = _audio_stream(container, loud.result()[0])
+        container.mux(held + video.encode())
+        loudness_report = loud.result()[1]
 
         for packet in audio_source.demux(audio_source.streams.audio[0]):
             if packet.dts is not None:  # the demuxer ends with an empty flush packet
@@ -188,6 +203,14 @@ def compose(narration_wav: Path, timing_file: Path, clips: list[Path], timeline:
     return {"frames": written, "fps": fps, "size": [width, height], "duration": written / fps,
             "transition_frames": [2 * h for h in handles[1:-1]],
             "caption_overlays": len(overlays), "loudness": loudness_report}
+
+
+def _audio_stream(container, m4a: bytes):
+    """The encoded audio, opened, and an output stream for its packets."""
+    import av
+
+    source = av.open(io.BytesIO(m4a))
+    return source, container.add_stream_from_template(source.streams.audio[0])
 
 
 def read_audio(wav: Path, rate: int) -> np.ndarray:
