@@ -53,8 +53,16 @@ def api(stack: dict, path: str, body: dict | None = None):
         headers={"Content-Type": "application/json",
                  **({"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {})},
         data=None if body is None else json.dumps(body).encode())
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            # A loaded machine's SQLite server answers 503 ("database is locked") now and then:
+            # nothing was written, so asking again is safe.
+            if error.code != 503 or attempt == 5:
+                raise
+            time.sleep(2)
 
 
 def prefect(stack: dict, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
