@@ -73,7 +73,7 @@ def components() -> dict[str, dict[str, tuple]]:
     from faceless.tasks.models.tiny_voice import bark_config, whisper_config
 
     with torch.device("meta"):
-        from transformers import BarkModel, WhisperForConditionalGeneration
+        from transformers import BarkModel, Qwen2Config, Qwen2ForCausalLM, WhisperForConditionalGeneration
 
         sdxl = {
             "text_encoder": (CLIPTextModel(CLIPTextConfig(**_config("sdxl-text-encoder"))), FP16, "encoder"),
@@ -99,6 +99,10 @@ def components() -> dict[str, dict[str, tuple]]:
             "bark": {"model": (BarkModel(bark_config("small")), FP16, "model")},
             "faster-whisper": {"model": (WhisperForConditionalGeneration(whisper_config("large-v3")[0]), FP16,
                                          "model")},
+            # The shot writer: Qwen2.5-3B-Instruct (Qwen3-4B is larger; a profile naming it is
+            # planned as this, see docs/gpu-memory.md).
+            "shot-writer": {"model": (Qwen2ForCausalLM(Qwen2Config(**_config("qwen2.5-3b-instruct"))), BF16,
+                                      "model")},
         }
     wan, ltx = full_size_models("wan"), full_size_models("ltx")
     return {

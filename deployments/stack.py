@@ -129,8 +129,11 @@ zombie = AutomationCore(
     description="A flow run with no heartbeat for three heartbeat periods lost its process: mark it Crashed.",
     trigger=EventTrigger(
         after={"prefect.flow-run.heartbeat"},
+        # A suspended run (the storyboard review, flows/review.py) has no process and sends no
+        # heartbeat until it is resumed: suspension ends the watch as finishing does.
         expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+                "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed", "prefect.flow-run.Suspended",
+                "prefect.flow-run.Paused"},
         match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
         for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
         within=timedelta(seconds=window)),
@@ -161,7 +164,7 @@ with get_client(sync_client=True) as client:
     for automation in (zombie, resume):
         # Kept as they are when unchanged: deleting an automation drops its open buckets, and
         # a run killed with the last stack would then never be marked Crashed.
-        automation.description += f" [v4, {window} s, {deployment.id}, {max_resumes}]"
+        automation.description += f" [v5, {window} s, {deployment.id}, {max_resumes}]"
         existing = client.read_automations_by_name(automation.name)
         if len(existing) == 1 and existing[0].description == automation.description:
             continue

@@ -1,6 +1,7 @@
 """The `faceless` command.
 
     faceless render STORY_FILE [--profile NAME|FILE.yaml] [--out DIR] [--size WxH] [--music FILE] [--voice VOICE]
+                   [--redo-degraded] [--review | --review-edits FILE]
     faceless resume FLOW_RUN_ID
     faceless profile show NAME|FILE.yaml [--size WxH]
     faceless gpu-plan PROFILE [--gpu-memory GIB] [--size WxH] [--json]
@@ -38,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
                                         "profile's narrate backend (e.g. ef_dora) or espeak:LANGUAGE")
     render.add_argument("--redo-degraded", action="store_true",
                         help="make again at full settings the shots an earlier render made down the degrade ladder")
+    render.add_argument("--review", action="store_true",
+                        help="stop after the storyboard and its keyframes and print them, for review before animation")
+    render.add_argument("--review-edits", metavar="FILE",
+                        help="apply these shot edits (YAML, docs/storyboard-review.md; empty approves) and go on")
     resume = commands.add_parser("resume", help="run a failed or killed render again with its parameters")
     resume.add_argument("flow_run_id", help="the story-to-video flow run to resume")
     profile = commands.add_parser("profile", help="look at profiles").add_subparsers(dest="action", required=True)
@@ -84,7 +89,7 @@ def _gpu_plan(name: str, gpu_memory: float | None, size: str | None, as_json: bo
         print(f"{plan.profile} on {gpu_memory:g} GiB (predicted peaks; {memory_plan.RESERVE_GIB:g} GiB kept "
               f"for the CUDA context):")
         for stage in plan.stages:
-            print(f"  {stage.stage:9s} {stage.backend:15s} {stage.placement:20s} {stage.predicted_peak_gib:6.2f} GiB"
+            print(f"  {stage.stage:10s} {stage.backend:15s} {stage.placement:20s} {stage.predicted_peak_gib:6.2f} GiB"
                   f"{'' if stage.fits else '  does not fit'}")
     if not plan.fits:
         print(f"faceless: {plan.needs_line()}", file=sys.stderr)
@@ -141,6 +146,10 @@ def _render(parameters: dict) -> int:
         return 130
     if state.is_completed():
         print(state.result())
+        if parameters.get("review") and not parameters.get("review_edits"):  # the storyboard, not a video
+            print("faceless: the storyboard above waits for review: write the shots' changes to a file "
+                  "(docs/storyboard-review.md) and run the same command with --review-edits FILE "
+                  "(an empty file approves); unchanged shots come back cached", file=sys.stderr)
         return 0
     run_id = state.state_details.flow_run_id
     try:
@@ -218,6 +227,10 @@ def _main(argv: list[str] | None = None) -> int:
                 parameters["voice"] = args.voice
             if args.redo_degraded:
                 parameters["redo_degraded"] = True
+            if args.review or args.review_edits:
+                parameters["review"] = True
+            if args.review_edits:
+                parameters["review_edits"] = str(Path(args.review_edits).expanduser().absolute())
         preflight(**{name: value for name, value in parameters.items() if name != "redo_degraded"})
     except expected as error:
         print(f"faceless: error: {error}", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from faceless.flows import roots
 from faceless.flows.deliver import output_folder
+from faceless.flows.review import read_edits
 from faceless.tasks import models
 from faceless.tasks.media.captions import check_fonts
 from faceless.tasks.media.music import check_music
@@ -52,7 +53,9 @@ def model_identities(profile: dict) -> dict:
     every model whose weights are not on this machine."""
     models.require(profile)
     align = profile["align"]
+    writer = profile["storyboard"]
     return {
+        "storyboard": models.identity(writer["model"], "transformers") if writer["writer"] == "llm" else "rules",
         "narrate": voice_identity(profile["narrate"]),
         "align": (models.identity(align["model"], "ctranslate2") if align["backend"] == "faster-whisper"
                   else "the voice's own word times"),
@@ -85,7 +88,7 @@ def keyframe_identity(keyframe: dict) -> dict:
 
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
               out: str = "./out", size: str | None = None, music: str | None = None,
-              profile_file: str = "", voice: str = "") -> Checked:
+              profile_file: str = "", voice: str = "", review: bool = False, review_edits: str = "") -> Checked:
     """Check the flow's parameters (the same names and defaults as story_to_video's; empty
     text is not given, and profile_file, when given, is used instead of profile); raises with
     a one-line message at the first problem. Writes nothing. `voice` reads the story in that
@@ -113,5 +116,8 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
     if music:
         roots.check("music", music)
         check_music(music)
+    if review_edits:  # a bad edit file is refused now, not after the keyframes
+        roots.check("review_edits", review_edits)
+        read_edits(review_edits)
     parse_faults(os.environ.get("FACELESS_FAULT", ""))  # a test's injected fault, checked here, not mid-run
     return Checked(text, title or "", settings, identities, language)

@@ -1,7 +1,10 @@
 """The story-to-video flow: wiring of the stages, no media or model code.
 
-    plan -> narrate -> align -> storyboard -> keyframe[shot] -> animate[shot] -> compose -> <out>/<slug>/
-                                                                        music ---^
+    plan -> narrate -> align -> storyboard (-> writer) -> keyframe[shot] (-> review) -> animate[shot] -> compose
+                                                                                        music ---^
+
+With `storyboard.writer: llm` a language model rewrites each shot's prompts (tasks/stages/writer.py);
+with `review` a person approves or edits the shots after their keyframes (flows/review.py).
 
 Every stage is a cached task that writes a file artifact and returns a small typed result: the
 artifact's reference and what the next stages need (tasks/stages/results.py), so this flow
@@ -16,6 +19,7 @@ models loaded once for all shots and released before the next family loads.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from prefect import flow, get_run_logger, unmapped
@@ -24,6 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from faceless.flows import deliver, report
 from faceless.flows.preflight import preflight
+from faceless.flows.review import review_storyboard
 from faceless.flows.manifest import StageLedger, build_manifest
 from faceless.flows.parameters import ProfileName
 from faceless.tasks import models
@@ -38,6 +43,7 @@ from faceless.tasks.stages.narrate import narrate_task
 from faceless.tasks.stages.plan import plan_task
 from faceless.tasks.stages.storyboard import storyboard_task
 from faceless.tasks.stages.timeline import clip_settings, shot_timeline
+from faceless.tasks.stages.writer import writer_task
 
 
 def _release(logger, *families: str) -> None:
@@ -46,12 +52,30 @@ def _release(logger, *families: str) -> None:
         logger.info("released %s before the next model stage", ", ".join(released))
 
 
+def _storyboard(ledger, logger, plan, alignment, settings: dict, identities: dict):
+    """The shots with their prompts: the rules storyboard, then, with `storyboard.writer: llm`, a
+    language model's rewrite of what each shot shows (tasks/stages/writer.py)."""
+    board = ledger.record("storyboard", with_store(storyboard_task)(plan, alignment, settings["plan"], return_state=True))
+    if settings["storyboard"]["writer"] == "llm":
+        board = ledger.record("writer", with_store(writer_task)(
+            plan, board, settings["storyboard"], identities["storyboard"], return_state=True))
+        _release(logger, "writer")  # once a story: nothing later needs it, and the GPU memory does
+    return board
+
+
+def _keyframes(board, settings: dict, identity: dict) -> list:
+    """A keyframe task per shot (a shot whose prompt and seed are unchanged comes back Cached)."""
+    return with_store(keyframe_task, retries=gpu.retries_for(settings)).map(
+        board.keyframe_inputs(), board.indexes, unmapped(settings), unmapped(identity))
+
+
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def story_to_video(story: str = "", story_file: str = "", profile: ProfileName = "offline", profile_file: str = "",
                    out: str = "./out", size: str = "", music: str = "", voice: str = "",
-                   redo_degraded: bool = False) -> str:
+                   redo_degraded: bool = False, review: bool = False, review_edits: str = "") -> str:
     """Render a story into a narrated, captioned video (vertical unless `size` says otherwise),
-    with `music` ducked under the voice if given; returns the video's path. Give exactly one of
+    with `music` ducked under the voice if given; returns the video's path (or, for a local run
+    with `review` and no `review_edits`, the storyboard to review as text). Give exactly one of
     `story` and `story_file`; an empty text parameter is one not given. The run form draws each
     parameter from this signature (flows/parameters.py) and its description from Args below.
 
@@ -77,10 +101,16 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
         redo_degraded: Make again, at full settings, the shots an earlier run had to make with
             less (down the degrade ladder after running out of GPU memory); otherwise they are
             reused, and listed in the summary and manifest.
+        review: Stop after the storyboard and its keyframes, before animation, for a person to
+            approve or change shots: a deployment run is suspended (no worker waits) and its page
+            shows the storyboard; Resume's form takes each shot's prompt and a new seed.
+        review_edits: Or the path of a YAML file of shot edits (docs/storyboard-review.md) to
+            apply before animation. Leave it empty for none.
     """
     profile = profile_file or profile  # a file of your own, else the installed profile
     logger, ledger = get_run_logger(), StageLedger()
-    inputs = preflight(story, story_file, profile, out, size, music, voice=voice)  # every deployment run too
+    inputs = preflight(story, story_file, profile, out, size, music, voice=voice,  # every deployment run too
+                       review_edits=review_edits)
     settings, identities = inputs.settings, inputs.identities
     music_ref = with_store(music_task)(music) if music else None
     one_family_at_a_time = settings["memory"]["release_between_stages"]
@@ -93,14 +123,19 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
     if one_family_at_a_time:
         _release(logger, "bark", "kokoro", "whisper")
 
-    board = ledger.record("storyboard", with_store(storyboard_task)(plan, alignment, settings["plan"], return_state=True))
+    board = _storyboard(ledger, logger, plan, alignment, settings, identities)
     logger.info("%s: %d sentences in %d shots", plan.title, len(plan.sentences), len(board.shots))
     timeline = shot_timeline(board.starts, narration.duration, settings["compose"])
     # The view's count of stage tasks: these, the music, a keyframe and a clip a shot, compose.
     live.expect(len(ledger.stages) + (music_ref is not None) + 2 * len(board.shots) + 1)
 
-    keyframe_futures = with_store(keyframe_task, retries=gpu.retries_for(settings["keyframe"])).map(
-        board.keyframe_inputs(), board.indexes, unmapped(settings["keyframe"]), unmapped(identities["keyframe"]))
+    make_keyframes = functools.partial(_keyframes, settings=settings["keyframe"], identity=identities["keyframe"])
+    keyframe_futures = make_keyframes(board)
+    if review or review_edits:  # a person approves or edits the shots before animation (flows/review.py)
+        board, keyframe_futures, stopped = review_storyboard(board, keyframe_futures, make_keyframes,
+                                                             edits_file=review_edits, slug=plan.slug, title=plan.title)
+        if stopped:  # a local run: the storyboard is printed, edits come with the next run
+            return stopped
     if one_family_at_a_time:
         wait(keyframe_futures)
         _release(logger, "sdxl", "flux")

@@ -47,6 +47,18 @@ class Plan(Section):
     negative_prompt: str = ""
 
 
+class StoryboardWriter(Section):
+    """Who writes each shot's prompts (tasks/stages/writer.py): `rules` (its words, cast,
+    setting and style) or `llm` (a small instruction-tuned model writes what the camera sees,
+    under a JSON schema; a shot whose answer is unusable keeps the rules prompt)."""
+    writer: Literal["rules", "llm"] = "rules"
+    model: str = "hf:Qwen/Qwen2.5-3B-Instruct"  # or hf:Qwen/Qwen3-4B-Instruct-2507, or a folder
+    max_field_chars: int = Field(160, ge=8)  # each field of the description, at most
+    max_new_tokens: int = Field(768, ge=16)  # an answer cut off here is unusable: the shot falls back
+    temperature: float = Field(0.0, ge=0.0)  # 0: greedy, the same words every time
+    cpu_threads: int | None = None  # torch threads on a CPU while generating (see SdxlKeyframe)
+
+
 # -- narrate: one section per backend, told apart by `backend` ----------------------------------
 # Each takes `voices`, the voice for each language: a BCP 47 tag (or `*`, every other language)
 # -> a voice of the backend, or `espeak` / `espeak:<voice>` for eSpeak NG
@@ -375,6 +387,7 @@ class Profile(Section):
     name: str | None = None  # None: the file's name
     description: str = ""
     plan: Plan
+    storyboard: StoryboardWriter = StoryboardWriter()
     narrate: Narrate
     align: Align = VoiceAlign()
     keyframe: Keyframe

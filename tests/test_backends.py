@@ -22,7 +22,7 @@ def test_every_backend_implements_the_interface():
     for name in base.REGISTRY:
         module = base.get(name)
         assert isinstance(module, base.Backend) and module.NAME == name
-        assert module.STAGE in ("narrate", "align", "keyframe", "animate")
+        assert module.STAGE in ("storyboard", "narrate", "align", "keyframe", "animate")
         if module.STAGE in ("keyframe", "animate"):
             assert module.SIZE_MULTIPLE in (8, 16, 32)
 

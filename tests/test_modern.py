@@ -86,10 +86,12 @@ def test_modern_tiny_renders_an_unseen_story_through_the_new_backends(modern):
     assert list(manifest["models"]["keyframe"]) == ["flux-schnell"]
     assert manifest["models"]["keyframe"]["flux-schnell"].startswith("tiny:flux-schnell@")
     assert list(manifest["models"]["animate"]) == ["wan"] and manifest["models"]["animate"]["wan"].startswith("tiny:wan@")
-    assert manifest["model_loads"] == {"kokoro": 1, "flux": 1, "wan": 1}  # once each, for all shots
+    assert manifest["model_loads"] == {"kokoro": 1, "writer": 1, "flux": 1, "wan": 1}  # once each, for all shots
     assert manifest["narration"]["backend"] == "kokoro"
-    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "keyframe",
+    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "writer", "keyframe",
                                                         "animate", "compose"}
+    # The shot writer (its tiny random twin) wrote every shot, within 77 CLIP tokens.
+    assert all(s["writer"] == "llm" and s["visual"] and s["prompt_tokens"] <= 77 for s in manifest["scenes"])
     assert all(not s["cached"] and s["attempts"] == 1 and s["degraded"] is None for s in manifest["stages"])
     assert 2 <= len(manifest["scenes"]) <= 3, [s["text"] for s in manifest["scenes"]]
     # The cast of two reaches the shots that name them or refer back to them.
@@ -150,7 +152,8 @@ def test_modern_without_weights_refuses_in_seconds_naming_every_model(tmp_path):
     assert seconds < 30
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faceless: error: "), result.stderr
-    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell", "Wan-AI/Wan2.2-TI2V-5B-Diffusers"):
+    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell", "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+                 "Qwen/Qwen3-4B-Instruct-2507"):
         assert repo in lines[0], repo
     assert not out.exists(), "nothing is written before the check"
 
@@ -218,7 +221,7 @@ def test_render_killed_while_animating_resumes_with_finished_shots_cached(modern
     print(f"killed after {killed_after:.1f} s; the resumed render took {time.monotonic() - started:.1f} s")
     manifest = json.loads((folder_of(out) / "manifest.json").read_text())
     for entry in manifest["stages"]:
-        if entry["stage"] in ("plan", "narrate", "align", "storyboard"):
+        if entry["stage"] in ("plan", "narrate", "align", "storyboard", "writer"):
             assert entry["cached"], entry
         if entry["stage"] in ("keyframe", "animate"):
             assert entry["cached"] == (entry["key"] in finished[entry["stage"]]), entry

@@ -26,15 +26,16 @@ def test_run_form_schema(name):
     for parameter, schema in properties.items():
         assert schema.get("description"), parameter
         assert "<" not in schema["description"], parameter  # the V1 form reads it as HTML
-        if parameter == "redo_degraded":  # a switch
+        if parameter in ("redo_degraded", "review"):  # a switch
             assert schema["type"] == "boolean" and schema["default"] is False, schema
         elif parameter != "stories":  # a folder or a list: the switch starts on str, its default's type
             assert "anyOf" not in schema and schema["type"] == "string", (parameter, schema)
     assert properties["profile"]["enum"] == available() and properties["profile"]["default"] == "offline"
     if name == "story_to_video":
         assert list(properties) == ["story", "story_file", "profile", "profile_file", "out", "size", "music", "voice",
-                                    "redo_degraded"]
-        assert all(properties[p]["default"] == "" for p in ("story", "story_file", "profile_file", "size", "music", "voice"))
+                                    "redo_degraded", "review", "review_edits"]
+        assert all(properties[p]["default"] == "" for p in ("story", "story_file", "profile_file", "size", "music",
+                                                           "voice", "review_edits"))
 
 
 def test_profile_names_are_the_installed_profiles():
@@ -70,7 +71,7 @@ def test_the_flow_takes_what_the_cli_and_resume_pass():
 
     cli = {"story_file": "/s/fox.txt", "profile_file": "/p/mine.yaml", "out": "/o", "size": "1080x1920"}
     assert story_to_video.validate_parameters(cli) == {**cli, "story": "", "profile": "offline", "music": "", "voice": "",
-                                                        "redo_degraded": False}
+                                                        "redo_degraded": False, "review": False, "review_edits": ""}
     old_run = {"story": None, "story_file": "/s/fox.txt", "profile": "/p/mine.yaml", "size": None, "music": None}
     assert story_to_video.validate_parameters(flow_parameters(old_run))["profile_file"] == "/p/mine.yaml"
     with pytest.raises(ParameterTypeError):  # a path is not an installed profile's name

@@ -15,8 +15,10 @@ import srt
 import webvtt
 
 from conftest import BIN, make_env, render
+from faceless.tasks.settings import load_profile, profile_yaml
 
 pytestmark = pytest.mark.slow  # renders through the studio backends on a real Prefect server
+SMALL = ("--size", "360x640")  # what is checked here does not need the full frame
 
 STORY = (
     "Mira kept 12 paper boats on the windowsill of the tower room. "
@@ -24,6 +26,9 @@ STORY = (
     "each carrying a note folded small.\n"
     "By morning, the boats had reached the sea."
 )
+# Who is in it and how it looks: the shot writer must keep both in every prompt.
+FRONT_MATTER = ("---\nstyle: ink and watercolour, muted teal\ncast:\n"
+                "  Mira: a girl of twelve in a yellow raincoat\n---\n")
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +36,18 @@ def tiny(prefect_server, models_home, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-e2e")
     env = make_env(prefect_server, root / "home", models_home)
     story = root / "paper-boats.txt"
-    story.write_text(STORY, encoding="utf-8")
+    story.write_text(FRONT_MATTER + STORY, encoding="utf-8")
     out = root / "out"
+    # The tiny profile with shots of about 2 s: the tiny voice speaks this story in about 4 s,
+    # and the review below needs more than one shot.
+    profile = load_profile("tiny")
+    profile["plan"]["shot_seconds"] = {"target": 2.0, "max": 2.5}
+    (root / "tiny-short.yaml").write_text(profile_yaml({**profile, "name": "tiny-short"}), encoding="utf-8")
     started = time.monotonic()
-    result = render(env, story, out, "--profile", "tiny")
+    result = render(env, story, out, "--profile", str(root / "tiny-short.yaml"), *SMALL)
     folder = out / "paper-boats"
-    return {"folder": folder, "result": result, "seconds": time.monotonic() - started,
+    return {"folder": folder, "result": result, "seconds": time.monotonic() - started, "home": root / "home",
+            "env": env, "story": story, "root": root, "profile": str(root / "tiny-short.yaml"),
             "manifest": json.loads((folder / "manifest.json").read_text())}
 
 
@@ -49,8 +60,8 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
     assert manifest["models"]["align"].startswith("tiny:whisper@")
     assert manifest["narration"]["backend"] == "bark" and manifest["narration"]["sample_rate"] == 24_000
     assert manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
-    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "keyframe", "animate",
-                                                        "compose"}
+    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "writer", "keyframe",
+                                                        "animate", "compose"}
     # The tiny voice speaks about a second a sentence: short sentences join into shots of 2-6 s.
     for shot in manifest["scenes"]:
         assert shot["frames"] / 24 <= 6.0 + 1 / 24 and 1 <= shot["windows"] <= 2, shot
@@ -58,10 +69,34 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
 
 
 def test_each_model_is_loaded_once_for_all_shots(tiny):
-    assert tiny["manifest"]["model_loads"] == {"bark": 1, "whisper": 1, "sdxl": 1, "svd": 1}
+    assert tiny["manifest"]["model_loads"] == {"bark": 1, "whisper": 1, "writer": 1, "sdxl": 1, "svd": 1}
     log = tiny["result"].stderr
     assert "released bark, whisper before the next model stage" in log
+    assert "released writer before the next model stage" in log
     assert "released sdxl before the next model stage" in log
+
+
+def test_the_llm_writer_describes_every_shot_within_77_tokens_keeping_cast_and_style(tiny):
+    """The tiny random Qwen2 twin writes nonsense, but under the schema every shot's answer is a
+    whole description; its prompts keep the story's style and the shot's cast, within 77 tokens."""
+    manifest = tiny["manifest"]
+    assert manifest["settings"]["storyboard"]["writer"] == "llm"
+    assert manifest["models"]["storyboard"].startswith("tiny:shot-writer@")
+    [written] = sorted(tiny["home"].glob("artifacts/writer/*/shots.json"))  # the writer's artifact
+    assert [s["visual"] for s in json.loads(written.read_text())["shots"]] == [s["visual"] for s in manifest["scenes"]]
+    style, mira = "ink and watercolour, muted teal", "Mira: a girl of twelve in a yellow raincoat"
+    for shot in manifest["scenes"]:
+        assert shot["writer"] == "llm" and shot["writer_note"] is None, shot
+        assert set(shot["visual"]) == {"subject", "action", "setting", "camera", "motion", "prompt", "description"}
+        assert all(value.strip() for value in shot["visual"].values())
+        assert shot["prompt_tokens"] <= 77
+        both = shot["prompt"] + " | " + shot["prompt_2"]
+        assert style in both and style in shot["description"], shot
+        if "Mira" in shot["cast"]:
+            assert mira in both and mira in shot["description"], shot
+        assert shot["visual"]["description"] in shot["description"]
+        assert shot["edited"] is False
+    assert any("Mira" in shot["cast"] for shot in manifest["scenes"])
 
 
 def test_subtitles_are_exactly_the_story_words_with_alignment_counts(tiny):
@@ -107,4 +142,34 @@ def test_studio_without_weights_refuses_within_a_minute_naming_every_model(tmp_p
     for repo in ("stabilityai/stable-diffusion-xl-base-1.0", "stabilityai/stable-diffusion-xl-refiner-1.0",
                  "stabilityai/stable-video-diffusion-img2vid-xt", "suno/bark-small", "Systran/faster-whisper-large-v3"):
         assert f"hf download {repo}" in lines[0]
+    assert "hf download Qwen/Qwen2.5-3B-Instruct" in lines[0]  # the shot writer's model, named too
     assert not (tmp_path / "out").exists(), "nothing is written before the check"
+
+
+def test_terminal_review_prints_the_storyboard_then_takes_edits_from_a_file(tiny):
+    """`--review` stops after the keyframes (all cached here: the same story and store as the
+    render above) and prints the storyboard; `--review-edits FILE` changes the last shot's prompt:
+    only its keyframe and clip are made again, and the manifest marks it edited."""
+    env, story, out = tiny["env"], tiny["story"], tiny["root"] / "reviewed"
+    started = time.monotonic()
+    shown = render(env, story, out, "--profile", tiny["profile"], *SMALL, "--review")
+    stopped = time.monotonic() - started
+    shots = tiny["manifest"]["scenes"]
+    for shot in shots:
+        assert f"shot {shot['index']}  " in shown.stdout and shot["prompt"] in shown.stdout
+    pictures = [line.split("keyframe: ", 1)[1] for line in shown.stdout.splitlines() if "keyframe: " in line]
+    assert len(pictures) == len(shots) and all(os.path.isfile(p) for p in pictures)
+    assert "--review-edits FILE" in shown.stderr and not (out / "paper-boats" / "video.mp4").exists()
+
+    assert len(shots) >= 2
+    last = shots[-1]["index"]
+    edits = tiny["root"] / "edits.yaml"
+    edits.write_text(f"{last}:\n  prompt: a lighthouse at dusk, waves breaking, wide shot\n", encoding="utf-8")
+    done = render(env, story, out, "--profile", tiny["profile"], *SMALL, "--review-edits", str(edits))
+    print(f"review stop {stopped:.1f} s, edited render {time.monotonic() - started - stopped:.1f} s")
+    assert done.stdout.strip().splitlines()[-1] == str(out / "paper-boats" / "video.mp4")
+    manifest = json.loads((out / "paper-boats" / "manifest.json").read_text())
+    assert [s["edited"] for s in manifest["scenes"]] == [s["index"] == last for s in shots]
+    assert manifest["scenes"][-1]["prompt"] == "a lighthouse at dusk, waves breaking, wide shot"
+    computed = {(r["stage"], r["scene"]) for r in manifest["stages"] if not r["cached"]}
+    assert computed == {("keyframe", last), ("animate", last), ("compose", None)}, computed

@@ -13,6 +13,7 @@ import av
 import pytest
 
 from conftest import ROOT, make_env, render
+from faceless.tasks.settings import load_profile, profile_yaml
 from faceless.tasks.stages.plan import split_front_matter
 from faceless.tasks.text.prompts import count_tokens
 
@@ -31,7 +32,15 @@ def rendered(request, prefect_server, models_home, tmp_path_factory):
     env = make_env(prefect_server, root / "home", models_home)
     # A quarter of the pixels: the storyboard, its windows and the timeline do not depend on
     # the frame size, and compose's and the push-in's per-pixel work is most of a render.
-    render(env, STORY, root / "out", "--profile", request.param, "--size", "360x640")
+    profile = request.param
+    if profile == "tiny":
+        # The rules storyboard is what is checked here (the llm writer's shots are checked in
+        # tests/test_render_studio.py): a minute of shots through the tiny writer would only add time.
+        settings = load_profile("tiny")
+        settings["storyboard"]["writer"] = "rules"
+        profile = str(root / "tiny-rules.yaml")
+        Path(profile).write_text(profile_yaml({**settings, "name": "tiny-rules"}), encoding="utf-8")
+    render(env, STORY, root / "out", "--profile", profile, "--size", "360x640")
     folder = root / "out" / "the-lantern-festival"
     return {"profile": request.param, "folder": folder,
             "manifest": json.loads((folder / "manifest.json").read_text(encoding="utf-8"))}

@@ -44,6 +44,7 @@ REGISTRY: dict[str, str] = {
     "svd": "faceless.tasks.backends.svd",
     "wan": "faceless.tasks.backends.wan",
     "ltx": "faceless.tasks.backends.ltx",
+    "shot-writer": "faceless.tasks.backends.shot_llm",
 }
 
 

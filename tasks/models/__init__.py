@@ -7,13 +7,14 @@
 - loaders.py: one loader per family.
 """
 
-from faceless.tasks.models.loaders import bark, flux, kokoro, ltx, sdxl_ensemble, svd, wan, whisper
+from faceless.tasks.models.loaders import bark, flux, kokoro, ltx, sdxl_ensemble, shot_writer, svd, wan, whisper
 from faceless.tasks.models.registry import LOADS, MODEL_LOCK, cpu_threads, device_and_dtype, model_turn, release
 from faceless.tasks.models.specs import ModelMissingError, identity, profile_models, require, resolve
 from faceless.tasks.models.tiny import ensure_tiny
 
 __all__ = [
     "LOADS", "MODEL_LOCK", "ModelMissingError", "bark", "flux", "kokoro", "cpu_threads", "device_and_dtype", "ensure_tiny",
-    "identity", "ltx", "model_turn", "profile_models", "release", "require", "resolve", "sdxl_ensemble", "svd", "wan",
+    "identity", "ltx", "model_turn", "profile_models", "release", "require", "resolve", "sdxl_ensemble", "shot_writer",
+    "svd", "wan",
     "whisper",
 ]

@@ -111,6 +111,14 @@ def flux(spec: str):
     return load_once("flux", (spec,), load)
 
 
+def shot_writer(spec: str):
+    """The shot writer's language model and tokenizer (tasks/backends/shot_llm.py), loaded once
+    per process."""
+    from faceless.tasks.backends import shot_llm
+
+    return load_once(shot_llm.FAMILY, (spec,), lambda: shot_llm.load(resolve(spec, "transformers")))
+
+
 def kokoro(spec: str, settings: dict):
     """Kokoro-82M with its G2P and the profile's voice, loaded once per process and voice."""
     from faceless.tasks.backends import kokoro as backend

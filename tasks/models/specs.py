@@ -60,6 +60,8 @@ def resolve(spec: str, kind: str = "diffusers") -> Path:
 def profile_models(profile: dict) -> list[tuple[str, str, str]]:
     """(setting, spec, kind) of every model the profile's stages load."""
     found = []
+    if profile["storyboard"]["writer"] == "llm":
+        found.append(("storyboard.model", profile["storyboard"]["model"], "transformers"))
     kind = {"bark": "transformers", "kokoro": "kokoro"}.get(profile["narrate"]["backend"])
     if kind:
         found.append(("narrate.model", profile["narrate"]["model"], kind))

@@ -153,6 +153,13 @@ def _build_tiny_kokoro(directory: Path) -> None:
     build_tiny_kokoro(directory, voices)
 
 
+def _build_tiny_writer(directory: Path) -> None:
+    from faceless.tasks.models.writer_tiny import build_tiny_writer
+
+    quiet_libraries()
+    build_tiny_writer(directory)
+
+
 # name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.
 TINY_MODELS = {
     "sdxl-base": (lambda d: _build_tiny_sdxl(d, refiner=False), "model_index.json", TINY_VERSION),
@@ -163,6 +170,7 @@ TINY_MODELS = {
     **modern_tiny.TINY_BUILDERS,  # wan, ltx
     "flux-schnell": (_build_tiny_flux, "model_index.json", 1),
     "kokoro": (_build_tiny_kokoro, "kokoro-v1_0.pth", 2),  # 2: a voice for each language Kokoro speaks
+    "shot-writer": (_build_tiny_writer, "config.json", 1),
 }
 
 

@@ -49,8 +49,8 @@ PLACEMENTS = ("gpu", "encoders_leave", "model_offload", "group_offload", "sequen
 # Backends whose VAE tiles its decode (diffusers' vae.enable_tiling); SVD's temporal VAE does not.
 TILING = frozenset({"sdxl-ensemble", "flux-schnell", "wan", "ltx"})
 # The GPU stages and the backends in each that run on a GPU (piper and `voice` are CPU work).
-GPU_STAGES = ("narrate", "align", "keyframe", "animate")
-ONE_PIECE = frozenset({"bark", "kokoro", "faster-whisper"})
+GPU_STAGES = ("narrate", "align", "storyboard", "keyframe", "animate")  # in render order
+ONE_PIECE = frozenset({"bark", "kokoro", "faster-whisper", "shot-writer"})
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,8 @@ def activations(backend: str, settings: dict) -> dict[str, float]:
         return {"model": 512 * MIB}
     if backend == "kokoro":
         return {"model": 256 * MIB}
+    if backend == "shot-writer":  # a few thousand tokens of KV cache and one row of logits
+        return {"model": 512 * MIB}
     if backend == "faster-whisper":  # large-v3, 30 s window, beam 5, fp16 in CTranslate2
         return {"model": 1024 * MIB}
     width, height = int(settings["width"]), int(settings["height"])
@@ -266,6 +268,8 @@ def gpu_stages(settings: dict) -> list[tuple[str, str, dict]]:
     for stage in GPU_STAGES:
         section = settings.get(stage) or {}
         backend = section.get("backend")
+        if stage == "storyboard":  # the shot writer, when a model writes the shots
+            backend = "shot-writer" if section.get("writer") == "llm" else None
         if backend in table():
             found.append((stage, backend, section))
     return found

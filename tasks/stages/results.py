@@ -127,6 +127,12 @@ class Shot(BaseModel):
     description: str
     negative_prompt: str
     seed: int
+    # Who wrote the prompts: "rules" (tasks/text/prompts.py) or "llm" (tasks/stages/writer.py);
+    # why a shot the model was asked for kept the rules prompt; what the model wrote.
+    writer: str = "rules"
+    writer_note: str | None = None
+    visual: dict[str, str] | None = None  # subject, action, setting, camera, motion, prompt, description
+    edited: bool = False  # a person changed its prompt or seed in the storyboard review
 
 
 KEYFRAME_INPUTS = ("prompt", "prompt_2", "description", "negative_prompt", "seed")

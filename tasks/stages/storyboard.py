@@ -60,6 +60,12 @@ class Shot:
     description: str  # subject, cast, setting and style whole: for text encoders that read more than 77 tokens
     negative_prompt: str
     seed: int
+    # Who wrote the prompts (the llm writer, tasks/stages/writer.py, may rewrite them), what it
+    # wrote, and whether a person changed the shot in the review (flows/review.py).
+    writer: str = "rules"
+    writer_note: str | None = None
+    visual: dict | None = None
+    edited: bool = False
 
 
 def cut_times(words: list[dict], duration: float, sentences: list[dict] | None = None) -> list[float]:

@@ -84,7 +84,8 @@ def count_tokens(text: str) -> int:
     return len(clip_tokenizer()(text, truncation=False, verbose=False)["input_ids"])
 
 
-def _join(parts: list[str]) -> str:
+def join_parts(parts: list[str]) -> str:
+    """The non-empty parts, comma-separated: how a prompt is put together."""
     return ", ".join(p for p in parts if p)
 
 
@@ -95,7 +96,7 @@ def _trim(parts: list[str], index: int, budget: int) -> str:
     while low < high:  # the longest prefix that fits
         middle = (low + high + 1) // 2
         trial = parts[:index] + [" ".join(words[:middle]).rstrip(",;:")] + parts[index + 1:]
-        if count_tokens(_join(trial)) <= budget:
+        if count_tokens(join_parts(trial)) <= budget:
             low = middle
         else:
             high = middle - 1
@@ -109,11 +110,11 @@ def fit(parts: list[str], priority: list[int], budget: int = MAX_TOKENS) -> str:
     kept = [""] * len(parts)
     for index in priority:
         trial = kept[:index] + [parts[index]] + kept[index + 1:]
-        if count_tokens(_join(trial)) <= budget:
+        if count_tokens(join_parts(trial)) <= budget:
             kept = trial
         else:
             kept[index] = _trim(trial, index, budget)
-    return _join(kept)
+    return join_parts(kept)
 
 
 @dataclass
@@ -127,7 +128,7 @@ class ShotPrompt:
 def shot_prompt(subject: str, cast: list[str], setting: str, style: str) -> ShotPrompt:
     """Subject first, then cast and setting, then style, within both encoders' 77 tokens."""
     parts = [subject, *cast, setting, style]
-    full = _join(parts)
+    full = join_parts(parts)
     if count_tokens(full) <= MAX_TOKENS:
         return ShotPrompt(full, "", count_tokens(full), full)
     n = len(parts)
