@@ -425,6 +425,8 @@ def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, fu
     print(f"build: {build_seconds:.1f} s")
     speech = args.speech_seconds if full else 1.2
     profile = write_profile(name, root / "profile.yaml", full, built, story, speech)
+    if full and profile["storyboard"]["writer"] == "rules":
+        print("shot writer: left out at full size (no random-weight Qwen twin yet); the storyboard is written by rules")
     print(f"profile: {root / 'profile.yaml'} ({profile['description']}; random-weight settings: "
           f"{random_weight_caps(profile) or 'none'})")
     budget_section(name, profile, story, speech, tflops, full)
