@@ -146,7 +146,7 @@ class ArtifactPolicy(CachePolicy):
     def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters, **kwargs) -> str:
         key = store.artifact_key(self.stage, self.version, self.content(inputs))
         found = store.load(self.stage, key)
-        if found is not None and found["degraded"] and (flow_parameters or {}).get("redo_degraded"):
+        if found is not None and found["degraded"] and flow_parameters.get("redo_degraded"):
             # A result made down the degrade ladder is reused until a run asks for it again at
             # full settings (`faceless render --redo-degraded`): then it is made anew.
             store.discard(self.stage, key)

@@ -442,11 +442,11 @@ def _publish_remote(stage: str, key: str, tmp: Path, manifest: dict) -> dict | N
 def discard(stage: str, key: str) -> None:
     """Remove an artifact, so its stage makes it again (a degraded one, for --redo-degraded).
     Under the artifact's lock, so a render building the same key is not cut short."""
-    final = artifact_dir(stage, key)
+    final, location = artifact_dir(stage, key), remote()
     final.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(final.parent / f".{key}.lock"):
-        if remote() is not None:  # without its manifest the bucket's copy is a miss everywhere
-            s3_client().delete_object(Bucket=remote()[0], Key=_s3_key("artifacts", stage, key, MANIFEST))
+        if location is not None:  # without its manifest the bucket's copy is a miss everywhere
+            s3_client().delete_object(Bucket=location[0], Key=_s3_key("artifacts", stage, key, MANIFEST))
         if final.exists():
             gone = final.with_name(f".tmp-{key}-discarded-{os.getpid()}")
             os.rename(final, gone)  # readers see the whole artifact or none

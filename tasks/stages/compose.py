@@ -41,8 +41,8 @@ _ASS_HEADER = (
 
 def timeline_frames(clips: list[Path], bounds: list[int], handles: list[int], size: tuple[int, int],
                     pixel_format: str = "rgb24"):
-    """The output frames (arrays of `size` in `pixel_format`, as PyAV's to_ndarray gives them) in order: scene k's clip covers output frames
-    [bounds[k] - handles[k], bounds[k+1] + handles[k+1]); where two clips cover a frame
+    """The output frames in order, as PyAV's to_ndarray gives them in `pixel_format` at `size`:
+    scene k's clip covers output frames [bounds[k] - handles[k], bounds[k+1] + handles[k+1]); where two clips cover a frame
     (a fade), they are mixed with a linear ramp. A clip made smaller than the output
     (`animate.clip_scale`) is scaled up as it is decoded."""
     import av
