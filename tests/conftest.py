@@ -39,6 +39,14 @@ QUICK_STACK_ENV = {"PREFECT_WORKER_QUERY_SECONDS": "2", "FACELESS_ZOMBIE_HEARTBE
                    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
 
 
+# The session's server runs CLI renders only: no deployments, schedules, workers or automations.
+# Their loop services would each wake every few seconds on every xdist worker's server for the
+# whole run. Kept: the task run recorder and event persister (task runs and their states), and
+# the repossessor, which frees the GPU slot's lease of a killed render.
+QUIET_SERVER_ENV = {f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false" for name in (
+    "SCHEDULER", "LATE_RUNS", "FOREMAN", "CANCELLATION_CLEANUP", "TRIGGERS", "PAUSE_EXPIRATIONS", "DB_VACUUM")}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +59,7 @@ def prefect_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": "false"}
+           "PREFECT_UI_ENABLED": "false", **QUIET_SERVER_ENV}
     env.pop("PREFECT_API_URL", None)
     log = open(home / "server.log", "w")
     server = subprocess.Popen(

@@ -66,6 +66,7 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
     for shot in manifest["scenes"]:
         assert shot["frames"] / 24 <= 6.0 + 1 / 24 and 1 <= shot["windows"] <= 2, shot
         assert shot["prompt_tokens"] <= 77
+        assert shot["interpolation"].startswith("minterpolate"), shot  # motion-compensated, as studio
 
 
 def test_each_model_is_loaded_once_for_all_shots(tiny):

@@ -1,7 +1,9 @@
 """A story of about a minute, with front matter, rendered through the CLI with the offline
-profile (Piper, real word times) and with the tiny profile (the studio code path): short
-shots, one motion window each, prompts within 77 tokens that carry the style, the setting and
-the cast of each shot, and a video as long as its narration."""
+profile (Piper, real word times): short shots, one motion window each, prompts within 77 tokens
+that carry the style, the setting and the cast of each shot, and a video as long as its
+narration. (The studio code path's shots, SVD windows and motion-compensated interpolation are
+checked on the tiny render of tests/test_render_studio.py: a minute of tiny SVD shots here
+took three minutes and checked nothing more.)"""
 
 from __future__ import annotations
 
@@ -13,11 +15,10 @@ import av
 import pytest
 
 from conftest import ROOT, make_env, render
-from faceless.tasks.settings import load_profile, profile_yaml
 from faceless.tasks.stages.plan import split_front_matter
 from faceless.tasks.text.prompts import count_tokens
 
-pytestmark = pytest.mark.slow  # renders a minute-long story with two profiles
+pytestmark = pytest.mark.slow  # renders a minute-long story
 
 STORY = ROOT / "tests" / "stories" / "lantern-festival.txt"
 FRONT, BODY = split_front_matter(STORY.read_text(encoding="utf-8"))
@@ -26,36 +27,27 @@ FRONT, BODY = split_front_matter(STORY.read_text(encoding="utf-8"))
 REFERS_TO = {"Ana": r"\b(Ana|[Ss]he|her)\b", "Leo": r"\b(Leo|[Hh]e|his|him)\b"}
 
 
-@pytest.fixture(scope="module", params=["offline", "tiny"])
-def rendered(request, prefect_server, models_home, tmp_path_factory):
-    root = tmp_path_factory.mktemp(f"minute-{request.param}")
+@pytest.fixture(scope="module")
+def rendered(prefect_server, models_home, tmp_path_factory):
+    root = tmp_path_factory.mktemp("minute-offline")
     env = make_env(prefect_server, root / "home", models_home)
     # A quarter of the pixels: the storyboard, its windows and the timeline do not depend on
     # the frame size, and compose's and the push-in's per-pixel work is most of a render.
-    profile = request.param
-    if profile == "tiny":
-        # The rules storyboard is what is checked here (the llm writer's shots are checked in
-        # tests/test_render_studio.py): a minute of shots through the tiny writer would only add time.
-        settings = load_profile("tiny")
-        settings["storyboard"]["writer"] = "rules"
-        profile = str(root / "tiny-rules.yaml")
-        Path(profile).write_text(profile_yaml({**settings, "name": "tiny-rules"}), encoding="utf-8")
-    render(env, STORY, root / "out", "--profile", profile, "--size", "360x640")
+    render(env, STORY, root / "out", "--size", "360x640")
     folder = root / "out" / "the-lantern-festival"
-    return {"profile": request.param, "folder": folder,
-            "manifest": json.loads((folder / "manifest.json").read_text(encoding="utf-8"))}
+    return {"folder": folder, "manifest": json.loads((folder / "manifest.json").read_text(encoding="utf-8"))}
 
 
 def test_shots_are_short_with_at_most_two_windows(rendered):
     shots = rendered["manifest"]["scenes"]
-    if rendered["profile"] == "offline":  # Piper speaks the story in about a minute
-        assert 55 <= rendered["manifest"]["narration"]["duration"] <= 70
-        assert len(shots) >= 12, "a new picture every few seconds"
+    # Piper speaks the story in about a minute.
+    assert 55 <= rendered["manifest"]["narration"]["duration"] <= 70
+    assert len(shots) >= 12, "a new picture every few seconds"
     for shot in shots:
         assert shot["frames"] / 24 <= 7.0, shot
         assert 1 <= shot["windows"] <= 2, shot
-        # Motion-compensated in the studio code path; offline cross-fades its noise frames.
-        assert shot["interpolation"].startswith("blend" if rendered["profile"] == "offline" else "minterpolate"), shot
+        # Offline cross-fades its noise frames (the studio path's minterpolate: test_render_studio.py).
+        assert shot["interpolation"].startswith("blend"), shot
     # Together the shots say the whole story, in order.
     assert " ".join(s["text"] for s in shots).split() == BODY.split()
 
