@@ -317,7 +317,8 @@ def matmul_tflops() -> float:
     return rate
 
 
-def work_section(tflops: float) -> None:
+def work_section(tflops: float, narration: tuple[dict, dict] | None = None) -> None:
+    """Step 1: the FLOP counts. `narration`: the 60-second story's (plan, timing) when already made."""
     import gpu_work
     from faceless.tasks.settings import load_profile
 
@@ -332,7 +333,7 @@ def work_section(tflops: float) -> None:
           f"({known['sdxl_refiner'][0]:.2f} at 1024x1024; published {known['sdxl_refiner'][1]})")
     print(f"  SVD-XT       {per_step['svd']:6.2f} TFLOP at {per_step['animate_size']} "
           f"({known['svd'][0]:.2f} at 576x1024x25; published {known['svd'][1]})")
-    plan, timing = gpu_work.piper_timing(gpu_work.NIGHT_TRAIN, studio)
+    plan, timing = narration or gpu_work.piper_timing(gpu_work.NIGHT_TRAIN, studio)
     result = gpu_work.before_after(studio, plan, timing)
     print()
     print(f"60-second story at studio settings: {gpu_work.NIGHT_TRAIN.relative_to(ROOT)}, {result['sentences']} "
@@ -467,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="length of each random Bark piece, and Kokoro's pace (default 1.5: random Bark never "
                              "stops by itself; real speech is 3-6 s a sentence)")
     parser.add_argument("--pass-timeout", type=float, default=420, help="seconds a render may take (default 420)")
+    parser.add_argument("--skip-work", action="store_true",
+                        help="leave out step 1, the FLOP counts (the same on every machine; tests check them in-process)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -504,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tflops = 0.4 * 990
         print(f"no GPU: estimates assume an H200 (990 dense fp16 TFLOPS) at 40 %, {tflops:.0f} TFLOPS")
-    work_section(tflops)
+    if not args.skip_work:
+        work_section(tflops)
 
     scratch = (args.scratch or Path(tempfile.mkdtemp(prefix="gpu-check-"))).resolve()
     scratch.mkdir(parents=True, exist_ok=True)

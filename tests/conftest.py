@@ -25,10 +25,21 @@ BIN = Path(sys.executable).parent
 SLOW_FIXTURES = {"prefect_server", "whisper_base", "tiny_home", "tiny_dir"}
 
 
+# The longest modules, longest first (`make test`'s slowest list): pytest-xdist hands out
+# modules in collection order, so these start at once and the quick ones fill the gaps,
+# instead of one long module starting last and running alone at the end.
+LONGEST_FIRST = ["test_resilience", "test_gpu_check", "test_cluster", "test_deployments", "test_languages_render",
+                 "test_modern", "test_render_offline", "test_stack_faults", "test_render_studio", "test_live_view",
+                 "test_store_s3", "test_storyboard_render", "test_bad_input"]
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    # A stable sort: each module's tests keep their order.
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
 
 
 # Stacks and clusters in the tests wait less for a killed run, through the same settings a user

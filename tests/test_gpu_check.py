@@ -34,24 +34,17 @@ def test_without_a_gpu_it_prints_one_line_and_exits_0():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="--toy is the CPU check")
-@pytest.mark.slow  # builds every model family of both profiles and renders each twice
+@pytest.mark.slow  # builds every model family of both profiles and renders each
 def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
+    # --skip-work: step 1's FLOP counts are the same on every machine, and counting them again in
+    # a fresh process took minutes; test_work_section_prints_the_counts_and_both_tables checks them.
     started = time.monotonic()
-    result = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--scratch", str(tmp_path / "scratch")],
+    result = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--skip-work", "--scratch", str(tmp_path / "scratch")],
                             capture_output=True, text=True, timeout=1200)
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
-    # The GPU work section: per-step counts and the before/after table for the 60 s story.
-    assert "SDXL base" in out and "SVD-XT" in out and "published 160.0" in out
-    assert "60-second story at studio settings" in out
-    for row in ("BEFORE", "AFTER", "SVD-XT windows", "SVD-XT steps", "estimated PFLOP", "SVD steps after / before"):
-        assert row in out
-    # ... and studio next to modern.
-    assert "studio and modern side by side (FLOP counts" in out
-    for row in ("keyframe TFLOP a step", "FLUX.1-schnell", "animate windows / passes", "Wan passes at 24 fps",
-                "total PFLOP", "modern / studio"):
-        assert row in out
+    assert "GPU work per denoising step" not in out
     # Each profile: both renders, their stage tables, windows or passes, families.
     assert out.count(": completed;") == 2, out  # one pass each: the second pass's memory cap is CUDA-only
     assert "=== studio ===" in out and "=== modern ===" in out
@@ -188,6 +181,25 @@ def test_wan_pass_work_from_three_counts_equals_a_direct_count():
     fitted = modern_work.wan_pass(704, 1280, 49, 50)
     assert fitted["step_tflop"] == pytest.approx(transformer_tflop(704, 1280, 49), rel=1e-9)
     assert fitted["steps"] == 50 and fitted["extra_tflop"] > 0
+
+
+@pytest.mark.slow  # counts FLOPs through full-size architectures, with the module's narration
+def test_work_section_prints_the_counts_and_both_tables(night_train, capsys):
+    # gpu_check's step 1, in this process: the counts are cached here, shared with the tests beside it.
+    import gpu_check
+
+    gpu_check.work_section(0.4 * 990, narration=night_train)
+    out = capsys.readouterr().out
+    # The GPU work section: per-step counts and the before/after table for the 60 s story.
+    assert "SDXL base" in out and "SVD-XT" in out and "published 160.0" in out
+    assert "60-second story at studio settings" in out
+    for row in ("BEFORE", "AFTER", "SVD-XT windows", "SVD-XT steps", "estimated PFLOP", "SVD steps after / before"):
+        assert row in out
+    # ... and studio next to modern.
+    assert "studio and modern side by side (FLOP counts" in out
+    for row in ("keyframe TFLOP a step", "FLUX.1-schnell", "animate windows / passes", "Wan passes at 24 fps",
+                "total PFLOP", "modern / studio"):
+        assert row in out
 
 
 @pytest.mark.slow  # full-size architectures on the meta device, or a 60 s narration
