@@ -21,6 +21,8 @@ from pathlib import Path
 from PIL import Image
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from faceless.tasks.backends import base as backends
+
 THUMB_WIDTH = 180  # in the summary: enough to recognise a shot, a few kB a shot
 STRIP_WIDTH = 54   # in the run page's list of artifacts
 STRIP_SCENES = 12
@@ -48,7 +50,7 @@ def _motion(shot: dict, backend: str, fps: int) -> str:
     """How a shot was animated: SVD windows at their fps conditioning, or one native pass."""
     if backend == "svd":
         return f"{_count(shot['windows'], 'SVD window')} at fps {shot['fps_conditioning']}"
-    name = {"wan": "Wan 2.2", "ltx": "LTX-Video"}.get(backend, backend)
+    name = backends.get(backend).LABEL if backend in backends.REGISTRY else backend
     return f"one {name} pass at {fps} fps"
 
 

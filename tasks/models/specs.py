@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from faceless.tasks.models.tiny import TINY_MODELS, ensure_tiny, tiny_version
+from faceless.tasks.models.tiny import ensure_tiny, tiny_models, tiny_version
 
 
 class ModelMissingError(RuntimeError):
@@ -94,7 +94,7 @@ def require(profile: dict) -> None:
     missing_hub, missing_dirs = [], []
     for setting, spec, kind in profile_models(profile):
         if spec.startswith("tiny:"):
-            if spec.removeprefix("tiny:") not in TINY_MODELS:
+            if spec.removeprefix("tiny:") not in tiny_models():
                 missing_dirs.append(f"{setting}: unknown tiny model {spec!r}")
             continue
         try:

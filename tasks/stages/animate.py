@@ -24,7 +24,7 @@ from prefect import task
 
 from faceless.tasks import models
 from faceless.tasks.backends import base as backends, svd
-from faceless.tasks.profile_schema import CLIP_CRF
+from faceless.tasks.profile_sections import CLIP_CRF
 from faceless.tasks.runtime import gpu, placement
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
@@ -38,14 +38,13 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
     """Backends with a native pass (wan and its kind): the shot's frames made at the output rate
     in one pass."""
     backend = backends.get(settings["backend"])
-    load = getattr(models, backend.FAMILY)  # the family's loader, once per process
 
     # Frames come back at the generation size: the push-in below crops and scales them to the
     # output once (and frames/ keeps what the model made, not an upscale of it).
     at_generation_size = {k: v for k, v in settings.items() if k not in ("out_width", "out_height")}
 
     def on_gpu():
-        pipe = load(settings["model"])
+        pipe = backend.load_cached(settings["model"])  # once per process
         with models.MODEL_LOCK:
             where = placement.ensure_placed("animate", backend.FAMILY, backend.NAME, pipe, settings)
             gpu.inject_fault("animate", shot)

@@ -70,7 +70,9 @@ def write_storyboard(plan_json: Path, shots_json: Path, settings: dict, director
     story = " ".join(sentence["text"] for sentence in plan["sentences"])
 
     def on_gpu() -> list[dict]:
-        writer = models.shot_writer(settings["model"])
+        from faceless.tasks.backends import shot_llm
+
+        writer = shot_llm.load_cached(settings["model"])
         with models.MODEL_LOCK, models.cpu_threads(writer.device, settings["cpu_threads"]):
             return [write_shot(writer, plan, story, shot, settings) for shot in shots]
 
