@@ -32,6 +32,7 @@ NAME = "bark"
 STAGE = "narrate"
 FAMILY = "bark"
 LABEL = "Bark"
+MODELS = {"model": "transformers"}  # its model setting: the kind of folder it is
 
 # Where a clause ends: the word carries the punctuation, or is a dash on its own.
 _CLAUSE_END = (",", ";", ":", "—", "–", "…", ")")
@@ -234,3 +235,16 @@ def components() -> dict[str, tuple]:
 
     with torch.device("meta"):
         return {"model": (BarkModel(bark_config("small")), 2, "model")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:bark` in a profile) --------------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.tiny_voice import build_tiny_bark
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_bark(directory)
+
+
+TINY_MODELS = {"bark": (_build_tiny, "config.json", 2)}  # 2: as when tiny.py kept it

@@ -16,6 +16,8 @@ the report read it from here, and none of them names a backend:
 
 and, where they apply:
 
+    MODELS         (backends with model weights) {setting: kind}: the section's settings that
+                   name a model (a spec, tasks/models/specs.py) and the kind of folder each is
     load_cached    (backends with model weights) its models from a profile's spec, loaded once
                    per process through the models registry (tasks/models/registry.py); the
                    diffusion pipelines on the CPU, for the stage to place by the memory plan
@@ -82,6 +84,14 @@ def get(name: str) -> ModuleType:
     if not isinstance(module, Backend) or module.NAME != name:
         raise TypeError(f"{REGISTRY[name]} does not implement the backend {name!r} (tasks/backends/base.py)")
     return module
+
+
+def of_section(stage: str, section: dict) -> str | None:
+    """The backend a resolved profile section runs on; None where no backend does (subtitles
+    timed by the voice, shots written by the rules)."""
+    if stage == "storyboard":  # the section chooses whether its one backend, the writer, runs
+        return names(stage)[0] if section.get("writer") == "llm" else None
+    return section.get("backend") if section.get("backend") in REGISTRY else None
 
 
 def families(*stages: str) -> list[str]:

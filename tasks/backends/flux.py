@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 STEPS = 4
 MAX_SEQUENCE_LENGTH = 256  # schnell's T5 context (dev's is 512)
 SIZE_MULTIPLE = 16
+MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
 
 
 @dataclass(frozen=True)
@@ -326,3 +327,16 @@ def components() -> dict[str, tuple]:
             "transformer": (FluxTransformer2DModel(**published("flux-schnell-transformer")), 2, "denoiser"),
             "vae": (AutoencoderKL(**published("flux-schnell-vae")), 2, "vae"),
         }
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:flux-schnell` in a profile) ------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.flux_tiny import build_tiny_flux
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_flux(directory)
+
+
+TINY_MODELS = {"flux-schnell": (_build_tiny, "model_index.json", 1)}

@@ -51,6 +51,7 @@ NAME = "kokoro"
 STAGE = "narrate"
 FAMILY = "kokoro"
 LABEL = "Kokoro-82M"
+MODELS = {"model": "kokoro"}  # its model setting: the kind of folder it is
 
 log = logging.getLogger(__name__)
 

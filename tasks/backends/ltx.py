@@ -42,6 +42,7 @@ FAMILY = "ltx"
 LABEL = "LTX-Video"
 SIZE_MULTIPLE = 32  # VAE spatial factor 32, patch 1
 VAE_TILING = True  # its VAE decodes in tiles (vae.enable_tiling)
+MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
 TOLD_FPS = True  # the pipeline takes the frame rate: the manifest records it as fps conditioning
 
 TEMPORAL_FACTOR = 8

@@ -20,6 +20,7 @@ LABEL = "SDXL base + refiner"
 
 FAMILY = "sdxl"
 SIZE_MULTIPLE = 8
+MODELS = {"base": "diffusers", "refiner": "diffusers"}  # its model settings: the kind of folder each is
 
 
 def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: int, settings: dict,

@@ -25,6 +25,7 @@ NAME = "shot-writer"
 STAGE = "storyboard"
 FAMILY = "writer"
 LABEL = "shot writer"
+MODELS = {"model": "transformers"}  # its model setting: the kind of folder it is
 
 
 @dataclass
@@ -161,3 +162,16 @@ def components() -> dict[str, tuple]:
 
     with torch.device("meta"):
         return {"model": (Qwen2ForCausalLM(Qwen2Config(**published("qwen2.5-3b-instruct"))), 2, "model")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:shot-writer` in a profile) -------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.writer_tiny import build_tiny_writer
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_writer(directory)
+
+
+TINY_MODELS = {"shot-writer": (_build_tiny, "config.json", 1)}

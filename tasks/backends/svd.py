@@ -25,6 +25,7 @@ STAGE = "animate"
 FAMILY = "svd"
 LABEL = "SVD"
 SIZE_MULTIPLE = 8
+MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:

@@ -38,6 +38,7 @@ FAMILY = "wan"
 LABEL = "Wan 2.2"
 SIZE_MULTIPLE = 32  # VAE spatial factor 16 x transformer patch 2
 VAE_TILING = True  # its VAE decodes in tiles (vae.enable_tiling)
+MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
 
 logger = logging.getLogger("faceless")
 

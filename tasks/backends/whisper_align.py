@@ -37,6 +37,7 @@ NAME = "faster-whisper"
 STAGE = "align"
 FAMILY = "whisper"
 LABEL = "faster-whisper"
+MODELS = {"model": "ctranslate2"}  # its model setting: the kind of folder it is
 
 
 @dataclass
@@ -290,3 +291,16 @@ def components() -> dict[str, tuple]:
 
     with torch.device("meta"):
         return {"model": (WhisperForConditionalGeneration(whisper_config("large-v3")[0]), 2, "model")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:whisper` in a profile) -----------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.tiny_voice import build_tiny_whisper
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_whisper(directory)
+
+
+TINY_MODELS = {"whisper": (_build_tiny, "model.bin", 2)}  # 2: as when tiny.py kept it

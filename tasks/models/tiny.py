@@ -13,7 +13,7 @@ from faceless.tasks.models.registry import quiet_libraries
 from faceless.tasks.runtime import store
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-TINY_VERSION = 2  # 2: the real CLIP vocabulary. Bump when a tiny recipe changes, so old builds are not reused
+TINY_VERSION = 2  # 2: the real CLIP vocabulary. Bump when a recipe here changes, so old builds are not reused
 
 
 def _full_config(name: str) -> dict:
@@ -126,34 +126,6 @@ def _build_tiny_svd(directory: Path) -> None:
     pipe.save_pretrained(str(directory))
 
 
-def _build_tiny_bark(directory: Path) -> None:
-    from faceless.tasks.models.tiny_voice import build_tiny_bark
-
-    quiet_libraries()
-    build_tiny_bark(directory)
-
-
-def _build_tiny_whisper(directory: Path) -> None:
-    from faceless.tasks.models.tiny_voice import build_tiny_whisper
-
-    quiet_libraries()
-    build_tiny_whisper(directory)
-
-
-def _build_tiny_flux(directory: Path) -> None:
-    from faceless.tasks.models.flux_tiny import build_tiny_flux
-
-    quiet_libraries()
-    build_tiny_flux(directory)
-
-
-def _build_tiny_writer(directory: Path) -> None:
-    from faceless.tasks.models.writer_tiny import build_tiny_writer
-
-    quiet_libraries()
-    build_tiny_writer(directory)
-
-
 # name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.
 # The backends that keep their twin in their own module (tasks/backends/, their TINY_MODELS)
 # are added by tiny_models().
@@ -161,10 +133,6 @@ _BUILT_HERE = {
     "sdxl-base": (lambda d: _build_tiny_sdxl(d, refiner=False), "model_index.json", TINY_VERSION),
     "sdxl-refiner": (lambda d: _build_tiny_sdxl(d, refiner=True), "model_index.json", TINY_VERSION),
     "svd": (_build_tiny_svd, "model_index.json", TINY_VERSION),
-    "bark": (_build_tiny_bark, "config.json", TINY_VERSION),
-    "whisper": (_build_tiny_whisper, "model.bin", TINY_VERSION),
-    "flux-schnell": (_build_tiny_flux, "model_index.json", 1),
-    "shot-writer": (_build_tiny_writer, "config.json", 1),
 }
 
 

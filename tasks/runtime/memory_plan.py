@@ -221,9 +221,7 @@ def gpu_stages(settings: dict) -> list[tuple[str, str, dict]]:
     found = []
     for stage in GPU_STAGES:
         section = settings.get(stage) or {}
-        backend = section.get("backend")
-        if stage == "storyboard":  # the shot writer, when a model writes the shots
-            backend = "shot-writer" if section.get("writer") == "llm" else None
+        backend = backends.of_section(stage, section)  # the shot writer only when a model writes the shots
         if backend in table():
             found.append((stage, backend, section))
     return found
