@@ -30,7 +30,7 @@ and, where they apply:
                    parameter on a GPU, role)}, which benchmarks/memory_table.py counts into
                    tasks/runtime/memory_table.json (keyed by NAME)
     TINY_MODELS    {name: (builder, marker file, recipe version)}: the tiny twins `tiny:<name>`
-                   it builds (tasks/models/tiny.py, which still builds the older families' own)
+                   it builds (tasks/models/tiny.py collects them; it still builds SDXL's and SVD's)
 
 How a stage calls its backend: a keyframe backend's `make_keyframe(shot, index, settings,
 progress, models)`; an animate backend's `generate(pipe, image, prompt, frames, fps, settings,
