@@ -15,7 +15,7 @@ from faceless.tasks.runtime import memory_plan
 ROOT = Path(__file__).resolve().parent.parent
 # Backends whose every trace in the code is their own module and their registry line. The rest
 # are still named by older code (stages, the preflight, the tiny twins built in tasks/models/).
-SELF_CONTAINED = ("ltx",)
+SELF_CONTAINED = ("ltx", "shot-writer")
 
 
 def _schema_backends() -> set[str]:
