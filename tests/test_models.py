@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from faceless.tasks.backends import sdxl
-from faceless.tasks.stages.keyframe import base_then_refiner
+from faceless.tasks.backends.sdxl import base_then_refiner
 
 
 @pytest.fixture(scope="module")

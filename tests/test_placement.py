@@ -15,7 +15,7 @@ from faceless.tasks.backends import sdxl
 from faceless.tasks.backends.native_pass import run_device
 from faceless.tasks.runtime import placement as pl
 from faceless.tasks.runtime.memory_plan import Placement
-from faceless.tasks.stages.keyframe import base_then_refiner
+from faceless.tasks.backends.sdxl import base_then_refiner
 
 pytestmark = pytest.mark.slow
 GPU = "cpu:0"

@@ -9,7 +9,8 @@ from PIL import Image
 from faceless.tasks import models
 from faceless.tasks.backends import sdxl, svd
 from faceless.tasks.backends.svd import generate, window_plan
-from faceless.tasks.stages.keyframe import base_then_refiner, keyframe
+from faceless.tasks.backends.sdxl import base_then_refiner
+from faceless.tasks.stages.keyframe import keyframe
 from faceless.tasks.settings import load_profile
 
 
