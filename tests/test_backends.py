@@ -74,3 +74,12 @@ def test_a_backend_is_named_only_in_its_module_and_the_registry(name):
             named += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1)
                       if word.search(line)]
     assert not named, f"{name} is named outside {own.name} and the registry: {named}"
+
+
+def test_the_run_summary_tells_each_backends_motion():
+    from faceless.flows.report import _motion
+
+    assert _motion({"windows": 2, "fps_conditioning": 4}, "svd", 24) == "2 SVD windows at fps 4"
+    assert _motion({"windows": 1, "fps_conditioning": 6}, "svd", 24) == "1 SVD window at fps 6"
+    assert _motion({}, "ltx", 24) == "one LTX-Video pass at 24 fps"
+    assert _motion({}, "wan", 12) == "one Wan 2.2 pass at 12 fps"

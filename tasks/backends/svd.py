@@ -98,6 +98,13 @@ def _load(spec: str):
     return pipe
 
 
+def motion_note(shot: dict) -> str:
+    """How a shot was animated, for the run summary (flows/report.py): its windows and their fps
+    conditioning, from what the manifest records."""
+    windows = shot["windows"]
+    return f"{windows} SVD window{'' if windows == 1 else 's'} at fps {shot['fps_conditioning']}"
+
+
 def denoising_steps(frame_count: int, settings: dict) -> int:
     return settings["num_inference_steps"] * window_plan(frame_count / settings["out_fps"], settings)[0]
 
