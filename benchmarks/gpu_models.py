@@ -334,7 +334,7 @@ def needed_gib(name: str) -> float:
         return (sum(2 * millions(p) for p in parts) + 2 * (millions(refiner.unet) + millions(base.text_encoder_2)
                                                           + millions(base.vae))) * 1e6 / 2**30
     flux = full_size_flux("meta", torch.bfloat16)
-    wan = full_size_parameters("wan")
+    wan = full_size_parameters()
     total = 2 * sum(millions(m) for m in (flux.transformer, flux.text_encoder_2, flux.text_encoder, flux.vae)) * 1e6
     total += 2 * (wan["transformer"] + wan["text_encoder"]) + 4 * wan["vae"]
     total += 4 * kokoro_tiny.full_size_parameters()

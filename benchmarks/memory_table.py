@@ -4,12 +4,13 @@
 
 Every component of every GPU backend is built at its full published size on PyTorch's meta
 device (shapes only: no memory, no weights, a few seconds on a CPU) from the configs in
-tasks/models/configs/ (the same files as ../shared/model-configs/ for SDXL and SVD), and the
+tasks/models/configs/ (the same files as ../shared/model-configs/ for SDXL and SVD): each
+backend's module declares its components (`components()`, tasks/backends/base.py), and the
 table records, per component:
 
-- `parameters`, and `bytes_per_parameter` in the dtype the loaders put it on a GPU in (fp16
-  for studio's models, bf16 for FLUX/Wan/LTX, fp32 for Wan's VAE, which its model card keeps
-  in fp32, and for the SDXL VAE, which decodes upcast to fp32);
+- `parameters`, and `bytes_per_parameter` in the dtype its loader puts it on a GPU in (fp16
+  for studio's models, bf16 for the modern diffusion models, fp32 for Wan's VAE, which its
+  model card keeps in fp32, and for the SDXL VAE, which decodes upcast to fp32);
 - what diffusers' block-level group offload keeps on the GPU: `unmatched_parameters` (the
   top-level children that are not a ModuleList/Sequential, plus direct parameters: one group,
   onloaded whole) and `largest_block_parameters` (the largest entry of any top-level
@@ -31,14 +32,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "tasks" / "runtime" / "memory_table.json"
-CONFIGS = ROOT / "tasks" / "models" / "configs"
-
-FP16, BF16, FP32 = 2, 2, 4
-
-
-def _config(name: str) -> dict:
-    data = json.loads((CONFIGS / f"{name}.json").read_text(encoding="utf-8"))
-    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def structure(module) -> dict:
@@ -61,70 +54,17 @@ def structure(module) -> dict:
 
 
 def components() -> dict[str, dict[str, tuple]]:
-    """{backend: {component: (module on meta, bytes per parameter, role)}}; roles: encoder,
-    denoiser, vae, model (a voice or recogniser that is one piece)."""
-    import torch
-    from diffusers import (AutoencoderKL, AutoencoderKLTemporalDecoder, FluxTransformer2DModel,
-                           UNet2DConditionModel, UNetSpatioTemporalConditionModel)
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionConfig,
-                              CLIPVisionModelWithProjection, T5Config, T5EncoderModel)
+    """{backend: {component: (module on meta, bytes per parameter, role)}} of every registered
+    backend that declares its components (its module's `components()`, tasks/backends/base.py);
+    roles: encoder, denoiser, vae, model (a voice, recogniser or writer that is one piece)."""
+    from faceless.tasks.backends import base as backends
 
-    from faceless.tasks.models.modern_tiny import full_size_models
-    from faceless.tasks.models.tiny_voice import bark_config, whisper_config
-
-    with torch.device("meta"):
-        from transformers import BarkModel, Qwen2Config, Qwen2ForCausalLM, WhisperForConditionalGeneration
-
-        sdxl = {
-            "text_encoder": (CLIPTextModel(CLIPTextConfig(**_config("sdxl-text-encoder"))), FP16, "encoder"),
-            "text_encoder_2": (CLIPTextModelWithProjection(CLIPTextConfig(**_config("sdxl-text-encoder-2"))), FP16,
-                               "encoder"),
-            "unet": (UNet2DConditionModel(**_config("sdxl-base-unet")), FP16, "denoiser"),
-            "refiner_unet": (UNet2DConditionModel(**_config("sdxl-refiner-unet")), FP16, "denoiser"),
-            "vae": (AutoencoderKL(**_config("sdxl-vae")), FP32, "vae"),  # force_upcast: decodes in fp32
-        }
-        svd = {
-            "image_encoder": (CLIPVisionModelWithProjection(CLIPVisionConfig(**_config("svd-xt-image-encoder"))),
-                              FP16, "encoder"),
-            "unet": (UNetSpatioTemporalConditionModel(**_config("svd-xt-unet")), FP16, "denoiser"),
-            "vae": (AutoencoderKLTemporalDecoder(**_config("svd-xt-vae")), FP16, "vae"),
-        }
-        flux = {
-            "text_encoder": (CLIPTextModel(CLIPTextConfig(**_config("flux-schnell-text-encoder"))), BF16, "encoder"),
-            "text_encoder_2": (T5EncoderModel(T5Config(**_config("flux-schnell-text-encoder-2"))), BF16, "encoder"),
-            "transformer": (FluxTransformer2DModel(**_config("flux-schnell-transformer")), BF16, "denoiser"),
-            "vae": (AutoencoderKL(**_config("flux-schnell-vae")), BF16, "vae"),
-        }
-        voices = {
-            "bark": {"model": (BarkModel(bark_config("small")), FP16, "model")},
-            "faster-whisper": {"model": (WhisperForConditionalGeneration(whisper_config("large-v3")[0]), FP16,
-                                         "model")},
-            # The shot writer: Qwen2.5-3B-Instruct (Qwen3-4B is larger; a profile naming it is
-            # planned as this, see docs/gpu-memory.md).
-            "shot-writer": {"model": (Qwen2ForCausalLM(Qwen2Config(**_config("qwen2.5-3b-instruct"))), BF16,
-                                      "model")},
-        }
-    wan, ltx = full_size_models("wan"), full_size_models("ltx")
-    return {
-        "sdxl-ensemble": sdxl,
-        "svd": svd,
-        "flux-schnell": flux,
-        "wan": {"text_encoder": (wan["text_encoder"], BF16, "encoder"),
-                "transformer": (wan["transformer"], BF16, "denoiser"),
-                "vae": (wan["vae"], FP32, "vae")},
-        "ltx": {"text_encoder": (ltx["text_encoder"], BF16, "encoder"),
-                "transformer": (ltx["transformer"], BF16, "denoiser"),
-                "vae": (ltx["vae"], BF16, "vae")},
-        **voices,
-        # Kokoro-82M in fp32, counted on a CPU (its constructor loads a weights file: not on meta).
-        "kokoro": {"model": (kokoro_model(), FP32, "model")},
-    }
-
-
-def kokoro_model():
-    from faceless.tasks.models.kokoro_tiny import full_config, random_model
-
-    return random_model(full_config())
+    found = {}
+    for name in backends.REGISTRY:
+        declare = getattr(backends.get(name), "components", None)
+        if declare is not None:
+            found[name] = declare()
+    return found
 
 
 def table() -> dict:

@@ -1,5 +1,6 @@
-"""Wan 2.2 TI2V-5B's (and LTX-Video's) size and GPU work, counted from the published
-architectures, and the tiny Wan twin's time on this CPU.
+"""Wan 2.2 TI2V-5B's size and GPU work, counted from the published architectures, and the tiny
+Wan twin's time on this CPU; the other native-pass backends' sizes and work next to it (each
+counted by its own module, found through the registry).
 
 Parameters and FLOPs are counted as benchmarks/gpu_work.py counts SDXL and SVD: each published
 component is built from tasks/models/configs/wan22-ti2v-5b-*.json on PyTorch's meta device
@@ -55,30 +56,6 @@ def transformer_tflop(width: int, height: int, frames: int, batch: int = 2, text
         )
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(**inputs)
-    return counter.get_total_flops() / 1e12
-
-
-@functools.lru_cache(maxsize=None)
-def ltx_transformer_tflop(width: int, height: int, frames: int, batch: int = 2, text_tokens: int = 128) -> float:
-    """TFLOP of one LTX-Video transformer forward (32x spatial, 8x temporal VAE, 1x1x1 patches)."""
-    import torch
-    from diffusers import LTXVideoTransformer3DModel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from faceless.tasks.models.modern_tiny import published_config
-
-    config = published_config("ltx", "transformer")
-    latent_frames, latent_h, latent_w = (frames - 1) // 8 + 1, height // 32, width // 32
-    tokens = latent_frames * latent_h * latent_w
-    dtype = torch.bfloat16
-    with torch.device("meta"):
-        model = LTXVideoTransformer3DModel(**config).to(device="meta", dtype=dtype)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(hidden_states=torch.empty(batch, tokens, config["in_channels"], dtype=dtype),
-                  encoder_hidden_states=torch.empty(batch, text_tokens, config["caption_channels"], dtype=dtype),
-                  timestep=torch.empty(batch, tokens), encoder_attention_mask=torch.ones(batch, text_tokens),
-                  num_frames=latent_frames, height=latent_h, width=latent_w,
-                  rope_interpolation_scale=(8 / 24, 32, 32), return_dict=False)
     return counter.get_total_flops() / 1e12
 
 
@@ -175,6 +152,17 @@ def tiny_timings(sizes=((32, 64), (64, 128), (128, 256)), frames=(13, 25, 49, 97
     return rows
 
 
+def other_native_backends():
+    """(name, module) of the registered animate backends besides Wan that count their own
+    sizes and work (tasks/backends/base.py): printed next to Wan's for comparison."""
+    from faceless.tasks.backends import base as backends
+
+    for name in backends.names("animate"):
+        backend = backends.get(name)
+        if name != "wan" and hasattr(backend, "transformer_tflop"):
+            yield name, backend
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-tiny", action="store_true", help="skip the tiny twin's CPU timings")
@@ -195,10 +183,12 @@ def main() -> None:
         print(f"704x1280x{frames}: {work['step_tflop']:.1f} TFLOP a step with guidance; text {work['text_tflop']:.1f}, "
               f"VAE encode {work['vae_encode_tflop']:.1f}, decode {work['vae_decode_tflop']:.1f} TFLOP; "
               f"{work['steps']} steps: {work['pflop']:.1f} PFLOP a shot")
-    for name, count in full_size_parameters("ltx").items():
-        print(f"parameters ltx {name:<9} {count / 1e6:10.1f} M")
-    for width, height, frames in ((480, 704, 121), (768, 512, 121)):
-        print(f"ltx {width}x{height}x{frames}: {ltx_transformer_tflop(width, height, frames):.1f} TFLOP a step with guidance")
+    for name, backend in other_native_backends():  # the same counts, from each one's own module
+        for part, count in backend.full_size_parameters().items():
+            print(f"parameters {name} {part:<9} {count / 1e6:10.1f} M")
+        for width, height, frames in backend.WORK_SIZES:
+            print(f"{name} {width}x{height}x{frames}: {backend.transformer_tflop(width, height, frames):.1f} "
+                  f"TFLOP a step with guidance")
     story = story_animate_pflop()
     print(f"60 s story, {story['shots']} shots of {story['frames']} frames: animate {story['wan_pflop']:.0f} PFLOP "
           f"with Wan ({story['wan_native_frames']} frames a pass) vs {story['svd_pflop']:.0f} PFLOP with SVD-XT "

@@ -21,6 +21,8 @@ from pathlib import Path
 from PIL import Image
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from faceless.tasks.backends import base as backends
+
 THUMB_WIDTH = 180  # in the summary: enough to recognise a shot, a few kB a shot
 STRIP_WIDTH = 54   # in the run page's list of artifacts
 STRIP_SCENES = 12
@@ -45,11 +47,11 @@ def _count(n: int, noun: str) -> str:
 
 
 def _motion(shot: dict, backend: str, fps: int) -> str:
-    """How a shot was animated: SVD windows at their fps conditioning, or one native pass."""
-    if backend == "svd":
-        return f"{_count(shot['windows'], 'SVD window')} at fps {shot['fps_conditioning']}"
-    name = {"wan": "Wan 2.2", "ltx": "LTX-Video"}.get(backend, backend)
-    return f"one {name} pass at {fps} fps"
+    """How a shot was animated: as the backend tells it (SVD's windows), or one native pass."""
+    module = backends.get(backend) if backend in backends.REGISTRY else None
+    if hasattr(module, "motion_note"):
+        return module.motion_note(shot)
+    return f"one {module.LABEL if module else backend} pass at {fps} fps"
 
 
 def _stage_name(row: dict) -> str:

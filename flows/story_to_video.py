@@ -32,6 +32,7 @@ from faceless.flows.review import review_storyboard
 from faceless.flows.manifest import StageLedger, build_manifest
 from faceless.flows.parameters import ProfileName
 from faceless.tasks import models
+from faceless.tasks.backends import base as backends
 from faceless.tasks.runtime import gpu, live
 from faceless.tasks.runtime.caching import with_store
 from faceless.tasks.stages.align import align_task
@@ -59,7 +60,8 @@ def _storyboard(ledger, logger, plan, alignment, settings: dict, identities: dic
     if settings["storyboard"]["writer"] == "llm":
         board = ledger.record("writer", with_store(writer_task)(
             plan, board, settings["storyboard"], identities["storyboard"], return_state=True))
-        _release(logger, "writer")  # once a story: nothing later needs it, and the GPU memory does
+        # Once a story: nothing later needs the writer, and the GPU memory does.
+        _release(logger, *backends.families("storyboard"))
     return board
 
 
@@ -121,7 +123,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
     alignment = ledger.record("align", with_store(align_task)(
         narration, settings["align"], identities["align"], return_state=True))
     if one_family_at_a_time:
-        _release(logger, "bark", "kokoro", "whisper")
+        _release(logger, *backends.families("narrate", "align"))
 
     board = _storyboard(ledger, logger, plan, alignment, settings, identities)
     logger.info("%s: %d sentences in %d shots", plan.title, len(plan.sentences), len(board.shots))
@@ -138,7 +140,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
             return stopped
     if one_family_at_a_time:
         wait(keyframe_futures)
-        _release(logger, "sdxl", "flux")
+        _release(logger, *backends.families("keyframe"))
     animate_settings = clip_settings(settings)
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
         keyframe_futures, board.descriptions, board.indexes, board.seeds, timeline.clip_frames,

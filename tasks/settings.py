@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from faceless.tasks.backends import base as backends
 from faceless.tasks.profile_schema import Profile
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -36,9 +37,10 @@ def parse_size(size: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-# Picture sides each backend takes: latents 8x smaller (SDXL, SVD), 8x then 2x2 patches
-# (FLUX), 16x or 32x then patches (Wan, LTX).
-SIZE_MULTIPLE = {"sdxl-ensemble": 8, "flux-schnell": 16, "svd": 8, "wan": 32, "ltx": 32}
+def size_multiple(backend: str) -> int:
+    """What a picture or video backend's sides must be multiples of (its module's SIZE_MULTIPLE:
+    its VAE's factor times its patch size)."""
+    return backends.get(backend).SIZE_MULTIPLE
 
 
 def _same_area(width: int, height: int, aspect: float, multiple: int = 8) -> tuple[int, int]:
@@ -60,7 +62,7 @@ def apply_size(profile: dict, size: str) -> dict:
             settings = profile[stage]
             if abs(settings["width"] / settings["height"] - aspect) > 0.02 * aspect:
                 settings["width"], settings["height"] = _same_area(
-                    settings["width"], settings["height"], aspect, SIZE_MULTIPLE[settings["backend"]])
+                    settings["width"], settings["height"], aspect, size_multiple(settings["backend"]))
     return profile
 
 
@@ -132,7 +134,7 @@ def _check_sizes(label: str, profile: dict) -> None:
     # x264 with yuv420p needs even sizes.
     for stage in ("keyframe", "animate", "compose"):
         settings = profile[stage]
-        multiple = SIZE_MULTIPLE[settings["backend"]] if "backend" in settings else 2
+        multiple = size_multiple(settings["backend"]) if "backend" in settings else 2
         for key in ("width", "height"):
             value = settings[key]
             if not 16 <= value <= 4096 or value % multiple:

@@ -8,6 +8,7 @@ import wave
 import pytest
 
 from faceless.tasks import models
+from faceless.tasks.backends import bark
 from faceless.tasks.backends.bark import chunk_sentences, chunk_words, estimate_word_times
 from faceless.tasks.stages.narrate import narrate
 from faceless.tasks.settings import section
@@ -111,7 +112,7 @@ def test_the_same_sentence_sounds_the_same_wherever_it_is(tiny_home, tmp_path):
 
 
 def test_bark_is_loaded_once_for_many_sentences(tiny_home, tmp_path):
-    models.bark("tiny:bark")
+    bark.load_cached("tiny:bark")
     before = models.LOADS["bark"]
     sentences = [{"index": i, "text": f"Sentence {i}.", "words": ["Sentence", f"{i}."]} for i in range(3)]
     narrate(sentences, SETTINGS, tmp_path)

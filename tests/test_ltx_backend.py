@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from faceless.tasks.backends import ltx
-from faceless.tasks.models import modern_tiny
 from faceless.tasks.runtime import gpu
 
 TINY = {"width": 32, "height": 64, "out_width": 36, "out_height": 64, "num_inference_steps": 2,
@@ -16,7 +15,7 @@ TINY = {"width": 32, "height": 64, "out_width": 36, "out_height": 64, "num_infer
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    return ltx.load(modern_tiny.build_tiny_ltx(tmp_path_factory.mktemp("tiny-ltx")))
+    return ltx.load(ltx.build_tiny(tmp_path_factory.mktemp("tiny-ltx")))
 
 
 @pytest.mark.slow  # builds and runs the tiny twin
@@ -42,6 +41,6 @@ def test_the_ladder_keeps_the_frame_count(pipe):
 
 
 def test_full_size_transformer_is_the_published_2b():
-    counts = modern_tiny.full_size_parameters("ltx")
-    assert abs(counts["transformer"] / modern_tiny.LTX_PUBLISHED_TRANSFORMER_PARAMS - 1) < 0.05  # 1923.4 M
+    counts = ltx.full_size_parameters()
+    assert abs(counts["transformer"] / ltx.PUBLISHED_TRANSFORMER_PARAMS - 1) < 0.05  # 1923.4 M
     assert 4.7e9 < counts["text_encoder"] < 4.8e9  # T5-XXL's encoder

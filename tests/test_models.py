@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from faceless.tasks import models
-from faceless.tasks.stages.keyframe import base_then_refiner
+from faceless.tasks.backends import sdxl
+from faceless.tasks.backends.sdxl import base_then_refiner
 
 
 @pytest.fixture(scope="module")
 def ensemble(tiny_home):
-    return models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
+    return sdxl.load_cached("tiny:sdxl-base", "tiny:sdxl-refiner")
 
 
 def test_refiner_shares_text_encoder_2_and_vae_with_the_base(ensemble):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from faceless.tasks import models
-from faceless.tasks.backends.wan import run_device
+from faceless.tasks.backends import sdxl
+from faceless.tasks.backends.native_pass import run_device
 from faceless.tasks.runtime import placement as pl
 from faceless.tasks.runtime.memory_plan import Placement
-from faceless.tasks.stages.keyframe import base_then_refiner
+from faceless.tasks.backends.sdxl import base_then_refiner
 
 pytestmark = pytest.mark.slow
 GPU = "cpu:0"
@@ -24,7 +24,7 @@ SETTINGS = dict(num_inference_steps=2, guidance_scale=5.0, high_noise_frac=0.5, 
 
 @pytest.fixture(scope="module")
 def pipes(tiny_home):
-    base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
+    base, refiner = sdxl.load_cached("tiny:sdxl-base", "tiny:sdxl-refiner")
     yield base, refiner
     pl.forget()
 

@@ -16,6 +16,7 @@ import yaml
 from conftest import BIN, ROOT
 from faceless.flows import cli
 from faceless.tasks import profile_schema
+from faceless.tasks.backends import sdxl
 from faceless.tasks.runtime import store
 from faceless.tasks.settings import ProfileError, available, load_profile, profile_yaml
 
@@ -121,7 +122,7 @@ def default(model: type, field: str, value):
 
 def test_a_changed_default_changes_the_cache_key():
     before = load_profile("offline")  # offline leaves keyframe.attention_slicing to its default
-    with default(profile_schema.SdxlKeyframe, "attention_slicing", True):
+    with default(sdxl.SdxlKeyframe, "attention_slicing", True):
         after = load_profile("offline")
     assert after["keyframe"]["attention_slicing"] is True
     assert key_of(after, "keyframe") != key_of(before, "keyframe")

@@ -7,13 +7,15 @@ import pytest
 from PIL import Image
 
 from faceless.tasks import models
+from faceless.tasks.backends import sdxl, svd
 from faceless.tasks.backends.svd import generate, window_plan
-from faceless.tasks.stages.keyframe import base_then_refiner, keyframe
+from faceless.tasks.backends.sdxl import base_then_refiner
+from faceless.tasks.stages.keyframe import keyframe
 from faceless.tasks.settings import load_profile
 
 
 def test_refiner_takes_the_base_latents_not_a_decoded_picture(tiny_home):
-    base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
+    base, refiner = sdxl.load_cached("tiny:sdxl-base", "tiny:sdxl-refiner")
     settings = {"width": 64, "height": 96, "num_inference_steps": 10, "high_noise_frac": 0.8, "guidance_scale": 5.0}
     seen = {"encode": 0, "decode": 0, "refiner_inputs": []}
     hooks = [
@@ -51,7 +53,7 @@ class Recorder:
 
 
 def test_chained_windows_continue_from_the_last_frame_without_repeating_it(tiny_home):
-    pipe = Recorder(models.svd("tiny:svd"))
+    pipe = Recorder(svd.load_cached("tiny:svd"))
     settings = {"width": 64, "height": 64, "num_frames": 4, "num_inference_steps": 2, "motion_bucket_id": 180,
                 "noise_aug_strength": 0.02, "decode_chunk_size": 4, "fps_range": [2, 24], "max_windows": 2}
     keyframe_image = Image.new("RGB", (90, 160), (200, 120, 40))
@@ -74,7 +76,7 @@ def test_chained_windows_continue_from_the_last_frame_without_repeating_it(tiny_
 def test_models_are_loaded_once_for_all_scenes_and_released_on_request(tiny_home, tmp_path):
     settings = {**load_profile("tiny")["keyframe"], "width": 64, "height": 64,
                 "num_inference_steps": 2, "high_noise_frac": 0.5}
-    models.sdxl_ensemble(settings["base"], settings["refiner"])
+    sdxl.load_cached(settings["base"], settings["refiner"])
     loads = models.LOADS["sdxl"]
     for index in range(3):
         folder = tmp_path / f"scene-{index}"
@@ -83,9 +85,9 @@ def test_models_are_loaded_once_for_all_scenes_and_released_on_request(tiny_home
                   "seed": index}, index, settings, folder)
         assert (folder / "keyframe.png").is_file()
     assert models.LOADS["sdxl"] == loads, "three scenes, no reload"
-    pipelines = models.sdxl_ensemble(settings["base"], settings["refiner"])
+    pipelines = sdxl.load_cached(settings["base"], settings["refiner"])
     assert models.release("sdxl") == ["sdxl"]
-    again = models.sdxl_ensemble(settings["base"], settings["refiner"])
+    again = sdxl.load_cached(settings["base"], settings["refiner"])
     assert models.LOADS["sdxl"] == loads + 1 and again[0] is not pipelines[0]
 
 
@@ -112,7 +114,7 @@ def test_the_refiner_reads_the_second_encoders_prompt(tiny_home):
     """The refiner has only SDXL's second text encoder: it must be given prompt_2 (style and
     setting), not the first encoder's prompt."""
     settings = {"width": 64, "height": 64, "num_inference_steps": 2, "high_noise_frac": 0.5, "guidance_scale": 5.0}
-    base, refiner = models.sdxl_ensemble("tiny:sdxl-base", "tiny:sdxl-refiner")
+    base, refiner = sdxl.load_cached("tiny:sdxl-base", "tiny:sdxl-refiner")
     calls = []
 
     def spy(**kwargs):

@@ -16,12 +16,15 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from faceless.tasks import models
 
+from faceless.tasks.backends.voice_tables import BARK_VOICES
 from faceless.tasks.media.audio import WordTime, write_narration
+from faceless.tasks.profile_sections import Section, Voices
 
 
 # The backend interface (tasks/backends/base.py).
@@ -29,6 +32,7 @@ NAME = "bark"
 STAGE = "narrate"
 FAMILY = "bark"
 LABEL = "Bark"
+MODELS = {"model": "transformers"}  # its model setting: the kind of folder it is
 
 # Where a clause ends: the word carries the punctuation, or is a dash on its own.
 _CLAUSE_END = (",", ";", ":", "—", "–", "…", ")")
@@ -136,8 +140,24 @@ def speak(model, processor, text: str, settings: dict, seed: int) -> np.ndarray:
     return samples.float().cpu().numpy().astype(np.float32)
 
 
+def load_cached(spec: str):
+    """Bark (model, processor), loaded once per process, on its device (one piece: the plan's
+    placement is `gpu`)."""
+    return models.registry.load_once(FAMILY, (spec,), lambda: _load(spec))
+
+
+def _load(spec: str):
+    from transformers import BarkModel, BarkProcessor
+
+    device, dtype = models.device_and_dtype()
+    directory = models.resolve(spec, "transformers")
+    model = BarkModel.from_pretrained(str(directory), dtype=dtype).to(device).eval()
+    processor = BarkProcessor.from_pretrained(str(directory))
+    return model, processor
+
+
 def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict:
-    model, processor = models.bark(settings["model"])
+    model, processor = load_cached(settings["model"])
     rate = int(model.generation_config.sample_rate)
     chunks = chunk_sentences(sentences, settings["max_chunk_chars"])
     sentence_pause = np.zeros(int(settings["sentence_pause_s"] * rate), dtype=np.float32)
@@ -172,3 +192,59 @@ def narrate_bark(sentences: list[dict], settings: dict, directory: Path) -> dict
                                words, timed_by="estimate", chunks=chunk_rows)
     return {"backend": "bark", "model": settings["model"], "voice_preset": settings["voice_preset"],
             "duration": duration, "words": len(words), "chunks": len(chunks), "sample_rate": rate}
+
+# -- the profile's section (tasks/profile_schema.py builds the stage's union from the registry) --
+
+class BarkNarrate(Section):
+    backend: Literal["bark"]
+    model: str = "hf:suno/bark-small"
+    voice_preset: str | None = None  # one preset for every language, instead of `voices`
+    voices: Voices = BARK_VOICES  # a v2 speaker preset for each of Bark's thirteen languages
+    max_chunk_chars: int = 180  # Bark stops after ~14 s: longer sentences are cut at clauses
+    clause_pause_s: float = 0.12
+    sentence_pause_s: float = 0.35
+    # None: the checkpoint's own generation config decides.
+    semantic_temperature: float | None = None
+    coarse_temperature: float | None = None
+    fine_temperature: float | None = None
+    semantic_max_new_tokens: int | None = None  # a random-weight model never stops by itself
+    seed: int = 0
+    cpu_threads: int = 1  # torch threads while generating on a CPU
+
+
+SETTINGS = BarkNarrate
+
+
+# -- memory facts (tasks/runtime/memory_plan.py) -------------------------------------------------
+
+def activations(settings: dict) -> dict[str, float]:
+    """Activation peak (bytes) of the one-piece model at work."""
+    from faceless.tasks.runtime.memory_plan import MIB
+
+    return {"model": 512 * MIB}
+
+
+def components() -> dict[str, tuple]:
+    """For benchmarks/memory_table.py: {component: (module at its published size on the meta
+    device, bytes per parameter as the loader puts it on a GPU, role)}. bark-small's
+    sizes in fp16, one piece."""
+    import torch
+    from transformers import BarkModel
+
+    from faceless.tasks.models.tiny_voice import bark_config
+
+    with torch.device("meta"):
+        return {"model": (BarkModel(bark_config("small")), 2, "model")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:bark` in a profile) --------------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.tiny_voice import build_tiny_bark
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_bark(directory)
+
+
+TINY_MODELS = {"bark": (_build_tiny, "config.json", 2)}  # 2: as when tiny.py kept it

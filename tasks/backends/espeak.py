@@ -18,10 +18,13 @@ import ctypes
 import functools
 import threading
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from faceless.tasks.backends.voice_tables import ESPEAK_VOICES, ESPEAK_WORD_GAPS
 from faceless.tasks.media.audio import WordTime, write_narration
+from faceless.tasks.profile_sections import Section, Voices
 from faceless.tasks.text.language import primary
 
 # The backend interface (tasks/backends/base.py).
@@ -225,3 +228,21 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
     duration = write_narration(Path(directory), audio, rate, spans, words, timed_by="voice")
     return {"backend": "espeak", "voice": f"eSpeak NG {voice}", "language": settings.get("language"),
             "duration": duration, "words": len(words)}
+
+# -- the profile's section (tasks/profile_schema.py builds the stage's union from the registry) --
+
+class EspeakNarrate(Section):
+    """eSpeak NG: about a hundred languages, robotic, word times from its own word events
+    (tasks/backends/espeak.py). The fallback voice of the other backends' tables."""
+    backend: Literal["espeak"]
+    voice: str | None = None  # an eSpeak NG voice (es, pt-br, ...) for every language
+    voices: Voices = ESPEAK_VOICES
+    # eSpeak's own 175 is hurried: at 120 Whisper base heard 94 % of a Spanish story, not 50 %.
+    words_per_minute: int = 120
+    # A pause between words (ms), by language: without one, Whisper base heard eSpeak's German
+    # as English (its words run together); with 60 ms it heard 85 % of them (benchmarks).
+    word_gaps_ms: dict[str, int] = ESPEAK_WORD_GAPS
+    sentence_pause_s: float = 0.3
+
+
+SETTINGS = EspeakNarrate

@@ -25,7 +25,9 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
+
+from faceless.tasks.profile_sections import RungSection, Section
 
 
 # The backend interface (tasks/backends/base.py).
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 STEPS = 4
 MAX_SEQUENCE_LENGTH = 256  # schnell's T5 context (dev's is 512)
 SIZE_MULTIPLE = 16
+MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class FluxSettings:
 
 
 @dataclass
-class FluxKeyframe:
+class FluxPicture:
     """One keyframe and what made it."""
 
     image: Any  # PIL.Image.Image
@@ -178,7 +181,7 @@ def count_tokens(tokenizer, text: str, limit: int) -> tuple[int, bool]:
 
 
 def keyframe(pipe, prompt: str, width: int, height: int, seed: int, settings: Mapping[str, Any] | FluxSettings | None = None,
-             progress=None, *, prompt_2: str | None = None) -> FluxKeyframe:
+             progress=None, *, prompt_2: str | None = None) -> FluxPicture:
     """One FLUX.1-schnell keyframe.
 
     pipe: a FluxPipeline (`load_pipeline`). prompt: CLIP's prompt (77 tokens read, pooled).
@@ -221,11 +224,24 @@ def keyframe(pipe, prompt: str, width: int, height: int, seed: int, settings: Ma
     # 3. Check the output: NaN latents decode to a black picture.
     if image.getextrema() in (((0, 0), (0, 0), (0, 0)),):
         raise FloatingPointError("FLUX produced an all-black picture: NaN latents (corrupt weights, or float16)")
-    return FluxKeyframe(
+    return FluxPicture(
         image=image, seed=int(seed), width=image.width, height=image.height, steps=seen["steps"],
         clip_tokens=clip_tokens, t5_tokens=t5_tokens, t5_truncated=t5_truncated,
         seconds=time.perf_counter() - started, knobs=list(applied), skipped_knobs=list(skipped),
     )
+
+
+def load_cached(spec: str):
+    """FLUX.1-schnell (FluxPipeline), loaded once per process, on the CPU: bf16 when there is a
+    GPU, fp32 without; the stage places it."""
+    from faceless.tasks.models.registry import device_and_dtype, load_once
+    from faceless.tasks.models.specs import resolve
+
+    def load():
+        device_and_dtype()  # quiets the libraries, flushes denormals on a CPU
+        return load_pipeline(resolve(spec))
+
+    return load_once(FAMILY, (spec,), load)
 
 
 def make_keyframe(shot: dict, index: int, settings: dict, progress, models):
@@ -235,7 +251,7 @@ def make_keyframe(shot: dict, index: int, settings: dict, progress, models):
     from faceless.tasks.runtime import gpu, placement
 
     def on_gpu():
-        pipe = models.flux(settings["model"])
+        pipe = load_cached(settings["model"])
         with models.MODEL_LOCK:
             where = placement.ensure_placed("keyframe", FAMILY, NAME, pipe, settings)
             gpu.inject_fault("keyframe", index)
@@ -244,3 +260,83 @@ def make_keyframe(shot: dict, index: int, settings: dict, progress, models):
 
     where, made = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
     return made.image, {"t5_tokens": made.t5_tokens, "t5_truncated": made.t5_truncated, "placement": where}
+
+# -- the profile's section (tasks/profile_schema.py builds the stage's union from the registry) --
+
+class FluxRung(RungSection):
+    """A rung of the flux-schnell ladder; only the keys it sets are kept."""
+    vae_tiling: bool | None = None
+    vae_slicing: bool | None = None
+    model_cpu_offload: bool | None = None
+    sequential_cpu_offload: bool | None = None
+
+
+_FLUX = FluxSettings()  # schnell's trained defaults, the section's too
+
+
+class FluxKeyframe(Section):
+    """FLUX.1-schnell: 4 steps, no guidance; CLIP reads `prompt`, T5 the shot's whole
+    description (tasks/backends/flux.py)."""
+    backend: Literal["flux-schnell"]
+    model: str = "hf:black-forest-labs/FLUX.1-schnell"
+    width: int = 720  # multiples of 16
+    height: int = 1280
+    num_inference_steps: int = _FLUX.num_inference_steps
+    guidance_scale: float = _FLUX.guidance_scale
+    max_sequence_length: int = _FLUX.max_sequence_length
+    vae_tiling: bool = _FLUX.vae_tiling
+    vae_slicing: bool = _FLUX.vae_slicing
+    model_cpu_offload: bool = _FLUX.model_cpu_offload  # ignored without a GPU
+    sequential_cpu_offload: bool = _FLUX.sequential_cpu_offload
+    degrade: list[FluxRung] = [FluxRung(vae_tiling=True), FluxRung(model_cpu_offload=True),
+                               FluxRung(sequential_cpu_offload=True)]
+
+
+SETTINGS = FluxKeyframe
+
+
+# -- memory facts (tasks/runtime/memory_plan.py) -------------------------------------------------
+
+VAE_TILING = True  # its VAE decodes in tiles (vae.enable_tiling)
+
+
+def activations(settings: dict) -> dict[str, float]:
+    """Activation peak (bytes) of each phase of one keyframe at the profile's size."""
+    from faceless.tasks.runtime.memory_plan import MIB, dit, vae2d
+
+    width, height = int(settings["width"]), int(settings["height"])
+    pixels = width * height
+    tokens = (width // 16) * (height // 16) + 256  # image tokens (2x2 patches of the 8x latent) + T5
+    return {"encode": 256 * MIB, "transformer": dit(tokens, 3072, 12288),
+            "decode": vae2d(pixels, 2), "decode_tiled": vae2d(min(pixels, 1024 * 1024), 2) + pixels * 3 * 2 * 2}
+
+
+def components() -> dict[str, tuple]:
+    """For benchmarks/memory_table.py: {component: (module at its published size on the meta
+    device, bytes per parameter as the loader puts it on a GPU, role)}. bf16."""
+    import torch
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from faceless.tasks.models.tiny import published
+
+    with torch.device("meta"):
+        return {
+            "text_encoder": (CLIPTextModel(CLIPTextConfig(**published("flux-schnell-text-encoder"))), 2, "encoder"),
+            "text_encoder_2": (T5EncoderModel(T5Config(**published("flux-schnell-text-encoder-2"))), 2, "encoder"),
+            "transformer": (FluxTransformer2DModel(**published("flux-schnell-transformer")), 2, "denoiser"),
+            "vae": (AutoencoderKL(**published("flux-schnell-vae")), 2, "vae"),
+        }
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:flux-schnell` in a profile) ------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.flux_tiny import build_tiny_flux
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_flux(directory)
+
+
+TINY_MODELS = {"flux-schnell": (_build_tiny, "model_index.json", 1)}

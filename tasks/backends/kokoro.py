@@ -35,13 +35,15 @@ import re
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
+from faceless.tasks.backends.voice_tables import ESPEAK, KOKORO_VOICES
 from faceless.tasks.media.audio import WordTime, write_narration
 
 from faceless.tasks.models.kokoro_tiny import DEFAULT_VOICE, REPO_ID, SAMPLE_RATE, WEIGHTS_FILE
+from faceless.tasks.profile_sections import Section, Voices
 
 
 # The backend interface (tasks/backends/base.py).
@@ -49,6 +51,7 @@ NAME = "kokoro"
 STAGE = "narrate"
 FAMILY = "kokoro"
 LABEL = "Kokoro-82M"
+MODELS = {"model": "kokoro"}  # its model setting: the kind of folder it is
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +200,15 @@ def load(directory: str | Path, settings: Mapping[str, Any] | KokoroSettings | N
     model = load_model(directory, device)
     pack = load_voice_pack(directory, config.voice)
     return KokoroVoice(model, g2p_for(config), pack, config, Path(directory))
+
+
+def load_cached(spec: str, settings: Mapping[str, Any]) -> KokoroVoice:
+    """Kokoro-82M with its G2P and the profile's voice, loaded once per process and voice."""
+    from faceless.tasks.models.registry import load_once
+    from faceless.tasks.models.specs import resolve
+
+    options = KokoroSettings.from_mapping(settings)
+    return load_once(FAMILY, (spec, options), lambda: load(resolve(spec, "kokoro"), options))
 
 
 def g2p_for(settings: KokoroSettings):
@@ -411,3 +423,56 @@ def narrate_kokoro(sentences: list[dict], settings: Mapping[str, Any], directory
     seconds = time.perf_counter() - started
     return {"backend": "kokoro", "voice": voice.settings.voice, "language": settings.get("language"), "duration": total, "words": len(words),
             "sample_rate": rate, "seconds": seconds, "real_time_factor": seconds / total if total else None}
+
+# -- the profile's section (tasks/profile_schema.py builds the stage's union from the registry) --
+
+_KOKORO = KokoroSettings()  # the published model's defaults, the section's too
+
+
+class KokoroNarrate(Section):
+    """Kokoro-82M: word times from its own durations, so align stays `voice`
+    (tasks/backends/kokoro.py)."""
+    backend: Literal["kokoro"]
+    model: str = "hf:hexgrad/Kokoro-82M"
+    voice: str | None = None  # a voices/<voice>.pt file in the model folder, for every language
+    voices: Voices = KOKORO_VOICES  # Kokoro's voice where it has one, eSpeak NG for the rest
+    speed: float = _KOKORO.speed
+    british: bool = _KOKORO.british  # misaki's British lexicon (for a b* voice)
+    sentence_pause_s: float = _KOKORO.sentence_pause_s
+    spacy_model: str | None = _KOKORO.spacy_model  # None: the installed English model
+    espeak_fallback: bool = _KOKORO.espeak_fallback  # espeak-ng for words the lexicon lacks
+
+
+SETTINGS = KokoroNarrate
+
+
+# -- memory facts (tasks/runtime/memory_plan.py) -------------------------------------------------
+
+def activations(settings: dict) -> dict[str, float]:
+    """Activation peak (bytes) of the one-piece model at work."""
+    from faceless.tasks.runtime.memory_plan import MIB
+
+    return {"model": 256 * MIB}
+
+
+def components() -> dict[str, tuple]:
+    """For benchmarks/memory_table.py: {component: (module at its published size on the meta
+    device, bytes per parameter as the loader puts it on a GPU, role)}. Kokoro-82M
+    in fp32, one piece, counted on a CPU (its constructor loads a weights file: not on meta)."""
+    from faceless.tasks.models.kokoro_tiny import full_config, random_model
+
+    return {"model": (random_model(full_config()), 4, "model")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:kokoro` in a profile) ----------------------------
+
+def _build_tiny(directory: Path) -> None:
+    from faceless.tasks.models.kokoro_tiny import build_tiny_kokoro
+
+    quiet()
+    # Every voice the installed tables name, so modern-tiny reads each Kokoro language.
+    voices = tuple(v for v in dict.fromkeys(KOKORO_VOICES.values()) if v != ESPEAK)
+    build_tiny_kokoro(directory, voices)
+
+
+TINY_MODELS = {"kokoro": (_build_tiny, "kokoro-v1_0.pth", 2)}  # 2: a voice for each language Kokoro speaks

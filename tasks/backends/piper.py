@@ -7,10 +7,13 @@ from __future__ import annotations
 import difflib
 import functools
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from faceless.tasks.backends.voice_tables import PIPER_VOICES
 from faceless.tasks.media.audio import WordTime, write_narration
+from faceless.tasks.profile_sections import Section, Voices
 
 
 # The backend interface (tasks/backends/base.py).
@@ -151,3 +154,17 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
     audio = np.concatenate(pieces) if pieces else np.zeros(rate, dtype=np.float32)
     duration = write_narration(directory, audio, rate, sentence_spans, words, timed_by="voice")
     return {"backend": "piper", "voice": settings["voice"], "duration": duration, "words": len(words)}
+
+# -- the profile's section (tasks/profile_schema.py builds the stage's union from the registry) --
+
+class PiperNarrate(Section):
+    backend: Literal["piper"]
+    voice: str | None = None  # one voice for every language, instead of `voices`
+    voices: Voices = PIPER_VOICES  # Piper's joe for English, eSpeak NG for the rest
+    length_scale: float = 1.0
+    noise_scale: float = 0.667
+    noise_w_scale: float = 0.0  # 0: deterministic durations, so an edit elsewhere keeps a shot's length
+    sentence_pause_s: float = 0.3
+
+
+SETTINGS = PiperNarrate

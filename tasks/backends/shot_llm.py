@@ -15,11 +15,17 @@ shot of a story; the stage holds the GPU slot for the whole story (tasks/stages/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
+
+from faceless.tasks.profile_sections import Section
 
 NAME = "shot-writer"
 STAGE = "storyboard"
 FAMILY = "writer"
 LABEL = "shot writer"
+MODELS = {"model": "transformers"}  # its model setting: the kind of folder it is
 
 
 @dataclass
@@ -41,6 +47,14 @@ def load(directory) -> Writer:
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
     model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype).to(device).eval()
     return Writer(model, tokenizer, enforcer_data(tokenizer, model.config.vocab_size), device)
+
+
+def load_cached(spec: str) -> Writer:
+    """The shot writer's language model and tokenizer, loaded once per process."""
+    from faceless.tasks.models.registry import load_once
+    from faceless.tasks.models.specs import resolve
+
+    return load_once(FAMILY, (spec,), lambda: load(resolve(spec, "transformers")))
 
 
 def enforcer_data(tokenizer, vocab_size: int):
@@ -108,3 +122,56 @@ def generate_json(writer: Writer, messages: list[dict], schema: dict, *, max_new
             **inputs, max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([_SchemaOnly(enforcer, length)]),
             pad_token_id=writer.tokenizer.pad_token_id or writer.tokenizer.eos_token_id, **sampling)
     return writer.tokenizer.decode(output[0, length:], skip_special_tokens=True)
+
+
+# -- the profile's section (tasks/profile_schema.py) ------------------------------------------
+
+class StoryboardWriter(Section):
+    """Who writes each shot's prompts (tasks/stages/writer.py): `rules` (its words, cast,
+    setting and style) or `llm` (a small instruction-tuned model writes what the camera sees,
+    under a JSON schema; a shot whose answer is unusable keeps the rules prompt)."""
+    writer: Literal["rules", "llm"] = "rules"
+    model: str = "hf:Qwen/Qwen2.5-3B-Instruct"  # or hf:Qwen/Qwen3-4B-Instruct-2507, or a folder
+    max_field_chars: int = Field(160, ge=8)  # each field of the description, at most
+    max_new_tokens: int = Field(768, ge=16)  # an answer cut off here is unusable: the shot falls back
+    temperature: float = Field(0.0, ge=0.0)  # 0: greedy, the same words every time
+    cpu_threads: int | None = None  # torch threads on a CPU while generating (see SdxlKeyframe)
+
+
+SETTINGS = StoryboardWriter
+
+
+# -- memory facts (tasks/runtime/memory_plan.py) -------------------------------------------------
+
+def activations(settings: dict) -> dict[str, float]:
+    """Activation peak (bytes) of the one-piece model at work."""
+    from faceless.tasks.runtime.memory_plan import MIB
+
+    return {"model": 512 * MIB}  # a few thousand tokens of KV cache and one row of logits
+
+
+def components() -> dict[str, tuple]:
+    """For benchmarks/memory_table.py: {component: (module at its published size on the meta
+    device, bytes per parameter as the loader puts it on a GPU, role)}.
+    Qwen2.5-3B-Instruct in bf16, one piece (Qwen3-4B is larger; a profile naming it is planned
+    as this, see docs/gpu-memory.md)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from faceless.tasks.models.tiny import published
+
+    with torch.device("meta"):
+        return {"model": (Qwen2ForCausalLM(Qwen2Config(**published("qwen2.5-3b-instruct"))), 2, "model")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:shot-writer` in a profile) -------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.writer_tiny import build_tiny_writer
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_writer(directory)
+
+
+TINY_MODELS = {"shot-writer": (_build_tiny, "config.json", 1)}

@@ -18,13 +18,17 @@ idle components to the CPU (only where there is a GPU), then lowers the resoluti
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from PIL import Image
+from pydantic import Field
+
+from faceless.tasks.backends import native_pass
+from faceless.tasks.backends.native_pass import Clip, NativeRung
+from faceless.tasks.profile_sections import CLIP_CRF, Section
 
 
 # The backend interface (tasks/backends/base.py).
@@ -32,15 +36,17 @@ NAME = "wan"
 STAGE = "animate"
 FAMILY = "wan"
 LABEL = "Wan 2.2"
+SIZE_MULTIPLE = 32  # VAE spatial factor 16 x transformer patch 2
+VAE_TILING = True  # its VAE decodes in tiles (vae.enable_tiling)
+MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
 
 logger = logging.getLogger("faceless")
 
-SIZE_MULTIPLE = 32  # VAE spatial factor 16 x transformer patch 2
 TEMPORAL_FACTOR = 4  # VAE temporal factor: frame counts are 4k + 1
 PUBLISHED_FRAMES = 121  # 5 s at 24 fps, what TI2V-5B was published for
+TINY_VERSION = 1  # bump when modern_tiny's recipe changes, so old builds are not reused
 
-# Knobs a rung may set. Frame count and rate are not among them: a shot is one pass, whole.
-LADDER_KEYS = frozenset({"vae_tiling", "model_cpu_offload", "resolution_scale"})
+LADDER_KEYS = native_pass.LADDER_KEYS
 DEFAULT_DEGRADE: tuple[dict, ...] = (
     {"vae_tiling": True},  # decoding 121 frames at 720p is the peak: decode in tiles
     {"model_cpu_offload": True},  # keep only the running component on the GPU (~24 GB cards)
@@ -50,7 +56,7 @@ DEFAULT_DEGRADE: tuple[dict, ...] = (
 
 
 @dataclass(frozen=True)
-class WanOptions:
+class WanOptions(native_pass.PassOptions):
     """What one Wan generation needs from a profile's animate settings. Defaults are the
     published model's (TI2V-5B: 704x1280 portrait, 50 steps, guidance 5)."""
 
@@ -81,116 +87,43 @@ class WanOptions:
     the tiny twin: its operations are so small that handing them between threads costs more
     than it saves (a 32x64 shot: 0.46 s on one thread, 7.3 s on two of a busy 2-core machine)."""
 
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "WanOptions":
-        """Read the fields this class knows from a settings mapping; other keys (model,
-        backend, degrade, ...) belong to the stage and are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in settings.items() if k in names})
 
-    def generation_size(self) -> tuple[int, int]:
-        return (snap(self.width * self.resolution_scale), snap(self.height * self.resolution_scale))
-
-    def target_size(self) -> tuple[int, int]:
-        width, height = self.generation_size()
-        return (self.out_width or width, self.out_height or height)
+_WAN = WanOptions()
 
 
-@dataclass
-class Clip:
-    """One shot's generation: the frames at the target size, and what was asked of the model
-    (shared with the ltx backend)."""
+class WanAnimate(Section):
+    """Wan 2.2 TI2V-5B: one native pass per shot at the output frame rate (tasks/backends/wan.py)."""
+    backend: Literal["wan"]
+    model: str = "hf:Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    width: int = _WAN.width  # generation size, multiples of 32; frames are cropped to the output's
+    height: int = _WAN.height
+    num_inference_steps: int = _WAN.num_inference_steps
+    guidance_scale: float = _WAN.guidance_scale
+    negative_prompt: str = _WAN.negative_prompt
+    max_sequence_length: int = _WAN.max_sequence_length  # UMT5 tokens of the shot's description
+    max_frames: int = _WAN.max_frames  # a longer shot is refused, never split
+    vae_tiling: bool = _WAN.vae_tiling
+    vae_tile: int | None = _WAN.vae_tile
+    model_cpu_offload: bool = _WAN.model_cpu_offload
+    resolution_scale: float = _WAN.resolution_scale
+    cpu_threads: int | None = _WAN.cpu_threads
+    zoom: float = 0.0
+    clip_crf: int = CLIP_CRF
+    clip_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
+    degrade: list[NativeRung] = [NativeRung(**rung) for rung in DEFAULT_DEGRADE]
 
-    frames: list[Image.Image]
-    native_frames: int
-    generation_size: tuple[int, int]
-    size: tuple[int, int]
-    fps: int
-    steps: int
+
+SETTINGS = WanAnimate  # the profile's animate section when `backend: wan`
 
 
-def snap(value: float, multiple: int = SIZE_MULTIPLE) -> int:
-    """The largest multiple of `multiple` at or below `value`, and at least `multiple`."""
-    return max(multiple, int(value) // multiple * multiple)
-
-
-def native_frame_count(frames: int, temporal: int = TEMPORAL_FACTOR) -> int:
-    """The fewest frames the model makes that cover `frames`: the next count of the form
-    temporal * k + 1 (1, 5, 9, ..., 121)."""
-    if frames < 1:
-        raise ValueError(f"a shot needs at least one frame, got {frames}")
-    return (frames - 1 + temporal - 1) // temporal * temporal + 1
+def native_frame_count(frames: int) -> int:
+    """The fewest frames Wan makes that cover `frames`: 4k + 1 (1, 5, 9, ..., 121)."""
+    return native_pass.native_frame_count(frames, TEMPORAL_FACTOR)
 
 
 def check_ladder(rungs) -> None:
     """Refuse a degrade ladder that would change what a pass makes rather than how."""
-    for rung in rungs or ():
-        unknown = set(rung) - LADDER_KEYS
-        if unknown:
-            raise ValueError(f"wan degrade rung {rung} sets {sorted(unknown)}: a rung may only set "
-                             f"{sorted(LADDER_KEYS)} (a shot is one pass: never fewer frames)")
-        scale = rung.get("resolution_scale", 1.0)
-        if not 0 < float(scale) <= 1:
-            raise ValueError(f"wan degrade rung {rung}: resolution_scale must be in (0, 1]")
-
-
-def cover(image: Image.Image, width: int, height: int) -> Image.Image:
-    """Scale to cover width x height and centre-crop: no distortion."""
-    if image.size == (width, height):
-        return image
-    scale = max(width / image.width, height / image.height)
-    resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
-                           Image.LANCZOS)
-    left, top = (resized.width - width) // 2, (resized.height - height) // 2
-    return resized.crop((left, top, left + width, top + height))
-
-
-def run_device(pipe):
-    """Where the pipeline computes: its hooks' execution device when offloaded (its modules
-    then sit on the CPU between calls), else its own device."""
-    return getattr(pipe, "_execution_device", None) or pipe.device
-
-
-def cpu_threads(pipe, threads: int | None, device=None):
-    """Run with `threads` torch threads when the pipeline computes on a CPU; a GPU run is
-    untouched (the models registry's own switch, shared with Bark). `device`: read before any
-    offload hook moved the modules to the CPU."""
-    from faceless.tasks.models.registry import cpu_threads as threads_on
-
-    return threads_on(device if device is not None else run_device(pipe), threads)
-
-
-@contextlib.contextmanager
-def memory_knobs(pipe, options: WanOptions):
-    """Switch on the memory savers `options` asks for, and undo them after: the pipeline is
-    shared with the next shots, which start from full settings again."""
-    undo: list[Callable[[], None]] = []
-    try:
-        if options.vae_tiling:
-            tile = getattr(options, "vae_tile", None)
-            if tile:
-                stride = tile * 3 // 4
-                pipe.vae.enable_tiling(tile_sample_min_height=tile, tile_sample_min_width=tile,
-                                       tile_sample_stride_height=stride, tile_sample_stride_width=stride)
-            else:
-                pipe.vae.enable_tiling()
-            undo.append(pipe.vae.disable_tiling)
-        # model_cpu_offload is the pipeline's placement (tasks/runtime/placement.py), set by the
-        # stage before the call and kept for later shots.
-        yield
-    finally:
-        for step in reversed(undo):
-            step()
-
-
-def step_callback(progress) -> Callable | None:
-    """A diffusers callback_on_step_end from a Progress (its step_callback), a callback
-    itself, or None."""
-    if progress is None:
-        return None
-    if hasattr(progress, "step_callback"):
-        return progress.step_callback()
-    return progress
+    native_pass.check_ladder(rungs, NAME)
 
 
 def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, settings: Mapping[str, Any],
@@ -200,40 +133,11 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
     `pipe` is a WanImageToVideoPipeline with `expand_timesteps` (TI2V-5B); `settings` are the
     profile's animate settings with any degrade rungs applied (see WanOptions); `progress` is
     a Progress (one step per denoising step) or a diffusers step callback."""
-    import torch
-
     options = WanOptions.from_settings(settings)
-    native = native_frame_count(frames)
-    if native > options.max_frames:
-        raise ValueError(f"a shot of {frames} frames ({frames / fps:.2f} s at {fps} fps) needs {native} in one "
-                         f"pass, over max_frames {options.max_frames}: cut the shot shorter")
+    native_pass.frames_of_pass(frames, fps, options, TEMPORAL_FACTOR)  # a shot too long: refused first
     if not getattr(pipe.config, "expand_timesteps", False):
         raise ValueError("the wan backend needs a Wan 2.2 TI2V pipeline (expand_timesteps: true)")
-    width, height = options.generation_size()
-    condition = cover(image.convert("RGB"), width, height)
-    generator = torch.Generator("cpu").manual_seed(seed)
-    device = run_device(pipe)  # before any knob: an offloaded pipeline's modules sit on the CPU
-    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads, device):
-        result = pipe(
-            image=condition,
-            prompt=prompt,
-            negative_prompt=options.negative_prompt,
-            height=height,
-            width=width,
-            num_frames=native,
-            num_inference_steps=options.num_inference_steps,
-            guidance_scale=options.guidance_scale,
-            generator=generator,
-            output_type="pil",
-            max_sequence_length=options.max_sequence_length,
-            callback_on_step_end=step_callback(progress),
-        )
-    made = list(result.frames[0])
-    if len(made) != native:
-        raise RuntimeError(f"wan made {len(made)} frames, asked for {native}")
-    size = options.target_size()
-    return Clip(frames=[cover(frame, *size) for frame in made[:frames]], native_frames=native,
-                   generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps)
+    return native_pass.one_pass(pipe, NAME, options, TEMPORAL_FACTOR, image, prompt, frames, fps, seed, progress)
 
 
 def load(directory, device: str | None = None, place: bool = True):
@@ -252,3 +156,51 @@ def load(directory, device: str | None = None, place: bool = True):
     pipe.set_progress_bar_config(disable=True)
     # place=False: left on the CPU in `device`'s dtype; a render places it by the memory plan.
     return pipe.to(device) if place else pipe
+
+
+def load_cached(spec: str):
+    """The profile's model (WanImageToVideoPipeline), loaded once per process, on the CPU."""
+    return native_pass.cached_loader(sys.modules[__name__], spec)
+
+
+# -- memory facts (tasks/runtime/memory_plan.py) -------------------------------------------------
+
+def activations(settings: dict) -> dict[str, float]:
+    """Activation peak (bytes) of each phase of one pass at the profile's size."""
+    from faceless.tasks.runtime.memory_plan import MIB, dit
+
+    width, height, frames, _, tokens = native_pass.pass_geometry(settings, PUBLISHED_FRAMES, TEMPORAL_FACTOR)
+    pixels = width * height  # tokens: 16x VAE, 2x2 patches
+    # TI2V-5B (expand_timesteps) modulates every token: a (T, 6 x 3072) projection in bf16
+    # and its fp32 sum with the scale-shift table, plus the fp32 norms.
+    modulation = tokens * 6 * 3072 * (2 + 4) + 2 * tokens * 3072 * 4
+    output = frames * pixels * 3 * 4  # the decoded video, fp32
+    # The causal decoder makes 4 frames per latent frame; its top level is 256 wide at half
+    # size (patch 2) and caches the previous frames' features.
+    decode = 4 * pixels // 4 * 256 * 4 * 4 + output
+    tile = min(pixels, 256 * 256)
+    decode_tiled = 4 * tile // 4 * 256 * 4 * 4 + output * 2  # tiles decoded, then blended
+    return {"encode": 512 * MIB, "transformer": dit(tokens, 3072, 14336) + modulation,
+            "decode": decode, "decode_tiled": decode_tiled}
+
+
+def components() -> dict[str, tuple]:
+    """For benchmarks/memory_table.py: {component: (module on the meta device, bytes per
+    parameter as load() puts it on a GPU, role)}: bf16, the VAE in fp32."""
+    from faceless.tasks.models.modern_tiny import full_size_models
+
+    models = full_size_models()
+    return {"text_encoder": (models["text_encoder"], 2, "encoder"),
+            "transformer": (models["transformer"], 2, "denoiser"),
+            "vae": (models["vae"], 4, "vae")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:wan` in a profile) ------------------------------
+
+def _build_tiny(directory):
+    from faceless.tasks.models.modern_tiny import build_tiny_wan
+
+    return build_tiny_wan(directory)
+
+
+TINY_MODELS = {"wan": (_build_tiny, "model_index.json", TINY_VERSION)}

@@ -24,10 +24,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from faceless.tasks import models
+from faceless.tasks.profile_sections import Section
 
 
 # The backend interface (tasks/backends/base.py).
@@ -35,6 +37,7 @@ NAME = "faster-whisper"
 STAGE = "align"
 FAMILY = "whisper"
 LABEL = "faster-whisper"
+MODELS = {"model": "ctranslate2"}  # its model setting: the kind of folder it is
 
 
 @dataclass
@@ -169,9 +172,24 @@ def fit_words(timing: dict, heard: list[Heard], min_matched: float = 0.5) -> tup
     return out, {"aligned_words": aligned, "estimated_words": estimated, "estimated_sentences": fallback_sentences}
 
 
+def load_cached(spec: str, compute_type: str = "default"):
+    """A faster-whisper model, loaded once per process, on its device."""
+    return models.registry.load_once(FAMILY, (spec, compute_type), lambda: _load(spec, compute_type))
+
+
+def _load(spec: str, compute_type: str):
+    from faster_whisper import WhisperModel
+
+    device, _ = models.device_and_dtype()
+    if compute_type == "default":  # fp16 on a GPU, fp32 on a CPU (int8 would change the times)
+        compute_type = "float16" if device == "cuda" else "float32"
+    return WhisperModel(str(models.resolve(spec, "ctranslate2")), device=device, compute_type=compute_type,
+                        local_files_only=True)
+
+
 def recognise(wav: Path, settings: dict) -> list[Heard]:
     """Every word faster-whisper hears in the narration, with its start and end."""
-    model = models.whisper(settings["model"], settings["compute_type"])
+    model = load_cached(settings["model"], settings["compute_type"])
     temperature = settings["temperature"]
     with models.MODEL_LOCK:
         segments, _ = model.transcribe(
@@ -235,3 +253,54 @@ def _after_silence(silent: np.ndarray, start: float, end: float) -> float:
             while begin < last and silent[begin]:
                 begin += 1
     return start if begin == first or begin >= last else begin * FRAME_S
+
+# -- the profile's section (tasks/profile_schema.py builds the stage's union from the registry) --
+
+class WhisperAlign(Section):
+    backend: Literal["faster-whisper"]
+    model: str = "hf:Systran/faster-whisper-large-v3"
+    language: str | None = None  # None: the story's language (front matter or detected)
+    beam_size: int = 5
+    temperature: float | list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # faster-whisper's fallback ladder
+    max_new_tokens: int | None = None
+    compute_type: str = "default"  # float16 on a GPU, float32 on a CPU
+    min_matched: float = 0.5  # a sentence with fewer of its words heard keeps estimated times
+    boundary_lag_s: float = 0.1  # Whisper places boundaries between running words early (measured, base)
+
+
+SETTINGS = WhisperAlign
+
+
+# -- memory facts (tasks/runtime/memory_plan.py) -------------------------------------------------
+
+def activations(settings: dict) -> dict[str, float]:
+    """Activation peak (bytes) of the one-piece model at work."""
+    from faceless.tasks.runtime.memory_plan import MIB
+
+    return {"model": 1024 * MIB}  # large-v3, 30 s window, beam 5, fp16 in CTranslate2
+
+
+def components() -> dict[str, tuple]:
+    """For benchmarks/memory_table.py: {component: (module at its published size on the meta
+    device, bytes per parameter as the loader puts it on a GPU, role)}. large-v3's
+    sizes in fp16, one piece (CTranslate2 allocates its own memory)."""
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    from faceless.tasks.models.tiny_voice import whisper_config
+
+    with torch.device("meta"):
+        return {"model": (WhisperForConditionalGeneration(whisper_config("large-v3")[0]), 2, "model")}
+
+
+# -- the tiny twin (tasks/models/tiny.py: `tiny:whisper` in a profile) -----------------------------
+
+def _build_tiny(directory) -> None:
+    from faceless.tasks.models.tiny_voice import build_tiny_whisper
+    from faceless.tasks.models.registry import quiet_libraries
+
+    quiet_libraries()
+    build_tiny_whisper(directory)
+
+
+TINY_MODELS = {"whisper": (_build_tiny, "model.bin", 2)}  # 2: as when tiny.py kept it

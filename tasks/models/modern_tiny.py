@@ -1,5 +1,4 @@
-"""Wan 2.2 TI2V-5B and LTX-Video: their published architectures, and tiny random-weight twins
-built offline.
+"""Wan 2.2 TI2V-5B: its published architecture, and a tiny random-weight twin built offline.
 
 The full-size configs are in ``configs/wan22-ti2v-5b-*.json``, as published with
 Wan-AI/Wan2.2-TI2V-5B-Diffusers (the transformer's as diffusers' own conversion script
@@ -18,15 +17,11 @@ SentencePiece-style) tokenizer over single characters, made offline: UMT5's own
 vocabulary (256,384 pieces) is not on the package index, so token counts differ from
 the real model's. Weights are random: frames look like noise.
 
-LTX-Video (``configs/ltx-video-*.json``): Lightricks/LTX-Video's Diffusers folder as first
-published (0.9.0, the 2B transformer; T5-XXL's encoder; a 32x spatial, 8x temporal VAE, so
-frame counts are 8k+1 and sides multiples of 32). Its tiny twin keeps those ratios and 128
-latent channels, and uses the same character-level T5 tokenizer (T5's own is not on the
-package index either).
+The tokenizer, the published-config reader and the parameter count serve the other
+native-pass backends' twins too (each in its own module, tasks/backends/).
 
     build_tiny_wan(directory)        # a folder WanImageToVideoPipeline.from_pretrained loads
-    build_tiny_ltx(directory)        # a folder LTXImageToVideoPipeline.from_pretrained loads
-    full_size_parameters("wan")      # {component: parameters}, counted on the meta device
+    full_size_parameters()           # {component: parameters}, counted on the meta device
 """
 
 from __future__ import annotations
@@ -39,29 +34,26 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-WAN_TINY_VERSION = 1  # bump when the recipe below changes, so old builds are not reused
-WAN_MARKER = "model_index.json"
-
-LTX_TINY_VERSION = 1
-# Published sizes: the transformers' parameters as the models are named.
+# The recipe's version (a change of the recipe below bumps it) is the backend's: tasks/backends/wan.py.
+WAN_CONFIGS = "wan22-ti2v-5b"
+# Published size: the transformer's parameters as the model is named.
 WAN_PUBLISHED_TRANSFORMER_PARAMS = 5.0e9
-LTX_PUBLISHED_TRANSFORMER_PARAMS = 2.0e9
-_PREFIX = {"wan": "wan22-ti2v-5b", "ltx": "ltx-video"}
 
 
-def published_config(family: str, part: str) -> dict:
-    """A published config of `family` (`wan`, `ltx`): `transformer`, `vae`, `scheduler`,
-    `text-encoder` (and `model-index` for wan). Keys starting with `_` (the class name) are dropped."""
-    data = json.loads((CONFIGS_DIR / f"{_PREFIX[family]}-{part}.json").read_text(encoding="utf-8"))
+def published_config(prefix: str, part: str) -> dict:
+    """The published config `configs/<prefix>-<part>.json` (part: `transformer`, `vae`,
+    `scheduler`, `text-encoder`, and `model-index` for Wan). Keys starting with `_` (the class
+    name) are dropped."""
+    data = json.loads((CONFIGS_DIR / f"{prefix}-{part}.json").read_text(encoding="utf-8"))
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def wan_config(part: str) -> dict:
-    return published_config("wan", part)
+    return published_config(WAN_CONFIGS, part)
 
 
-def _shrunk(part: str, family: str = "wan", **overrides) -> dict:
-    config = published_config(family, part)
+def _shrunk(part: str, **overrides) -> dict:
+    config = wan_config(part)
     config.update(overrides)
     return config
 
@@ -74,7 +66,7 @@ _WORD_START = "\u2581"
 
 
 def tiny_t5_tokenizer(model_max_length: int = 512):
-    """A T5 tokenizer (what the Wan and LTX pipelines call: padding to max_length, attention
+    """A T5 tokenizer (what the Wan pipeline and its kind call: padding to max_length, attention
     mask) whose pieces are single characters, with and without the word-start marker."""
     from transformers import T5TokenizerFast
 
@@ -117,60 +109,20 @@ def build_tiny_wan(directory: Path) -> Path:
     return directory
 
 
-TINY_LTX_TRANSFORMER = dict(num_attention_heads=2, attention_head_dim=16, cross_attention_dim=32, num_layers=2)
-TINY_LTX_VAE = dict(block_out_channels=[8, 8, 8, 8], layers_per_block=[1, 1, 1, 1, 1])
-LTX_TOKENS = 128  # the published tokenizer's model_max_length
-
-
-def build_tiny_ltx(directory: Path) -> Path:
-    """Build the tiny LTX-Video twin and save it to `directory` as an LTXImageToVideoPipeline."""
-    import torch
-    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXImageToVideoPipeline,
-                           LTXVideoTransformer3DModel)
-    from transformers import T5Config, T5EncoderModel
-
-    directory = Path(directory)
-    tokenizer = tiny_t5_tokenizer(LTX_TOKENS)
-    torch.manual_seed(21)
-    text_encoder = T5EncoderModel(T5Config(**_shrunk(
-        "text-encoder", "ltx", vocab_size=len(tokenizer), **TINY_TEXT)))
-    torch.manual_seed(22)
-    transformer = LTXVideoTransformer3DModel(**_shrunk(
-        "transformer", "ltx", caption_channels=TINY_TEXT["d_model"], **TINY_LTX_TRANSFORMER))
-    torch.manual_seed(23)
-    vae = AutoencoderKLLTXVideo(**_shrunk("vae", "ltx", **TINY_LTX_VAE))
-    scheduler = FlowMatchEulerDiscreteScheduler(**published_config("ltx", "scheduler"))
-    pipe = LTXImageToVideoPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                                   transformer=transformer)
-    pipe.save_pretrained(str(directory))
-    return directory
-
-
-# For the models registry (tasks/models): name -> (builder, marker file, recipe version), as
-# its tiny builders for SDXL and SVD; `tiny:wan` and `tiny:ltx` in a profile.
-TINY_BUILDERS = {
-    "wan": (build_tiny_wan, WAN_MARKER, WAN_TINY_VERSION),
-    "ltx": (build_tiny_ltx, WAN_MARKER, LTX_TINY_VERSION),
-}
-
-
 # -- full size, on the meta device -------------------------------------------------------------
 
-def full_size_models(family: str = "wan") -> dict:
-    """The published transformer, VAE and text encoder of `family` built on PyTorch's meta
-    device: shapes only, no memory, no weights."""
+def full_size_models() -> dict:
+    """The published transformer, VAE and text encoder built on PyTorch's meta device: shapes
+    only, no memory, no weights."""
     import torch
-    from diffusers import AutoencoderKLLTXVideo, AutoencoderKLWan, LTXVideoTransformer3DModel, WanTransformer3DModel
-    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
 
-    classes = {"wan": (WanTransformer3DModel, AutoencoderKLWan, UMT5EncoderModel, UMT5Config),
-               "ltx": (LTXVideoTransformer3DModel, AutoencoderKLLTXVideo, T5EncoderModel, T5Config)}[family]
-    transformer, vae, encoder, encoder_config = classes
     with torch.device("meta"):
         return {
-            "transformer": transformer(**published_config(family, "transformer")),
-            "vae": vae(**published_config(family, "vae")),
-            "text_encoder": encoder(encoder_config(**published_config(family, "text-encoder"))),
+            "transformer": WanTransformer3DModel(**wan_config("transformer")),
+            "vae": AutoencoderKLWan(**wan_config("vae")),
+            "text_encoder": UMT5EncoderModel(UMT5Config(**wan_config("text-encoder"))),
         }
 
 
@@ -178,6 +130,6 @@ def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def full_size_parameters(family: str = "wan") -> dict[str, int]:
-    """Parameters of each published component of `family`, counted on the meta device."""
-    return {name: count_parameters(model) for name, model in full_size_models(family).items()}
+def full_size_parameters() -> dict[str, int]:
+    """Parameters of each published component, counted on the meta device."""
+    return {name: count_parameters(model) for name, model in full_size_models().items()}

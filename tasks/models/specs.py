@@ -12,7 +12,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from faceless.tasks.models.tiny import TINY_MODELS, ensure_tiny, tiny_version
+from faceless.tasks.models.tiny import ensure_tiny, tiny_models, tiny_version
 
 
 class ModelMissingError(RuntimeError):
@@ -57,22 +57,19 @@ def resolve(spec: str, kind: str = "diffusers") -> Path:
     return path
 
 
+MODEL_STAGES = ("storyboard", "narrate", "align", "keyframe", "animate")  # in render order
+
+
 def profile_models(profile: dict) -> list[tuple[str, str, str]]:
-    """(setting, spec, kind) of every model the profile's stages load."""
+    """(setting, spec, kind) of every model the profile's stages load: each stage's backend's
+    MODELS (tasks/backends/base.py)."""
+    from faceless.tasks.backends import base as backends
+
     found = []
-    if profile["storyboard"]["writer"] == "llm":
-        found.append(("storyboard.model", profile["storyboard"]["model"], "transformers"))
-    kind = {"bark": "transformers", "kokoro": "kokoro"}.get(profile["narrate"]["backend"])
-    if kind:
-        found.append(("narrate.model", profile["narrate"]["model"], kind))
-    if profile["align"]["backend"] == "faster-whisper":
-        found.append(("align.model", profile["align"]["model"], "ctranslate2"))
-    if profile["keyframe"]["backend"] == "sdxl-ensemble":
-        for role in ("base", "refiner"):
-            found.append((f"keyframe.{role}", profile["keyframe"][role], "diffusers"))
-    else:
-        found.append(("keyframe.model", profile["keyframe"]["model"], "diffusers"))
-    found.append(("animate.model", profile["animate"]["model"], "diffusers"))
+    for stage in MODEL_STAGES:
+        name = backends.of_section(stage, profile[stage])
+        for setting, kind in (getattr(backends.get(name), "MODELS", {}) if name else {}).items():
+            found.append((f"{stage}.{setting}", profile[stage][setting], kind))
     return found
 
 
@@ -94,7 +91,7 @@ def require(profile: dict) -> None:
     missing_hub, missing_dirs = [], []
     for setting, spec, kind in profile_models(profile):
         if spec.startswith("tiny:"):
-            if spec.removeprefix("tiny:") not in TINY_MODELS:
+            if spec.removeprefix("tiny:") not in tiny_models():
                 missing_dirs.append(f"{setting}: unknown tiny model {spec!r}")
             continue
         try:

@@ -4,20 +4,25 @@ in width and depth, built deterministically through the same pipeline classes on
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
 
-from faceless.tasks.models import modern_tiny
 from faceless.tasks.models.registry import quiet_libraries
 from faceless.tasks.runtime import store
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-TINY_VERSION = 2  # 2: the real CLIP vocabulary. Bump when a tiny recipe changes, so old builds are not reused
+TINY_VERSION = 2  # 2: the real CLIP vocabulary. Bump when a recipe here changes, so old builds are not reused
 
 
 def _full_config(name: str) -> dict:
     return json.loads((CONFIGS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def published(name: str) -> dict:
+    """The published config `configs/<name>.json`, without its `_` keys (the class name)."""
+    return {k: v for k, v in _full_config(name).items() if not k.startswith("_")}
 
 
 def _shrunk(name: str, **overrides) -> dict:
@@ -121,67 +126,37 @@ def _build_tiny_svd(directory: Path) -> None:
     pipe.save_pretrained(str(directory))
 
 
-def _build_tiny_bark(directory: Path) -> None:
-    from faceless.tasks.models.tiny_voice import build_tiny_bark
-
-    quiet_libraries()
-    build_tiny_bark(directory)
-
-
-def _build_tiny_whisper(directory: Path) -> None:
-    from faceless.tasks.models.tiny_voice import build_tiny_whisper
-
-    quiet_libraries()
-    build_tiny_whisper(directory)
-
-
-def _build_tiny_flux(directory: Path) -> None:
-    from faceless.tasks.models.flux_tiny import build_tiny_flux
-
-    quiet_libraries()
-    build_tiny_flux(directory)
-
-
-def _build_tiny_kokoro(directory: Path) -> None:
-    from faceless.tasks.backends.kokoro import quiet
-    from faceless.tasks.backends.voice_tables import ESPEAK, KOKORO_VOICES
-    from faceless.tasks.models.kokoro_tiny import build_tiny_kokoro
-
-    quiet()
-    # Every voice the installed tables name, so modern-tiny reads each Kokoro language.
-    voices = tuple(v for v in dict.fromkeys(KOKORO_VOICES.values()) if v != ESPEAK)
-    build_tiny_kokoro(directory, voices)
-
-
-def _build_tiny_writer(directory: Path) -> None:
-    from faceless.tasks.models.writer_tiny import build_tiny_writer
-
-    quiet_libraries()
-    build_tiny_writer(directory)
-
-
 # name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.
-TINY_MODELS = {
+# The backends that keep their twin in their own module (tasks/backends/, their TINY_MODELS)
+# are added by tiny_models().
+_BUILT_HERE = {
     "sdxl-base": (lambda d: _build_tiny_sdxl(d, refiner=False), "model_index.json", TINY_VERSION),
     "sdxl-refiner": (lambda d: _build_tiny_sdxl(d, refiner=True), "model_index.json", TINY_VERSION),
     "svd": (_build_tiny_svd, "model_index.json", TINY_VERSION),
-    "bark": (_build_tiny_bark, "config.json", TINY_VERSION),
-    "whisper": (_build_tiny_whisper, "model.bin", TINY_VERSION),
-    **modern_tiny.TINY_BUILDERS,  # wan, ltx
-    "flux-schnell": (_build_tiny_flux, "model_index.json", 1),
-    "kokoro": (_build_tiny_kokoro, "kokoro-v1_0.pth", 2),  # 2: a voice for each language Kokoro speaks
-    "shot-writer": (_build_tiny_writer, "config.json", 1),
 }
 
 
+@functools.cache
+def tiny_models() -> dict:
+    """Every tiny twin a profile may name: those built here and those the backends declare
+    (read when first asked: the backends' modules load the models package themselves)."""
+    from faceless.tasks.backends import base as backends
+
+    found = dict(_BUILT_HERE)
+    for name in backends.REGISTRY:
+        found.update(getattr(backends.get(name), "TINY_MODELS", {}))
+    return found
+
+
 def tiny_version(name: str) -> int:
-    if name not in TINY_MODELS:
-        raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(sorted(TINY_MODELS))})")
-    return TINY_MODELS[name][2]
+    models = tiny_models()
+    if name not in models:
+        raise ValueError(f"unknown tiny model {name!r} (known: {', '.join(sorted(models))})")
+    return models[name][2]
 
 
 def ensure_tiny(name: str) -> Path:
     """Build a tiny model once (atomically, like an artifact) and return its directory."""
     version = tiny_version(name)  # refuses an unknown name
-    build, marker, _ = TINY_MODELS[name]
+    build, marker, _ = tiny_models()[name]
     return store.build_folder_once(store.models_dir() / f"tiny-{name}-v{version}", marker, build)

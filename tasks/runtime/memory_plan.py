@@ -12,17 +12,19 @@ the GPU's free memory (or `--gpu-memory`):
                         non-block modules plus two blocks (the running one, the prefetched one)
     sequential_offload  diffusers' sequential (leaf) offload: one layer's weights at a time
 
-each with `+vae_tiling` after it where the backend's VAE can decode in tiles (SVD's temporal
-VAE cannot: its knob is `decode_chunk_size`, a profile setting). Backends that are one piece
-(Bark, Kokoro, Whisper through CTranslate2) have the one placement `gpu`.
+each with `+vae_tiling` after it where the backend's VAE can decode in tiles (its module's
+VAE_TILING; SVD's temporal VAE cannot: its knob is `decode_chunk_size`, a profile setting).
+Backends that are one piece (every component's role `model` in the table: Bark, Kokoro,
+Whisper through CTranslate2, the shot writer) have the one placement `gpu`.
 
 The prediction (docs/gpu-memory.md):
 
 - weights: each component's parameter count, counted on PyTorch's meta device from the
   published configs by benchmarks/memory_table.py (tasks/runtime/memory_table.json), times
   the bytes of the dtype the loaders use on a GPU;
-- activations: estimated analytically at the profile's size (tokens x widths of the widest
-  block, the VAE's widest feature maps at the decoded resolution), with attention counted as
+- activations: estimated analytically at the profile's size by each backend's module (its
+  `activations`: tokens x widths of the widest block, the VAE's widest feature maps at the
+  decoded resolution, with the helpers below), with attention counted as
   the fused kernels (flash / memory-efficient SDPA) a GPU uses, whose memory is linear in the
   sequence: the CPU's math path, which builds the T x T score matrix, is never the model;
   times ACTIVATION_MARGIN;
@@ -31,7 +33,8 @@ The prediction (docs/gpu-memory.md):
 
 A placement fits when its peak plus RESERVE_GIB (the CUDA context, cuBLAS/cuDNN workspaces
 and allocator fragmentation, which torch's peak does not count) is within the GPU's memory.
-This module reads only JSON: `faceless gpu-plan` answers without importing torch.
+This module reads only JSON and the backends' modules (which import torch only inside their
+functions): `faceless gpu-plan` answers without importing torch.
 """
 
 from __future__ import annotations
@@ -41,16 +44,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from faceless.tasks.backends import base as backends
+
 GIB = 2 ** 30
 TABLE_PATH = Path(__file__).with_name("memory_table.json")
 RESERVE_GIB = 1.0
 ACTIVATION_MARGIN = 1.25
 PLACEMENTS = ("gpu", "encoders_leave", "model_offload", "group_offload", "sequential_offload")
-# Backends whose VAE tiles its decode (diffusers' vae.enable_tiling); SVD's temporal VAE does not.
-TILING = frozenset({"sdxl-ensemble", "flux-schnell", "wan", "ltx"})
-# The GPU stages and the backends in each that run on a GPU (piper and `voice` are CPU work).
-GPU_STAGES = ("narrate", "align", "storyboard", "keyframe", "animate")  # in render order
-ONE_PIECE = frozenset({"bark", "kokoro", "faster-whisper", "shot-writer"})
+# The GPU stages, in render order; the backends in each that run on a GPU are those in the table
+# (piper, espeak and `voice` are CPU work).
+GPU_STAGES = ("narrate", "align", "storyboard", "keyframe", "animate")
 
 
 @dataclass(frozen=True)
@@ -127,20 +130,25 @@ def table() -> dict:
     return _TABLE
 
 
+def one_piece(backend: str) -> bool:
+    """Whether `backend` is one piece (no encoders, denoisers or VAE to place apart)."""
+    return all(part["role"] == "model" for part in table()[backend].values())
+
+
 def ladder(backend: str) -> list[Placement]:
     """The placements `backend` offers, best (fastest, most memory) first."""
-    if backend in ONE_PIECE:
+    if one_piece(backend):
         return [Placement("gpu")]
-    tiling = (False, True) if backend in TILING else (False,)
+    tiling = (False, True) if getattr(backends.get(backend), "VAE_TILING", False) else (False,)
     return [Placement(name, tiled) for name in PLACEMENTS for tiled in tiling]
 
 
-# -- activations, estimated analytically (bytes) ------------------------------------------------
+# -- activations, estimated analytically (bytes): each backend's `activations(settings)` ------
 
 MIB = 2 ** 20
 
 
-def _dit(tokens: int, hidden: int, ffn: int, batch: int = 1, dtype: int = 2) -> float:
+def dit(tokens: int, hidden: int, ffn: int, batch: int = 1, dtype: int = 2) -> float:
     """One transformer block's live tensors at its peak: the residual stream, the normed input,
     q, k, v, the attention output and the projection (about 8 x hidden a token) and the
     feed-forward's inner tensor before and after its activation (2 x ffn). Fused attention keeps
@@ -148,7 +156,7 @@ def _dit(tokens: int, hidden: int, ffn: int, batch: int = 1, dtype: int = 2) -> 
     return batch * dtype * tokens * (8 * hidden + 2 * ffn)
 
 
-def _vae2d(pixels: int, dtype: int, channels: int = 256) -> float:
+def vae2d(pixels: int, dtype: int, channels: int = 256) -> float:
     """An image VAE decode at full resolution: its widest feature maps (the last up blocks,
     `channels` wide at full size) with about three alive at once."""
     return pixels * channels * 3 * dtype
@@ -157,64 +165,10 @@ def _vae2d(pixels: int, dtype: int, channels: int = 256) -> float:
 def activations(backend: str, settings: dict) -> dict[str, float]:
     """Activation peak (bytes, before the margin) of each phase of one stage: `encode`, one per
     denoiser component (by its name), `decode` and `decode_tiled`; `model` for one-piece backends."""
-    if backend == "bark":
-        return {"model": 512 * MIB}
-    if backend == "kokoro":
-        return {"model": 256 * MIB}
-    if backend == "shot-writer":  # a few thousand tokens of KV cache and one row of logits
-        return {"model": 512 * MIB}
-    if backend == "faster-whisper":  # large-v3, 30 s window, beam 5, fp16 in CTranslate2
-        return {"model": 1024 * MIB}
-    width, height = int(settings["width"]), int(settings["height"])
-    if backend in ("wan", "ltx"):
-        scale = float(settings.get("resolution_scale") or 1.0)
-        width, height = max(32, int(width * scale) // 32 * 32), max(32, int(height * scale) // 32 * 32)
-    pixels = width * height
-    if backend == "sdxl-ensemble":
-        latent = pixels // 64
-        # CFG: batch 2. The top level's resnets (320 wide) and the skip tensors, and the 64x64-ish
-        # level's transformer (640 wide, GEGLU feed-forward 5120).
-        unet = 2 * 2 * (latent * 320 * 12 + latent // 4 * (640 * 8 + 2 * 5120))
-        decode = _vae2d(pixels, 4)  # force_upcast: the VAE decodes in fp32
-        tile = min(pixels, 1024 * 1024)  # the VAE's tile is its sample_size, 1024 px
-        return {"encode": 128 * MIB, "unet": unet, "refiner_unet": unet, "decode": decode,
-                "decode_tiled": _vae2d(tile, 4) + pixels * 3 * 4 * 2}
-    if backend == "flux-schnell":
-        tokens = (width // 16) * (height // 16) + 256  # image tokens (2x2 patches of the 8x latent) + T5
-        return {"encode": 256 * MIB, "transformer": _dit(tokens, 3072, 12288),
-                "decode": _vae2d(pixels, 2), "decode_tiled": _vae2d(min(pixels, 1024 * 1024), 2) + pixels * 3 * 2 * 2}
-    if backend == "svd":
-        frames, chunk = int(settings["num_frames"]), int(settings["decode_chunk_size"])
-        latent = pixels // 64
-        # CFG batch 2 x frames: the top level's resnets and its spatial transformer (320 wide,
-        # GEGLU 2560); temporal attention runs over `frames` positions, fused.
-        unet = 2 * frames * 2 * (latent * 320 * 12 + latent * (320 * 8 + 2560))
-        decode = chunk * _vae2d(pixels, 2) + frames * pixels * 3 * 2  # + the decoded frames kept
-        return {"encode": 256 * MIB, "unet": unet, "decode": decode, "decode_tiled": decode}
-    if backend == "wan":
-        frames = int(settings.get("max_frames") or 121)
-        latent_frames = (frames - 1) // 4 + 1
-        tokens = latent_frames * (width // 32) * (height // 32)  # 16x VAE, 2x2 patches
-        # TI2V-5B (expand_timesteps) modulates every token: a (T, 6 x 3072) projection in bf16
-        # and its fp32 sum with the scale-shift table, plus the fp32 norms.
-        modulation = tokens * 6 * 3072 * (2 + 4) + 2 * tokens * 3072 * 4
-        output = frames * pixels * 3 * 4  # the decoded video, fp32
-        # The causal decoder makes 4 frames per latent frame; its top level is 256 wide at half
-        # size (patch 2) and caches the previous frames' features.
-        decode = 4 * pixels // 4 * 256 * 4 * 4 + output
-        tile = min(pixels, 256 * 256)
-        decode_tiled = 4 * tile // 4 * 256 * 4 * 4 + output * 2  # tiles decoded, then blended
-        return {"encode": 512 * MIB, "transformer": _dit(tokens, 3072, 14336) + modulation,
-                "decode": decode, "decode_tiled": decode_tiled}
-    if backend == "ltx":
-        frames = int(settings.get("max_frames") or 161)
-        tokens = ((frames - 1) // 8 + 1) * (width // 32) * (height // 32)
-        output = frames * pixels * 3 * 2
-        decode = 8 * pixels * 128 * 3 * 2 + output
-        tile = min(pixels, 512 * 512)
-        return {"encode": 256 * MIB, "transformer": _dit(tokens, 2048, 8192, batch=2),  # CFG batched
-                "decode": decode, "decode_tiled": 8 * tile * 128 * 3 * 2 + output * 2}
-    raise ValueError(f"no memory model for backend {backend!r}")
+    estimate = getattr(backends.get(backend), "activations", None)
+    if estimate is None:
+        raise ValueError(f"no memory model for backend {backend!r}")
+    return estimate(settings)
 
 
 # -- weights each placement keeps on the GPU (bytes) ---------------------------------------------
@@ -248,7 +202,7 @@ def predict_peak(backend: str, settings: dict, placement: Placement) -> float:
     """Predicted peak GPU memory (bytes) of one stage run under `placement`."""
     parts = table()[backend]
     acts = activations(backend, settings)
-    if backend in ONE_PIECE:
+    if one_piece(backend):
         return sum(_weights(p) for p in parts.values()) + ACTIVATION_MARGIN * acts["model"]
     phases: list[tuple[str, float]] = []
     for name, part in parts.items():
@@ -267,9 +221,7 @@ def gpu_stages(settings: dict) -> list[tuple[str, str, dict]]:
     found = []
     for stage in GPU_STAGES:
         section = settings.get(stage) or {}
-        backend = section.get("backend")
-        if stage == "storyboard":  # the shot writer, when a model writes the shots
-            backend = "shot-writer" if section.get("writer") == "llm" else None
+        backend = backends.of_section(stage, section)  # the shot writer only when a model writes the shots
         if backend in table():
             found.append((stage, backend, section))
     return found

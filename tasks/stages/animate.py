@@ -1,13 +1,13 @@
 """Animate: a shot's keyframe brought to motion, as long as its narration.
 
-Backends (the profile's `animate.backend`):
+Backends (the profile's `animate.backend`, found through tasks/backends/base.py) come in two
+kinds:
 
-- ``svd`` (studio, fast, offline, tiny): Stable Video Diffusion, one window spread over the
-  shot with per-shot fps conditioning, then motion-compensated interpolation to the output
-  rate (tasks/backends/svd.py).
-- ``wan`` (modern) and the other backends that make a shot in one native pass: one generation
-  per shot at the output frame rate, guided by the shot's full description: no chaining, no
-  interpolation (tasks/backends/wan.py and its kind, found through tasks/backends/base.py).
+- those with their own `motion` (and `denoising_steps`): Stable Video Diffusion makes a window
+  spread over the shot, then interpolates to the output rate (tasks/backends/svd.py);
+- the others make a shot in one native pass (`native_motion` below): one generation per shot
+  at the output frame rate, guided by the shot's full description: no chaining, no
+  interpolation (tasks/backends/native_pass.py).
 
 A slow push-in (`zoom`) runs over the shot. The result is `clip.mp4` at the output size,
 frame rate and exact frame count, plus the generated frames themselves in `frames/`.
@@ -23,8 +23,8 @@ from PIL import Image
 from prefect import task
 
 from faceless.tasks import models
-from faceless.tasks.backends import base as backends, svd
-from faceless.tasks.profile_schema import CLIP_CRF
+from faceless.tasks.backends import base as backends
+from faceless.tasks.profile_sections import CLIP_CRF
 from faceless.tasks.runtime import gpu, placement
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
@@ -35,17 +35,15 @@ STAGE_VERSION = 3  # 3: backends (svd and the native-pass ones); the shot's desc
 
 def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
                   progress) -> tuple[list[Image.Image], list[Image.Image], dict]:
-    """Backends with a native pass (wan and its kind): the shot's frames made at the output rate
-    in one pass."""
+    """Backends with a native pass: the shot's frames made at the output rate in one pass."""
     backend = backends.get(settings["backend"])
-    load = getattr(models, backend.FAMILY)  # the family's loader, once per process
 
     # Frames come back at the generation size: the push-in below crops and scales them to the
     # output once (and frames/ keeps what the model made, not an upscale of it).
     at_generation_size = {k: v for k, v in settings.items() if k not in ("out_width", "out_height")}
 
     def on_gpu():
-        pipe = load(settings["model"])
+        pipe = backend.load_cached(settings["model"])  # once per process
         with models.MODEL_LOCK:
             where = placement.ensure_placed("animate", backend.FAMILY, backend.NAME, pipe, settings)
             gpu.inject_fault("animate", shot)
@@ -59,9 +57,9 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
 
 
 def denoising_steps(frame_count: int, settings: dict) -> int:
-    if settings["backend"] == "svd":
-        return svd.denoising_steps(frame_count, settings)
-    return settings["num_inference_steps"]
+    """The shot's denoising steps: the backend's own count (several windows), else one pass's."""
+    count = getattr(backends.get(settings["backend"]), "denoising_steps", None)
+    return count(frame_count, settings) if count else settings["num_inference_steps"]
 
 
 def output_frame(frame: Image.Image, progress: float, zoom: float, size: tuple[int, int]) -> Image.Image:
@@ -104,7 +102,7 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
         keyframe = image.convert("RGB")
     progress = Progress(f"denoise-animate-{shot:02d}", f"Shot {shot}: {backends.get(settings['backend']).LABEL} denoising",
                         denoising_steps(frame_count, settings))
-    motion = svd.motion if settings["backend"] == "svd" else native_motion
+    motion = getattr(backends.get(settings["backend"]), "motion", native_motion)
     frames, moving, meta = motion(keyframe, prompt, shot, seed, frame_count, settings, progress)
     progress.update(progress.total)
 
@@ -123,6 +121,6 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
       retry_condition_fn=gpu.retry_on_oom)
 def animate_task(keyframe: KeyframeResult, prompt: str, shot: int, seed: int, frame_count: int, settings: dict,
                  models_used: dict) -> ClipResult:
-    """`prompt`: the shot's full description, for backends that read one (svd does not)."""
+    """`prompt`: the shot's full description, for backends that read one (SVD does not)."""
     return ClipResult.of(gpu.run_gpu_stage("animate", shot, settings, lambda directory, applied: animate(
         keyframe.path("keyframe.png"), prompt, shot, seed, frame_count, applied, directory)))

@@ -1,13 +1,7 @@
 """Keyframe: one picture per shot.
 
-Backends (the profile's `keyframe.backend`):
-
-- ``sdxl-ensemble`` (studio, fast, offline, tiny): SDXL base then the SDXL refiner, handed
-  over in latent space (tasks/backends/sdxl.py).
-- ``flux-schnell`` (modern): FLUX.1-schnell in 4 steps; CLIP reads the shot's 77-token
-  prompt and T5 its whole description (tasks/backends/flux.py).
-
-Each is found through the registry (tasks/backends/base.py) and called as
+The profile's `keyframe.backend` (SDXL base and refiner for studio, FLUX.1-schnell for modern,
+docs/architecture.md) is found through the registry (tasks/backends/base.py) and called as
 `make_keyframe(shot, index, settings, progress, models) -> (image, manifest extras)`.
 """
 
@@ -21,7 +15,6 @@ from faceless.tasks.runtime import gpu
 
 from faceless.tasks import models
 from faceless.tasks.backends import base as backends
-from faceless.tasks.backends.sdxl import base_then_refiner  # noqa: F401  (where tests and benchmarks import it)
 from faceless.tasks.runtime.caching import ArtifactPolicy
 from faceless.tasks.runtime.progress import Progress
 from faceless.tasks.stages.results import KeyframeResult

@@ -44,11 +44,11 @@ def narrate(sentences: list[dict], settings: dict, directory: Path) -> dict:
         return gpu.on_gpu("narrate", lambda: narrate_bark(sentences, settings, directory))
     if backend == "kokoro":
         from faceless.tasks import models
-        from faceless.tasks.backends.kokoro import narrate_kokoro
+        from faceless.tasks.backends.kokoro import load_cached, narrate_kokoro
         from faceless.tasks.runtime import gpu
 
         def speak():
-            voice = models.kokoro(settings["model"], settings)
+            voice = load_cached(settings["model"], settings)
             with models.MODEL_LOCK:
                 return narrate_kokoro(sentences, settings, directory, voice=voice)
 

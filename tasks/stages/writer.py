@@ -41,17 +41,22 @@ def _logger():
         return logging.getLogger("faceless.writer")
 
 
+def _backend():
+    """The storyboard's model backend, the shot writer (tasks/backends/base.py)."""
+    from faceless.tasks.backends import base as backends
+
+    return backends.get(backends.names("storyboard")[0])
+
+
 def write_shot(writer, plan: dict, story: str, shot: dict, settings: dict) -> dict:
     """The shot with its prompts written by the model, or as it was (writer "rules") with the
     reason when the answer is unusable."""
-    from faceless.tasks.backends import shot_llm
-
     cast = {name: plan["cast"][name] for name in shot["cast"]}
     chat = messages(story=story, shot_text=shot["text"], cast=cast, setting=plan["setting"],
                     style=plan["style"], max_chars=settings["max_field_chars"])
-    answer = shot_llm.generate_json(writer, chat, description_schema(settings["max_field_chars"]),
-                                    max_new_tokens=settings["max_new_tokens"],
-                                    temperature=settings["temperature"], seed=shot["seed"])
+    answer = _backend().generate_json(writer, chat, description_schema(settings["max_field_chars"]),
+                                      max_new_tokens=settings["max_new_tokens"],
+                                      temperature=settings["temperature"], seed=shot["seed"])
     written, reason = read_description(answer)
     if written is None:
         _logger().warning("shot %d: the writer's answer is unusable (%s): it keeps the rules prompt",
@@ -70,7 +75,7 @@ def write_storyboard(plan_json: Path, shots_json: Path, settings: dict, director
     story = " ".join(sentence["text"] for sentence in plan["sentences"])
 
     def on_gpu() -> list[dict]:
-        writer = models.shot_writer(settings["model"])
+        writer = _backend().load_cached(settings["model"])
         with models.MODEL_LOCK, models.cpu_threads(writer.device, settings["cpu_threads"]):
             return [write_shot(writer, plan, story, shot, settings) for shot in shots]
 

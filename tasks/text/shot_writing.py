@@ -2,7 +2,7 @@
 
 The model writes, for one shot at a time, a JSON object with the fields of `ShotDescription`
 (what the camera sees, not what the narration says). Generation is constrained to
-`description_schema()` (tasks/backends/shot_llm.py), so the text always parses; what can still
+`description_schema()` (the shot writer's backend), so the text always parses; what can still
 be wrong is caught by `read_description` (an empty field, a field of whitespace): such a shot
 keeps the rules prompt and the reason is recorded.
 
