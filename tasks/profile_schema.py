@@ -11,14 +11,16 @@ Unknown keys are refused (`extra="forbid"`), so a typo cannot silently fall back
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_serializer
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, model_serializer,
+                      model_validator)
 
 from faceless.tasks.backends.flux import FluxSettings
 from faceless.tasks.backends.kokoro import KokoroSettings
 from faceless.tasks.backends.ltx import DEFAULT_DEGRADE as LTX_DEGRADE, LtxOptions
 from faceless.tasks.backends.voice_tables import BARK_VOICES, ESPEAK_VOICES, ESPEAK_WORD_GAPS, KOKORO_VOICES, PIPER_VOICES
+from faceless.tasks.backends import wan_sampler
 from faceless.tasks.backends.wan import DEFAULT_DEGRADE as WAN_DEGRADE, WanOptions
 
 
@@ -284,10 +286,23 @@ class WanAnimate(Section):
     model_cpu_offload: bool = _WAN.model_cpu_offload
     resolution_scale: float = _WAN.resolution_scale
     cpu_threads: int | None = _WAN.cpu_threads
+    # `full`: the model's schedule with guidance; `distilled`: a step-distilled checkpoint at its
+    # published timesteps, guidance off (tasks/backends/wan_sampler.py).
+    sampler: Literal["full", "distilled"] = _WAN.sampler
+    distilled_timesteps: list[int] = list(_WAN.distilled_timesteps)
+    # diffusers' step caches, for the `full` sampler only (refused with `distilled`).
+    step_cache: Literal["none", "firstblock", "magcache", "taylorseer"] = _WAN.step_cache
+    step_cache_options: dict[str, Any] = {}  # the cache config's keyword arguments (threshold, ...)
     zoom: float = 0.0
     clip_crf: int = CLIP_CRF
     clip_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
     degrade: list[NativeRung] = [NativeRung(**rung) for rung in WAN_DEGRADE]
+
+    @model_validator(mode="after")
+    def _sampler_runs(self):
+        wan_sampler.check(self.sampler, self.step_cache, self.num_inference_steps, self.guidance_scale,
+                          self.distilled_timesteps, self.step_cache_options)
+        return self
 
 
 class LtxAnimate(Section):

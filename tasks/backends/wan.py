@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 from PIL import Image
 
+from faceless.tasks.backends import wan_sampler
 
 # The backend interface (tasks/backends/base.py).
 NAME = "wan"
@@ -76,10 +77,26 @@ class WanOptions:
     model_cpu_offload: bool = False
     resolution_scale: float = 1.0
     """Degrade rung: both sides scaled by this (then snapped to 32); the frame count stays."""
+    sampler: str = "full"
+    """`full` (the schedule above, with guidance) or `distilled` (a step-distilled checkpoint at its
+    published timesteps, one pass a step): tasks/backends/wan_sampler.py."""
+    distilled_timesteps: tuple[int, ...] = wan_sampler.DISTILLED_TIMESTEPS
+    step_cache: str = "none"
+    """`none`, `firstblock`, `magcache` or `taylorseer`: diffusers' step caches, `full` sampler only."""
+    step_cache_options: Mapping[str, Any] | None = None
+    """Keyword arguments of the cache's diffusers config (threshold, mag_ratios, ...)."""
     cpu_threads: int | None = 1
     """Torch threads while the pipeline runs on a CPU (None: leave as is). One is fastest for
     the tiny twin: its operations are so small that handing them between threads costs more
     than it saves (a 32x64 shot: 0.46 s on one thread, 7.3 s on two of a busy 2-core machine)."""
+
+    def __post_init__(self):
+        wan_sampler.check(self.sampler, self.step_cache, self.num_inference_steps, self.guidance_scale,
+                          self.distilled_timesteps, self.step_cache_options)
+
+    @property
+    def sampler_label(self) -> str:
+        return wan_sampler.label(self.sampler, self.step_cache)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "WanOptions":
@@ -107,6 +124,8 @@ class Clip:
     size: tuple[int, int]
     fps: int
     steps: int
+    sampler: str = "full"
+    """How the steps ran (wan_sampler.label): "full", "distilled", "full+firstblockcache", ..."""
 
 
 def snap(value: float, multiple: int = SIZE_MULTIPLE) -> int:
@@ -213,7 +232,8 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
     condition = cover(image.convert("RGB"), width, height)
     generator = torch.Generator("cpu").manual_seed(seed)
     device = run_device(pipe)  # before any knob: an offloaded pipeline's modules sit on the CPU
-    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads, device):
+    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads, device), \
+            wan_sampler.sampling(pipe, options, seed):
         result = pipe(
             image=condition,
             prompt=prompt,
@@ -233,7 +253,8 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
         raise RuntimeError(f"wan made {len(made)} frames, asked for {native}")
     size = options.target_size()
     return Clip(frames=[cover(frame, *size) for frame in made[:frames]], native_frames=native,
-                   generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps)
+                   generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps,
+                sampler=options.sampler_label)
 
 
 def load(directory, device: str | None = None, place: bool = True):
@@ -249,6 +270,10 @@ def load(directory, device: str | None = None, place: bool = True):
     vae = AutoencoderKLWan.from_pretrained(str(directory), subfolder="vae", dtype=torch.float32,
                                            local_files_only=True)
     pipe = WanImageToVideoPipeline.from_pretrained(str(directory), vae=vae, dtype=dtype, local_files_only=True)
+    if pipe.vae.config.z_dim == 48 and not pipe.config.expand_timesteps:
+        # A TI2V-5B folder whose model_index does not say so (FastWan2.2's names FastVideo's own
+        # pipeline): its 48-channel VAE is the 5B's, which conditions on the first frame by timestep.
+        pipe.register_to_config(expand_timesteps=True)
     pipe.set_progress_bar_config(disable=True)
     # place=False: left on the CPU in `device`'s dtype; a render places it by the memory plan.
     return pipe.to(device) if place else pipe
