@@ -55,7 +55,8 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
     where, clip = gpu.on_gpu(f"animate[{shot}]", on_gpu)
     return clip.frames, clip.frames, {"placement": where,
         "windows": 1, "fps_conditioning": clip.fps if getattr(backend, "TOLD_FPS", False) else None,
-        "interpolation": None, "native_frames": clip.native_frames, "generation_size": list(clip.generation_size)}
+        "interpolation": None, "native_frames": clip.native_frames, "generation_size": list(clip.generation_size),
+        "num_inference_steps": clip.steps, "sampler": clip.sampler}
 
 
 def denoising_steps(frame_count: int, settings: dict) -> int:
@@ -106,6 +107,9 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
                         denoising_steps(frame_count, settings))
     motion = svd.motion if settings["backend"] == "svd" else native_motion
     frames, moving, meta = motion(keyframe, prompt, shot, seed, frame_count, settings, progress)
+    # How the denoiser stepped, for the manifest: SVD runs its schedule as set (per window).
+    meta.setdefault("num_inference_steps", settings["num_inference_steps"])
+    meta.setdefault("sampler", "full")
     progress.update(progress.total)
 
     frames_dir = directory / "frames"
