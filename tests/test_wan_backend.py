@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from faceless.tasks.backends import wan
@@ -209,3 +210,31 @@ def test_profiles_pick_their_samplers_and_refuse_a_cache_on_a_distilled_one():
     raw["animate"]["step_cache"] = "firstblock"
     with pytest.raises(ValidationError, match="distilled sampler"):
         Profile.model_validate(raw)
+
+
+@pytest.mark.slow  # builds and runs the tiny twin
+def test_the_runs_prompts_are_encoded_in_one_batch_with_the_same_embeddings(pipe, keyframe):
+    from faceless.tasks.backends import wan_prompts
+
+    prompts = ["a red fox runs through snow", "the fox sleeps under a pine", "morning light"]
+    options = wan.WanOptions(**{k: v for k, v in TINY.items() if k in ("num_inference_steps", "guidance_scale",
+                                                                       "max_sequence_length")})
+    single = [pipe.encode_prompt(p, do_classifier_free_guidance=False, max_sequence_length=32, device="cpu")[0]
+              for p in prompts + [""]]
+    calls = []
+    hook = pipe.text_encoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        wan.expect_prompts(prompts)
+        texts = [wan_prompts.inputs(pipe, p, options, "cpu") for p in prompts]
+        clip = wan.generate(pipe, keyframe, prompts[1], settings=TINY, seed=3, **SHOT)
+        alone = wan_prompts.inputs(pipe, "a prompt the run did not name", options, "cpu")
+    finally:
+        hook.remove()
+        wan_prompts.forget()
+    # One pass of the encoder for the three shots and the (guided) negative prompt, then none.
+    assert calls[:1] == [4] and len(clip.frames) == 10
+    for text, expected in zip(texts, single):
+        assert torch.allclose(text["prompt_embeds"], expected, atol=1e-5)
+        assert torch.allclose(text["negative_prompt_embeds"], single[-1], atol=1e-5)
+    # A prompt the run did not name: encoded on its own, the negative prompt reused.
+    assert calls == [4, 1] and torch.allclose(alone["negative_prompt_embeds"], single[-1], atol=1e-5)

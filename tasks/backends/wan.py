@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 
 from PIL import Image
 
-from faceless.tasks.backends import wan_sampler
+from faceless.tasks.backends import wan_prompts, wan_sampler
 
 # The backend interface (tasks/backends/base.py).
 NAME = "wan"
@@ -236,8 +236,7 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
             wan_sampler.sampling(pipe, options, seed):
         result = pipe(
             image=condition,
-            prompt=prompt,
-            negative_prompt=options.negative_prompt,
+            **wan_prompts.inputs(pipe, prompt, options, device),  # the run's batch, or the strings
             height=height,
             width=width,
             num_frames=native,
@@ -255,6 +254,11 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
     return Clip(frames=[cover(frame, *size) for frame in made[:frames]], native_frames=native,
                    generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps,
                 sampler=options.sampler_label)
+
+
+def expect_prompts(prompts) -> None:
+    """The run's shot prompts, encoded in one batch when the first shot runs (wan_prompts)."""
+    wan_prompts.expect(prompts)
 
 
 def load(directory, device: str | None = None, place: bool = True):

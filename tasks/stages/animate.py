@@ -59,6 +59,14 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
         "num_inference_steps": clip.steps, "sampler": clip.sampler}
 
 
+def expect_prompts(settings: dict, prompts: list[str]) -> None:
+    """Tell the backend the run's shot prompts before its tasks start, where it encodes them
+    all at once (wan: one UMT5 batch a run, tasks/backends/wan_prompts.py)."""
+    backend = backends.get(settings["backend"])
+    if hasattr(backend, "expect_prompts"):
+        backend.expect_prompts(list(prompts))
+
+
 def denoising_steps(frame_count: int, settings: dict) -> int:
     if settings["backend"] == "svd":
         return svd.denoising_steps(frame_count, settings)
