@@ -1,6 +1,8 @@
 """GPU check: the studio and modern renders, full size, on this machine's GPU, without downloading weights.
 
     .venv/bin/python benchmarks/gpu_check.py [--toy] [--profiles studio,modern] [--story FILE] [--scratch DIR] [--keep]
+    .venv/bin/python benchmarks/gpu_check.py --profiles modern             # the distilled sampler only
+    .venv/bin/python benchmarks/gpu_check.py --profiles modern-quality     # 50 guided steps + step cache
     make gpu-check
 
 Without a CUDA GPU it prints one line and exits 0; `--toy` then runs the whole procedure at
@@ -14,7 +16,9 @@ On a CUDA GPU it:
    old design (chained 25-frame windows over two-sentence scenes) against the new one (one
    keyframe and one SVD window per shot); then studio next to modern for the same story
    (benchmarks/modern_work.py: FLUX.1-schnell steps, Wan 2.2 passes, PFLOP, ratio);
-2. for each profile in --profiles (default studio, then modern), builds every model family at
+2. for each profile in --profiles (default studio, then modern; modern renders with FastWan2.2's
+   distilled sampler, 3 steps without guidance; modern-quality, on request, with Wan's 50 guided
+   steps and its step cache, so a GPU measures what the cache skips), builds every model family at
    its full published size with random weights on the GPU (benchmarks/gpu_models.py: SDXL base +
    refiner, SVD-XT, Bark, Whisper for studio; FLUX.1-schnell, Wan 2.2 TI2V-5B, Kokoro-82M for
    modern) and saves each as a model folder, so the render loads them from disk through the
@@ -291,6 +295,9 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
         print("Wan passes per shot: " + ", ".join(
             f"{s['windows']} of {native_frame_count(s['clip_frames'])} frames ({s['clip_frames'] / 24:.1f} s)"
             for s in shots))
+        # The sampler each pass ran (manifest scenes): distilled is one transformer pass a step.
+        print("Wan sampler per shot: " + ", ".join(f"{s.get('sampler')} {s.get('num_inference_steps')} steps"
+                                                   for s in shots))
     elif shots:
         print("SVD windows per shot: " + ", ".join(f"{s['windows']} (fps {s['fps_conditioning']}, {s['frames'] / 24:.1f} s)"
                                                   for s in shots))
@@ -357,7 +364,8 @@ def side_by_side_section(tflops: float, narration: tuple[dict, dict]) -> None:
     print()
     print(f"60-second story, studio and modern side by side (FLOP counts on the meta device, not timings): "
           f"{gpu_work.NIGHT_TRAIN.relative_to(ROOT)} on the same {side['duration']:.1f} s narration, each profile's "
-          "own storyboard and timeline; FLUX.1-schnell without guidance, Wan 2.2 with it, one pass a shot")
+          "own storyboard and timeline; FLUX.1-schnell without guidance, Wan 2.2 one pass a shot with modern's "
+          "sampler (distilled: 3 steps, no guidance; benchmarks/story_work.py counts every stage and modern-quality)")
     for line in modern_work.table_lines(modern_work.side_by_side_table(side, tflops)):
         print("  " + line)
 
@@ -385,7 +393,7 @@ def budget_section(name: str, profile: dict, story: Path, speech_seconds: float,
             words.append({"sentence": sentence["index"], "text": text, "start": clock, "end": clock + step})
             clock += step
     timing = {"words": words, "sentences": spans, "duration": clock}
-    build, per_pass = OVERHEAD_S[(name, full)]
+    build, per_pass = OVERHEAD_S[(name.split("-")[0], full)]  # modern-quality: modern's models
     print()
     if not full:
         print(f"time budget (estimate, toy size on this CPU): ~{build:.0f} s building, ~{per_pass:.0f} s a render "

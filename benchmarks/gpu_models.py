@@ -34,12 +34,16 @@ CONFIGS = ROOT / "tasks" / "models" / "configs"
 BARK_TOKENS_PER_S = 49.9  # Bark's semantic tokens a second of audio
 
 # The profile each check derives from, (full size, toy size), and the settings that name models.
-SOURCES = {"studio": ("studio.yaml", "tiny.yaml"), "modern": ("modern.yaml", "modern-tiny.yaml")}
+SOURCES = {"studio": ("studio.yaml", "tiny.yaml"), "modern": ("modern.yaml", "modern-tiny.yaml"),
+           "modern-quality": ("modern-quality.yaml", "modern-quality-tiny.yaml")}
 MODEL_SETTINGS = {
     "studio": (("narrate", "model", "bark"), ("align", "model", "whisper"), ("keyframe", "base", "sdxl-base"),
                ("keyframe", "refiner", "sdxl-refiner"), ("animate", "model", "svd")),
     "modern": (("narrate", "model", "kokoro"), ("keyframe", "model", "flux-schnell"), ("animate", "model", "wan")),
 }
+# modern-quality runs modern's models (random weights: the distilled and the published Wan are
+# the same architecture), with Wan's full sampler and its step cache.
+MODEL_SETTINGS["modern-quality"] = MODEL_SETTINGS["modern"]
 
 
 def quiet() -> None:
@@ -308,7 +312,7 @@ def build_modern(folder: Path, full: bool) -> dict:
     return built
 
 
-BUILDERS = {"studio": build_studio, "modern": build_modern}
+BUILDERS = {"studio": build_studio, "modern": build_modern, "modern-quality": build_modern}
 
 
 def build_models(name: str, folder: Path, full: bool) -> dict:
@@ -396,7 +400,7 @@ def write_profile(name: str, path: Path, full: bool, built: dict, story: Path, s
         words = sum(len(s.split()) for s in sentences)
         profile["narrate"]["semantic_max_new_tokens"] = round(speech_seconds * BARK_TOKENS_PER_S)
         profile["align"]["max_new_tokens"] = min(440, 2 * words + 8)
-    if name == "modern":
+    if name.startswith("modern"):
         device = "cuda" if full and torch.cuda.is_available() else "cpu"
         profile["narrate"]["speed"], _ = kokoro_speed(built["kokoro"][0], sentences, speech_seconds, device)
     path.write_text(yaml.safe_dump(profile, sort_keys=False), encoding="utf-8")

@@ -66,7 +66,9 @@ def scene_rows(board: Storyboard, timeline: Timeline, clips: list[ClipResult], f
     return [
         {**shot.model_dump(mode="json"), "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
          "clip_frames": timeline.clip_frames[i],
-         **{k: clips[i].meta[k] for k in ("windows", "fps_conditioning", "interpolation")}}
+         **{k: clips[i].meta[k] for k in ("windows", "fps_conditioning", "interpolation")},
+         # How the denoiser stepped (None from a clip cached before they were recorded).
+         **{k: clips[i].meta.get(k) for k in ("num_inference_steps", "sampler")}}
         for i, shot in enumerate(board.shots)
     ]
 

@@ -36,7 +36,7 @@ from faceless.tasks.backends import base as backends
 from faceless.tasks.runtime import gpu, live
 from faceless.tasks.runtime.caching import with_store
 from faceless.tasks.stages.align import align_task
-from faceless.tasks.stages.animate import animate_task
+from faceless.tasks.stages.animate import animate_task, expect_prompts
 from faceless.tasks.stages.compose import compose_task
 from faceless.tasks.stages.keyframe import keyframe_task
 from faceless.tasks.stages.music import music_task
@@ -142,6 +142,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
         wait(keyframe_futures)
         _release(logger, *backends.families("keyframe"))
     animate_settings = clip_settings(settings)
+    expect_prompts(animate_settings, board.descriptions)  # encoded in one batch by the first shot that runs
     animate_futures = with_store(animate_task, retries=gpu.retries_for(animate_settings)).map(
         keyframe_futures, board.descriptions, board.indexes, board.seeds, timeline.clip_frames,
         unmapped(animate_settings), unmapped(identities["animate"]))

@@ -99,6 +99,8 @@ def test_modern_tiny_renders_an_unseen_story_through_the_new_backends(modern):
     for shot in manifest["scenes"]:
         assert shot["windows"] == 1 and shot["interpolation"] is None, shot
         assert shot["frames"] / FPS <= 5.0 + 1 / FPS, shot
+        # modern's sampler: the distilled model's three timesteps, guidance off.
+        assert (shot["sampler"], shot["num_inference_steps"]) == ("distilled", 3), shot
 
 
 def test_each_clip_is_generated_in_one_pass_at_the_output_frame_rate(modern):
@@ -152,8 +154,8 @@ def test_modern_without_weights_refuses_in_seconds_naming_every_model(tmp_path):
     assert seconds < 30
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faceless: error: "), result.stderr
-    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell", "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
-                 "Qwen/Qwen3-4B-Instruct-2507"):
+    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell",
+                 "FastVideo/FastWan2.2-TI2V-5B-FullAttn-Diffusers", "Qwen/Qwen3-4B-Instruct-2507"):
         assert repo in lines[0], repo
     assert not out.exists(), "nothing is written before the check"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from faceless.tasks.backends import wan
@@ -125,3 +126,115 @@ def test_full_size_transformer_is_the_published_5b():
     assert abs(counts["transformer"] / WAN_PUBLISHED_TRANSFORMER_PARAMS - 1) < 0.01  # 4999.8 M
     assert 5.5e9 < counts["text_encoder"] < 5.8e9  # UMT5-XXL's encoder
     assert 0.6e9 < counts["vae"] < 0.8e9
+
+
+def _counting(pipe):
+    """(timesteps the transformer saw, passes through the last block's feed-forward): a step
+    cache skips a block's work, not the block's call, so the inner module is what counts."""
+    seen, computed = [], []
+    hooks = [pipe.transformer.register_forward_pre_hook(
+                 lambda m, args, kwargs: seen.append(round(float(kwargs["timestep"].max()))), with_kwargs=True),
+             pipe.transformer.blocks[-1].ffn.register_forward_hook(lambda m, i, o: computed.append(1))]
+    return seen, computed, hooks
+
+
+@pytest.mark.slow  # builds and runs the tiny twin
+def test_the_distilled_sampler_runs_one_pass_at_each_published_timestep(pipe, keyframe):
+    seen, computed, hooks = _counting(pipe)
+    scheduler = pipe.scheduler
+    try:
+        distilled = {**TINY, "sampler": "distilled", "num_inference_steps": 3, "guidance_scale": 1.0}
+        clip = wan.generate(pipe, keyframe, "a red fox runs", settings=distilled, seed=3, **SHOT)
+        again = wan.generate(pipe, keyframe, "a red fox runs", settings=distilled, seed=3, **SHOT)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    # FastWan2.2's DMD timesteps, guidance off: one transformer pass a step, twice over.
+    assert seen == [1000, 757, 522] * 2 and len(computed) == 6
+    assert clip.sampler == "distilled" and clip.steps == 3 and len(clip.frames) == 10
+    assert [f.tobytes() for f in clip.frames] == [f.tobytes() for f in again.frames]  # the re-noising is seeded
+    assert pipe.scheduler is scheduler  # the shared pipeline gets its own scheduler back
+
+
+@pytest.mark.slow  # builds and runs the tiny twin
+def test_a_step_cache_skips_transformer_work_on_the_full_sampler(pipe, keyframe):
+    full = {**TINY, "num_inference_steps": 4}
+    seen, computed, hooks = _counting(pipe)
+    try:
+        plain = wan.generate(pipe, keyframe, "a fox", settings=full, seed=5, **SHOT)
+        uncached = len(computed)
+        computed.clear()
+        # A threshold no change reaches: after the first step, every later block is reused.
+        cached = wan.generate(pipe, keyframe, "a fox", seed=5, **SHOT, settings={
+            **full, "step_cache": "firstblock", "step_cache_options": {"threshold": 1e6}})
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert uncached == 8  # 4 steps x (prompt + negative prompt)
+    assert len(computed) == 2 and len(seen) == 16  # the transformer is called, its last block skipped
+    assert (plain.sampler, cached.sampler) == ("full", "full+firstblockcache")
+    assert [f.size for f in cached.frames] == [f.size for f in plain.frames]
+    computed.clear()
+    assert not getattr(pipe.transformer, "_diffusers_hook", None) or not pipe.transformer._diffusers_hook.hooks
+
+
+def test_a_step_cache_is_refused_with_the_distilled_sampler():
+    with pytest.raises(ValueError, match="step_cache 'firstblock' with the distilled sampler"):
+        wan.WanOptions(sampler="distilled", num_inference_steps=3, guidance_scale=1.0, step_cache="firstblock")
+    with pytest.raises(ValueError, match="without guidance"):
+        wan.WanOptions(sampler="distilled", num_inference_steps=3, guidance_scale=5.0)
+    with pytest.raises(ValueError, match="makes 3 steps"):
+        wan.WanOptions(sampler="distilled", num_inference_steps=50, guidance_scale=1.0)
+    with pytest.raises(ValueError, match="mag_ratios"):
+        wan.WanOptions(step_cache="magcache")
+    assert wan.WanOptions(step_cache="taylorseer").sampler_label == "full+taylorseercache"
+
+
+def test_profiles_pick_their_samplers_and_refuse_a_cache_on_a_distilled_one():
+    import yaml
+    from pydantic import ValidationError
+
+    from faceless.tasks.profile_schema import Profile
+    from faceless.tasks.settings import load_profile, profile_path
+
+    animate = {name: load_profile(name)["animate"] for name in ("modern", "modern-tiny", "modern-quality",
+                                                                 "modern-quality-tiny")}
+    assert animate["modern"]["model"] == "hf:FastVideo/FastWan2.2-TI2V-5B-FullAttn-Diffusers"
+    for name in ("modern", "modern-tiny"):
+        assert (animate[name]["sampler"], animate[name]["num_inference_steps"], animate[name]["step_cache"]) == \
+            ("distilled", 3, "none") and animate[name]["distilled_timesteps"] == [1000, 757, 522]
+    assert animate["modern-quality"]["model"] == "hf:Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    assert (animate["modern-quality"]["sampler"], animate["modern-quality"]["num_inference_steps"]) == ("full", 50)
+    assert animate["modern-quality"]["step_cache"] == animate["modern-quality-tiny"]["step_cache"] == "firstblock"
+    raw = yaml.safe_load(profile_path("modern").read_text())
+    raw["animate"]["step_cache"] = "firstblock"
+    with pytest.raises(ValidationError, match="distilled sampler"):
+        Profile.model_validate(raw)
+
+
+@pytest.mark.slow  # builds and runs the tiny twin
+def test_the_runs_prompts_are_encoded_in_one_batch_with_the_same_embeddings(pipe, keyframe):
+    from faceless.tasks.backends import wan_prompts
+
+    prompts = ["a red fox runs through snow", "the fox sleeps under a pine", "morning light"]
+    options = wan.WanOptions(**{k: v for k, v in TINY.items() if k in ("num_inference_steps", "guidance_scale",
+                                                                       "max_sequence_length")})
+    single = [pipe.encode_prompt(p, do_classifier_free_guidance=False, max_sequence_length=32, device="cpu")[0]
+              for p in prompts + [""]]
+    calls = []
+    hook = pipe.text_encoder.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        wan.expect_prompts(prompts)
+        texts = [wan_prompts.inputs(pipe, p, options, "cpu") for p in prompts]
+        clip = wan.generate(pipe, keyframe, prompts[1], settings=TINY, seed=3, **SHOT)
+        alone = wan_prompts.inputs(pipe, "a prompt the run did not name", options, "cpu")
+    finally:
+        hook.remove()
+        wan_prompts.forget()
+    # One pass of the encoder for the three shots and the (guided) negative prompt, then none.
+    assert calls[:1] == [4] and len(clip.frames) == 10
+    for text, expected in zip(texts, single):
+        assert torch.allclose(text["prompt_embeds"], expected, atol=1e-5)
+        assert torch.allclose(text["negative_prompt_embeds"], single[-1], atol=1e-5)
+    # A prompt the run did not name: encoded on its own, the negative prompt reused.
+    assert calls == [4, 1] and torch.allclose(alone["negative_prompt_embeds"], single[-1], atol=1e-5)

@@ -46,6 +46,8 @@ class Clip:
     size: tuple[int, int]
     fps: int
     steps: int
+    sampler: str = "full"
+    """How the steps ran: "full", "distilled", "full+firstblockcache", ... (tasks/backends/wan_sampler.py)"""
 
 
 class PassOptions:
@@ -162,21 +164,26 @@ def frames_of_pass(frames: int, fps: int, options, temporal: int) -> int:
 
 
 def one_pass(pipe, name: str, options, temporal: int, image: Image.Image, prompt: str, frames: int, fps: int,
-             seed: int, progress=None, **call) -> Clip:
+             seed: int, progress=None, text: Callable | None = None, sampling=None, sampler: str = "full",
+             **call) -> Clip:
     """One shot: `frames` frames at `fps` from `image`, in one native pass of temporal*k + 1
     frames. `options`: the backend's options (a PassOptions dataclass with the degrade rungs
-    applied); `call`: the backend's own pipeline arguments."""
+    applied); `text(device)`: the pass's text inputs when the backend encodes them itself (else
+    the prompt and negative prompt); `sampling`: a context manager the pass runs in (the
+    backend's sampler); `sampler`: its name for the clip; `call`: the backend's own pipeline
+    arguments."""
     import torch
 
     native = frames_of_pass(frames, fps, options, temporal)
     width, height = options.generation_size()
     generator = torch.Generator("cpu").manual_seed(seed)
     device = run_device(pipe)  # before any knob: an offloaded pipeline's modules sit on the CPU
-    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads, device):
+    with memory_knobs(pipe, options), cpu_threads(pipe, options.cpu_threads, device), \
+            (sampling or contextlib.nullcontext()):
+        prompts = text(device) if text else {"prompt": prompt, "negative_prompt": options.negative_prompt}
         result = pipe(
             image=cover(image.convert("RGB"), width, height),
-            prompt=prompt,
-            negative_prompt=options.negative_prompt,
+            **prompts,
             height=height,
             width=width,
             num_frames=native,
@@ -193,7 +200,8 @@ def one_pass(pipe, name: str, options, temporal: int, image: Image.Image, prompt
         raise RuntimeError(f"{name} made {len(made)} frames, asked for {native}")
     size = options.target_size()
     return Clip(frames=[cover(frame, *size) for frame in made[:frames]], native_frames=native,
-                generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps)
+                generation_size=(width, height), size=size, fps=fps, steps=options.num_inference_steps,
+                sampler=sampler)
 
 
 def cached_loader(backend, spec: str):

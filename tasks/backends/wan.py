@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Mapping
 
 from PIL import Image
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from faceless.tasks.backends import native_pass
+from faceless.tasks.backends import native_pass, wan_prompts, wan_sampler
 from faceless.tasks.backends.native_pass import Clip, NativeRung
 from faceless.tasks.profile_sections import CLIP_CRF, Section
 
@@ -82,10 +82,26 @@ class WanOptions(native_pass.PassOptions):
     model_cpu_offload: bool = False
     resolution_scale: float = 1.0
     """Degrade rung: both sides scaled by this (then snapped to 32); the frame count stays."""
+    sampler: str = "full"
+    """`full` (the schedule above, with guidance) or `distilled` (a step-distilled checkpoint at its
+    published timesteps, one pass a step): tasks/backends/wan_sampler.py."""
+    distilled_timesteps: tuple[int, ...] = wan_sampler.DISTILLED_TIMESTEPS
+    step_cache: str = "none"
+    """`none`, `firstblock`, `magcache` or `taylorseer`: diffusers' step caches, `full` sampler only."""
+    step_cache_options: Mapping[str, Any] | None = None
+    """Keyword arguments of the cache's diffusers config (threshold, mag_ratios, ...)."""
     cpu_threads: int | None = 1
     """Torch threads while the pipeline runs on a CPU (None: leave as is). One is fastest for
     the tiny twin: its operations are so small that handing them between threads costs more
     than it saves (a 32x64 shot: 0.46 s on one thread, 7.3 s on two of a busy 2-core machine)."""
+
+    def __post_init__(self):
+        wan_sampler.check(self.sampler, self.step_cache, self.num_inference_steps, self.guidance_scale,
+                          self.distilled_timesteps, self.step_cache_options)
+
+    @property
+    def sampler_label(self) -> str:
+        return wan_sampler.label(self.sampler, self.step_cache)
 
 
 _WAN = WanOptions()
@@ -107,10 +123,23 @@ class WanAnimate(Section):
     model_cpu_offload: bool = _WAN.model_cpu_offload
     resolution_scale: float = _WAN.resolution_scale
     cpu_threads: int | None = _WAN.cpu_threads
+    # `full`: the model's schedule with guidance; `distilled`: a step-distilled checkpoint at its
+    # published timesteps, guidance off (tasks/backends/wan_sampler.py).
+    sampler: Literal["full", "distilled"] = _WAN.sampler
+    distilled_timesteps: list[int] = list(_WAN.distilled_timesteps)
+    # diffusers' step caches, for the `full` sampler only (refused with `distilled`).
+    step_cache: Literal["none", "firstblock", "magcache", "taylorseer"] = _WAN.step_cache
+    step_cache_options: dict[str, Any] = {}  # the cache config's keyword arguments (threshold, ...)
     zoom: float = 0.0
     clip_crf: int = CLIP_CRF
     clip_scale: Annotated[float, Field(gt=0, le=1)] = 1.0
     degrade: list[NativeRung] = [NativeRung(**rung) for rung in DEFAULT_DEGRADE]
+
+    @model_validator(mode="after")
+    def _sampler_runs(self):
+        wan_sampler.check(self.sampler, self.step_cache, self.num_inference_steps, self.guidance_scale,
+                          self.distilled_timesteps, self.step_cache_options)
+        return self
 
 
 SETTINGS = WanAnimate  # the profile's animate section when `backend: wan`
@@ -137,7 +166,15 @@ def generate(pipe, image: Image.Image, prompt: str, frames: int, fps: int, setti
     native_pass.frames_of_pass(frames, fps, options, TEMPORAL_FACTOR)  # a shot too long: refused first
     if not getattr(pipe.config, "expand_timesteps", False):
         raise ValueError("the wan backend needs a Wan 2.2 TI2V pipeline (expand_timesteps: true)")
-    return native_pass.one_pass(pipe, NAME, options, TEMPORAL_FACTOR, image, prompt, frames, fps, seed, progress)
+    return native_pass.one_pass(
+        pipe, NAME, options, TEMPORAL_FACTOR, image, prompt, frames, fps, seed, progress,
+        text=lambda device: wan_prompts.inputs(pipe, prompt, options, device),  # the run's batch, or the strings
+        sampling=wan_sampler.sampling(pipe, options, seed), sampler=options.sampler_label)
+
+
+def expect_prompts(prompts) -> None:
+    """The run's shot prompts, encoded in one batch when the first shot runs (wan_prompts)."""
+    wan_prompts.expect(prompts)
 
 
 def load(directory, device: str | None = None, place: bool = True):
@@ -153,6 +190,10 @@ def load(directory, device: str | None = None, place: bool = True):
     vae = AutoencoderKLWan.from_pretrained(str(directory), subfolder="vae", dtype=torch.float32,
                                            local_files_only=True)
     pipe = WanImageToVideoPipeline.from_pretrained(str(directory), vae=vae, dtype=dtype, local_files_only=True)
+    if pipe.vae.config.z_dim == 48 and not pipe.config.expand_timesteps:
+        # A TI2V-5B folder whose model_index does not say so (FastWan2.2's names FastVideo's own
+        # pipeline): its 48-channel VAE is the 5B's, which conditions on the first frame by timestep.
+        pipe.register_to_config(expand_timesteps=True)
     pipe.set_progress_bar_config(disable=True)
     # place=False: left on the CPU in `device`'s dtype; a render places it by the memory plan.
     return pipe.to(device) if place else pipe

@@ -53,7 +53,16 @@ def native_motion(keyframe: Image.Image, prompt: str, shot: int, seed: int, fram
     where, clip = gpu.on_gpu(f"animate[{shot}]", on_gpu)
     return clip.frames, clip.frames, {"placement": where,
         "windows": 1, "fps_conditioning": clip.fps if getattr(backend, "TOLD_FPS", False) else None,
-        "interpolation": None, "native_frames": clip.native_frames, "generation_size": list(clip.generation_size)}
+        "interpolation": None, "native_frames": clip.native_frames, "generation_size": list(clip.generation_size),
+        "num_inference_steps": clip.steps, "sampler": clip.sampler}
+
+
+def expect_prompts(settings: dict, prompts: list[str]) -> None:
+    """Tell the backend the run's shot prompts before its tasks start, where it encodes them
+    all at once (wan: one UMT5 batch a run, tasks/backends/wan_prompts.py)."""
+    backend = backends.get(settings["backend"])
+    if hasattr(backend, "expect_prompts"):
+        backend.expect_prompts(list(prompts))
 
 
 def denoising_steps(frame_count: int, settings: dict) -> int:
@@ -104,6 +113,9 @@ def animate(keyframe_png: Path, prompt: str, shot: int, seed: int, frame_count: 
                         denoising_steps(frame_count, settings))
     motion = getattr(backends.get(settings["backend"]), "motion", native_motion)
     frames, moving, meta = motion(keyframe, prompt, shot, seed, frame_count, settings, progress)
+    # How the denoiser stepped, for the manifest: SVD runs its schedule as set (per window).
+    meta.setdefault("num_inference_steps", settings["num_inference_steps"])
+    meta.setdefault("sampler", "full")
     progress.update(progress.total)
 
     frames_dir = directory / "frames"
