@@ -87,8 +87,8 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
         story_file: Or the path of a UTF-8 .txt file with the story, on the worker's machine
             (relative to the clone). Leave it empty when the story is typed above.
         profile: One of the installed profiles: offline runs on a CPU with no network; studio,
-            fast and modern need a GPU and the models' weights; tiny and modern-tiny are the
-            smallest (random weights, for trying a code path out).
+            fast, modern and modern-quality need a GPU and the models' weights; tiny, modern-tiny
+            and modern-quality-tiny are the smallest (random weights, for trying a code path out).
         profile_file: Or the path of a profile YAML file of your own, used instead of profile.
             Leave it empty to use profile.
         out: The folder the video goes into, in a folder named after the story (video.mp4,
