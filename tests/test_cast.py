@@ -87,3 +87,12 @@ def test_missing_ip_adapter_weights_are_named_with_their_download(tmp_path):
     assert fetch_hint("h94/IP-Adapter") == (
         "`hf download h94/IP-Adapter sdxl_models/ip-adapter_sdxl.safetensors "
         "sdxl_models/image_encoder/config.json sdxl_models/image_encoder/model.safetensors`")
+
+
+def test_the_live_view_names_a_cast_task_by_its_member():
+    from faceless.tasks.runtime.live import _label
+    from faceless.tasks.stages.cast import cast_task
+    from faceless.tasks.stages.keyframe import keyframe_task
+
+    assert _label(cast_task, _inputs(name="Mr. Okafor")) == "cast Mr. Okafor"
+    assert _label(keyframe_task, {"shot": {}, "index": 2}) == "keyframe shot 2"
