@@ -9,7 +9,8 @@ from prefect.runtime import flow_run
 
 from faceless.tasks import models
 from faceless.tasks.runtime import store
-from faceless.tasks.stages.results import (AlignmentResult, ClipResult, MusicResult, NarrationResult, PlanResult,
+from faceless.tasks.stages.cast import shot_references
+from faceless.tasks.stages.results import (AlignmentResult, CastResult, ClipResult, MusicResult, NarrationResult, PlanResult,
                                            StageResult, Storyboard, VideoResult)
 from faceless.tasks.stages.timeline import Timeline
 
@@ -60,11 +61,14 @@ class StageLedger:
                 f"cached: {sum(r['cached'] for r in self.stages)} of {len(self.stages)} stages")
 
 
-def scene_rows(board: Storyboard, timeline: Timeline, clips: list[ClipResult], fps: int) -> list[dict]:
-    """One row per shot: the storyboard's fields, where it lands in the video, how it moves."""
+def scene_rows(board: Storyboard, timeline: Timeline, clips: list[ClipResult], fps: int,
+               cast: dict[str, CastResult] | None = None) -> list[dict]:
+    """One row per shot: the storyboard's fields, where it lands in the video, how it moves, and
+    the cast members whose references conditioned its keyframe."""
     bounds = timeline.bounds
     return [
         {**shot.model_dump(mode="json"), "start": bounds[i] / fps, "frames": bounds[i + 1] - bounds[i],
+         "references": [reference.name for reference in shot_references(shot.cast, cast or {})],
          "clip_frames": timeline.clip_frames[i],
          **{k: clips[i].meta[k] for k in ("windows", "fps_conditioning", "interpolation")},
          # How the denoiser stepped (None from a clip cached before they were recorded).
@@ -76,7 +80,7 @@ def scene_rows(board: Storyboard, timeline: Timeline, clips: list[ClipResult], f
 def build_manifest(*, ledger: StageLedger, plan: PlanResult, profile: str, settings: dict, identities: dict,
                    board: Storyboard, timeline: Timeline, narration: NarrationResult, alignment: AlignmentResult,
                    clips: list[ClipResult], video: VideoResult, music: str | None,
-                   music_ref: MusicResult | None) -> dict:
+                   music_ref: MusicResult | None, cast: dict[str, CastResult] | None = None) -> dict:
     return {
         "story": {"title": plan.title, "slug": plan.slug, "sentences": len(plan.sentences),
                   "words": plan.word_count, "language": plan.language,
@@ -87,7 +91,9 @@ def build_manifest(*, ledger: StageLedger, plan: PlanResult, profile: str, setti
         "backends": backends(settings),
         "model_loads": ledger.model_loads(),
         "seeds": board.seeds,
-        "scenes": scene_rows(board, timeline, clips, settings["compose"]["fps"]),
+        "scenes": scene_rows(board, timeline, clips, settings["compose"]["fps"], cast),
+        # Each member's reference picture: drawn from the description, or the user's, by its hash.
+        "cast": {name: reference.summary() for name, reference in (cast or {}).items()},
         "narration": {"duration": narration.duration, **narration.meta},
         "subtitles": alignment.meta,
         "video": video.meta,

@@ -10,7 +10,7 @@ ProfileError, OutputError, ...) or a ModelMissingError, with a one-line message.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faceless.flows import roots
@@ -22,6 +22,7 @@ from faceless.tasks.media.music import check_music
 from faceless.tasks.backends import voices
 from faceless.tasks.runtime.gpu import parse_faults
 from faceless.tasks.settings import load_profile
+from faceless.tasks.stages.cast import check_image
 from faceless.tasks.stages.narrate import voice_identity
 from faceless.tasks.stages.plan import StoryError, language_of, normalise_story, read_story_file, split_front_matter
 from faceless.tasks.text.language import StoryLanguage, primary
@@ -35,6 +36,8 @@ class Checked:
     settings: dict  # the resolved profile, its narrate voice chosen for the story's language
     identities: dict  # model identity per stage (for the cache keys)
     language: StoryLanguage  # as the plan stage will find it
+    # cast member -> the absolute path of their picture (front matter `image`), checked
+    cast_images: dict[str, str] = field(default_factory=dict)
 
 
 def story_input(story: str | None, story_file: str | None) -> tuple[str, str | None]:
@@ -80,10 +83,28 @@ def for_language(settings: dict, language: str, voice: str = "") -> dict:
 
 
 def keyframe_identity(keyframe: dict) -> dict:
-    """The keyframe models' identities: SDXL's two (as before backends), else the backend's one."""
+    """The keyframe models' identities: SDXL's two (as before backends; and its IP-Adapter when
+    it takes cast references), else the backend's one."""
     if keyframe["backend"] == "sdxl-ensemble":
-        return {role: models.identity(keyframe[role]) for role in ("base", "refiner")}
+        found = {role: models.identity(keyframe[role]) for role in ("base", "refiner")}
+        if keyframe.get("references"):
+            found["ip_adapter"] = models.identity(keyframe["references"]["ip_adapter"], "ip-adapter")
+        return found
     return {keyframe["backend"]: models.identity(keyframe["model"])}
+
+
+def cast_images(text: str, story_file: str | None) -> dict[str, str]:
+    """The cast's pictures (front matter `image`), each relative to the story file (to the
+    working folder for a story given as text), checked against the roots and opened: a missing
+    or unreadable picture is refused in one line naming it."""
+    front, _ = split_front_matter(text)
+    folder = Path(story_file).parent if story_file else Path(".")
+    found = {}
+    for name, image in front.cast_images.items():
+        path = folder / Path(image).expanduser()
+        roots.check(f"cast image for {name}", path)
+        found[name] = str(check_image(name, path).resolve())
+    return found
 
 
 def preflight(story: str | None = None, story_file: str | None = None, profile: str = "offline",
@@ -96,6 +117,7 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
     roots.refuse_job_variables()  # a deployment run cannot widen the worker's roots
     text, title = story_input(story, story_file)
     _, body = split_front_matter(text)
+    pictures = cast_images(text, story_file)
     # Fonts are checked on the text the captions will draw: normalised, as the plan stage does.
     body = normalise_story(body)
     output_folder(out)
@@ -120,4 +142,4 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
         roots.check("review_edits", review_edits)
         read_edits(review_edits)
     parse_faults(os.environ.get("FACELESS_FAULT", ""))  # a test's injected fault, checked here, not mid-run
-    return Checked(text, title or "", settings, identities, language)
+    return Checked(text, title or "", settings, identities, language, pictures)

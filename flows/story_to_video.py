@@ -1,10 +1,13 @@
 """The story-to-video flow: wiring of the stages, no media or model code.
 
     plan -> narrate -> align -> storyboard (-> writer) -> keyframe[shot] (-> review) -> animate[shot] -> compose
-                                                                                        music ---^
+        `-> cast[member] (keyframe backends that take references) --^                music ---^
 
 With `storyboard.writer: llm` a language model rewrites each shot's prompts (tasks/stages/writer.py);
 with `review` a person approves or edits the shots after their keyframes (flows/review.py).
+With a keyframe backend that takes cast references (studio's SDXL with `keyframe.references`),
+the cast stage makes one reference picture per cast member, or takes the story's own, and each
+shot's keyframe is conditioned on the references of the members it shows (tasks/stages/cast.py).
 
 Every stage is a cached task that writes a file artifact and returns a small typed result: the
 artifact's reference and what the next stages need (tasks/stages/results.py), so this flow
@@ -37,6 +40,7 @@ from faceless.tasks.runtime import gpu, live
 from faceless.tasks.runtime.caching import with_store
 from faceless.tasks.stages.align import align_task
 from faceless.tasks.stages.animate import animate_task, expect_prompts
+from faceless.tasks.stages.cast import cast_members, cast_task, shot_references, takes_references
 from faceless.tasks.stages.compose import compose_task
 from faceless.tasks.stages.keyframe import keyframe_task
 from faceless.tasks.stages.music import music_task
@@ -65,10 +69,25 @@ def _storyboard(ledger, logger, plan, alignment, settings: dict, identities: dic
     return board
 
 
-def _keyframes(board, settings: dict, identity: dict) -> list:
-    """A keyframe task per shot (a shot whose prompt and seed are unchanged comes back Cached)."""
+def _cast(ledger, plan, settings: dict, identity: dict, images: dict) -> dict:
+    """A reference per cast member, {name: CastResult}, when the keyframe backend takes them
+    ({} otherwise): all made before the first keyframe, which is conditioned on them."""
+    members = cast_members(plan.cast, images) if takes_references(settings) else []
+    if not members:
+        return {}
+    futures = with_store(cast_task, retries=gpu.retries_for(settings)).map(
+        members, list(range(len(members))), unmapped(settings), unmapped(plan.style), unmapped(plan.seed),
+        unmapped(plan.negative_prompt), unmapped(identity))
+    wait(futures)
+    return {member["name"]: ledger.record("cast", future, i) for i, (member, future) in enumerate(zip(members, futures))}
+
+
+def _keyframes(board, settings: dict, identity: dict, cast: dict) -> list:
+    """A keyframe task per shot (a shot whose prompt, seed and references are unchanged comes
+    back Cached), conditioned on the references of the cast members it shows."""
     return with_store(keyframe_task, retries=gpu.retries_for(settings)).map(
-        board.keyframe_inputs(), board.indexes, unmapped(settings), unmapped(identity))
+        board.keyframe_inputs(), board.indexes, unmapped(settings), unmapped(identity),
+        [shot_references(shot.cast, cast) for shot in board.shots])
 
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -127,11 +146,13 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
 
     board = _storyboard(ledger, logger, plan, alignment, settings, identities)
     logger.info("%s: %d sentences in %d shots", plan.title, len(plan.sentences), len(board.shots))
+    cast = _cast(ledger, plan, settings["keyframe"], identities["keyframe"], inputs.cast_images)
     timeline = shot_timeline(board.starts, narration.duration, settings["compose"])
     # The view's count of stage tasks: these, the music, a keyframe and a clip a shot, compose.
     live.expect(len(ledger.stages) + (music_ref is not None) + 2 * len(board.shots) + 1)
 
-    make_keyframes = functools.partial(_keyframes, settings=settings["keyframe"], identity=identities["keyframe"])
+    make_keyframes = functools.partial(_keyframes, settings=settings["keyframe"], identity=identities["keyframe"],
+                                       cast=cast)
     keyframe_futures = make_keyframes(board)
     if review or review_edits:  # a person approves or edits the shots before animation (flows/review.py)
         board, keyframe_futures, stopped = review_storyboard(board, keyframe_futures, make_keyframes,
@@ -157,7 +178,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
     manifest = build_manifest(
         ledger=ledger, plan=plan, profile=profile, settings=settings, identities=identities, board=board,
         timeline=timeline, narration=narration, alignment=alignment, clips=clips, video=video,
-        music=music, music_ref=music_ref)
+        music=music, music_ref=music_ref, cast=cast)
     target = deliver.export(Path(out), plan.slug, video, narration, alignment, keyframes, manifest)
     report.publish(manifest, target)
     logger.info("%s", ledger.summary())

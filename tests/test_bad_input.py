@@ -73,12 +73,32 @@ def good_story(tmp_path: Path) -> Path:
     (b"---\ntitle: [unclosed\n---\nOnce upon a time.", "the story's front matter is not valid YAML"),
     (b"---\ncolour: red\n---\nOnce upon a time.", "unknown front matter field(s) colour"),
     (b"---\ncast: [Mara]\n---\nOnce upon a time.", "front matter cast must map each name"),
+    (b"---\ncast: {Mara: {description: a girl, photo: m.png}}\n---\nOnce.", "front matter cast Mara: unknown field(s) photo"),
+    (b"---\ncast: {Mara: {image: [m.png]}}\n---\nOnce.", "front matter cast Mara: image must be the path"),
+    (b"---\ncast: {Mara: {image: m.png}}\n---\nOnce.", "front matter cast Mara needs a description"),
     (b"---\ntitle: Only front matter\n---\n", "the story is empty"),
 ])
 def test_bad_story(tmp_path, content, message):
     story = tmp_path / "story.txt"
     story.write_bytes(content)
     assert_refused(run_cli(tmp_path, "render", str(story), "--out", "out"), message, tmp_path)
+
+
+@pytest.mark.parametrize("picture, message", [
+    (None, "cast image for Mara not found: "),
+    (b"not a picture at all", "cast image for Mara is not a picture: "),
+])
+def test_a_cast_image_that_is_missing_or_not_a_picture(tmp_path, picture, message):
+    """The picture is relative to the story file, and named in the one line."""
+    folder = tmp_path / "stories"
+    folder.mkdir()
+    if picture is not None:
+        (folder / "mara.png").write_bytes(picture)
+    story = folder / "story.txt"
+    story.write_text("---\ncast:\n  Mara: {description: a girl in a red coat, image: mara.png}\n---\n"
+                     "Mara ran.", encoding="utf-8")
+    result = run_cli(tmp_path, "render", str(story), "--out", "out")
+    assert_refused(result, message + str(folder / "mara.png"), tmp_path)
 
 
 def test_story_in_a_script_no_caption_font_draws(tmp_path):

@@ -1,8 +1,10 @@
-"""The studio code path end to end on tiny models (`--profile tiny`), and `--profile studio`
-refusing at once on a machine without the weights."""
+"""The studio code path end to end on tiny models (`--profile tiny`), cast references included
+(one member's picture given, one drawn), and `--profile studio` refusing at once on a machine
+without the weights."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -22,13 +24,25 @@ SMALL = ("--size", "360x640")  # what is checked here does not need the full fra
 
 STORY = (
     "Mira kept 12 paper boats on the windowsill of the tower room. "
-    "When the river rose, she set them sailing — one for every year her brother had been away, "
+    "When the river rose, she set them sailing — one for every year her brother Tomas had been away, "
     "each carrying a note folded small.\n"
     "By morning, the boats had reached the sea."
 )
-# Who is in it and how it looks: the shot writer must keep both in every prompt.
+# Who is in it and how it looks: the shot writer must keep both in every prompt. Mira's
+# reference is her picture, given; Tomas's is drawn from his description.
 FRONT_MATTER = ("---\nstyle: ink and watercolour, muted teal\ncast:\n"
-                "  Mira: a girl of twelve in a yellow raincoat\n---\n")
+                "  Mira: {{description: a girl of twelve in a yellow raincoat, image: pictures/mira.png}}\n"
+                "  Tomas: {tomas}\n---\n")
+TOMAS = "a thin young sailor with a blue cap"
+
+
+def write_picture(path) -> None:
+    from PIL import Image, ImageDraw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = Image.new("RGB", (96, 160), (230, 200, 40))
+    ImageDraw.Draw(picture).ellipse((28, 10, 68, 50), fill=(240, 210, 180))
+    picture.save(path)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +50,8 @@ def tiny(prefect_server, models_home, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-e2e")
     env = make_env(prefect_server, root / "home", models_home)
     story = root / "paper-boats.txt"
-    story.write_text(FRONT_MATTER + STORY, encoding="utf-8")
+    story.write_text(FRONT_MATTER.format(tomas=TOMAS) + STORY, encoding="utf-8")
+    write_picture(root / "pictures" / "mira.png")
     out = root / "out"
     # The tiny profile with shots of about 2 s: the tiny voice speaks this story in about 4 s,
     # and the review below needs more than one shot.
@@ -60,8 +75,8 @@ def test_tiny_profile_renders_through_the_studio_backends(tiny):
     assert manifest["models"]["align"].startswith("tiny:whisper@")
     assert manifest["narration"]["backend"] == "bark" and manifest["narration"]["sample_rate"] == 24_000
     assert manifest["seeds"] == [s["seed"] for s in manifest["scenes"]]
-    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "writer", "keyframe",
-                                                        "animate", "compose"}
+    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "writer", "cast",
+                                                        "keyframe", "animate", "compose"}
     # The tiny voice speaks about a second a sentence: short sentences join into shots of 2-6 s.
     for shot in manifest["scenes"]:
         assert shot["frames"] / 24 <= 6.0 + 1 / 24 and 1 <= shot["windows"] <= 2, shot
@@ -144,6 +159,7 @@ def test_studio_without_weights_refuses_within_a_minute_naming_every_model(tmp_p
                  "stabilityai/stable-video-diffusion-img2vid-xt", "suno/bark-small", "Systran/faster-whisper-large-v3"):
         assert f"hf download {repo}" in lines[0]
     assert "hf download Qwen/Qwen2.5-3B-Instruct" in lines[0]  # the shot writer's model, named too
+    assert "hf download h94/IP-Adapter sdxl_models/ip-adapter_sdxl.safetensors" in lines[0]  # and the IP-Adapter
     assert not (tmp_path / "out").exists(), "nothing is written before the check"
 
 
@@ -174,3 +190,40 @@ def test_terminal_review_prints_the_storyboard_then_takes_edits_from_a_file(tiny
     assert manifest["scenes"][-1]["prompt"] == "a lighthouse at dusk, waves breaking, wide shot"
     computed = {(r["stage"], r["scene"]) for r in manifest["stages"] if not r["cached"]}
     assert computed == {("keyframe", last), ("animate", last), ("compose", None)}, computed
+
+
+def test_each_shot_is_conditioned_on_the_references_of_the_cast_it_shows(tiny):
+    """One reference per member, made once: Mira's picture as given (its hash), Tomas's drawn;
+    each keyframe conditioned on exactly the members its shot shows."""
+    manifest = tiny["manifest"]
+    runs = [r for r in manifest["stages"] if r["stage"] == "cast"]
+    assert sorted(r["scene"] for r in runs) == [0, 1] and not any(r["cached"] for r in runs)
+    picture = (tiny["root"] / "pictures" / "mira.png").read_bytes()
+    assert manifest["cast"]["Mira"]["source"] == "given"
+    assert manifest["cast"]["Mira"]["sha256"] == hashlib.sha256(picture).hexdigest()
+    [given] = tiny["home"].glob(f"artifacts/cast/{manifest['cast']['Mira']['key']}/reference.png")
+    assert given.read_bytes() == picture  # used as given, not redrawn or re-encoded
+    assert manifest["cast"]["Tomas"]["source"] == "drawn" and manifest["cast"]["Tomas"]["description"] == TOMAS
+    for shot in manifest["scenes"]:
+        assert shot["references"] == shot["cast"], shot
+    assert {name for shot in manifest["scenes"] for name in shot["references"]} == {"Mira", "Tomas"}
+    assert manifest["models"]["keyframe"]["ip_adapter"].startswith("tiny:ip-adapter-sdxl@")
+
+
+def test_a_changed_description_remakes_only_that_reference_and_the_shots_showing_them(tiny):
+    """Tomas described anew: his reference, and the keyframes and clips of his shots, are made
+    again; the story's text changed, so plan, storyboard, writer and compose run; nothing else."""
+    story = tiny["root"] / "changed" / "paper-boats.txt"
+    story.parent.mkdir()
+    story.write_text(FRONT_MATTER.format(tomas="an old sailor with a white beard") + STORY, encoding="utf-8")
+    write_picture(story.parent / "pictures" / "mira.png")  # the same picture, elsewhere: still cached
+    out = tiny["root"] / "changed-out"
+    render(tiny["env"], story, out, "--profile", tiny["profile"], *SMALL)
+    manifest = json.loads((out / "paper-boats" / "manifest.json").read_text())
+    tomas = {s["index"] for s in manifest["scenes"] if "Tomas" in s["references"]}
+    assert tomas and len(tomas) < len(manifest["scenes"]), manifest["scenes"]
+    computed = {(r["stage"], r["scene"]) for r in manifest["stages"] if not r["cached"]}
+    assert computed == {("plan", None), ("storyboard", None), ("writer", None), ("cast", 1), ("compose", None),
+                        *{(stage, i) for i in tomas for stage in ("keyframe", "animate")}}, computed
+    assert manifest["cast"]["Mira"] == tiny["manifest"]["cast"]["Mira"]
+    assert manifest["cast"]["Tomas"]["key"] != tiny["manifest"]["cast"]["Tomas"]["key"]

@@ -5,6 +5,14 @@ refiner continues the same schedule from those latents (the "ensemble of experts
 refiner), so the image is decoded once, at the end. Base and refiner share `text_encoder_2` and
 the VAE, and are placed on the GPU together (tasks/runtime/placement.py): one family, one set of
 hooks.
+
+With `references` set, the base is conditioned on cast reference pictures through the
+IP-Adapter (h94/IP-Adapter's SDXL adapter, Apache-2.0, with its ViT-bigG image encoder): loaded
+into the base once, before the family is placed, so the image encoder is placed with it. A shot
+showing several members hands all their pictures to the one adapter (diffusers takes a list of
+images per adapter and gives each its own image tokens), rather than a collage, which the image
+encoder's centre crop would cut. A shot showing nobody runs at scale 0 (the adapter's attention
+is skipped: the picture is the plain base's).
 """
 
 from __future__ import annotations
@@ -21,12 +29,25 @@ LABEL = "SDXL base + refiner"
 FAMILY = "sdxl"
 SIZE_MULTIPLE = 8
 MODELS = {"base": "diffusers", "refiner": "diffusers"}  # its model settings: the kind of folder each is
+REFERENCES = True  # conditioned on cast references, when the section's `references` is set
+
+# Where an IP-Adapter folder (h94/IP-Adapter's layout, and its tiny twin's) keeps the SDXL
+# adapter; its image encoder is in the image_encoder folder beside it.
+IP_ADAPTER_SUBFOLDER = "sdxl_models"
+IP_ADAPTER_WEIGHTS = "ip-adapter_sdxl.safetensors"
+
+
+def section_models(section: dict) -> list[tuple[str, str, str]]:
+    """(setting, spec, kind) of the models a section loads beyond MODELS: the IP-Adapter."""
+    references = section.get("references")
+    return [("references.ip_adapter", references["ip_adapter"], "ip-adapter")] if references else []
 
 
 def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: int, settings: dict,
-                      on_step=None, prompt_2: str = ""):
+                      on_step=None, prompt_2: str = "", ip_adapter_image=None):
     """Run the ensemble; returns (PIL image, base latents). `on_step` is a diffusers
-    callback_on_step_end called after every denoising step of both models."""
+    callback_on_step_end called after every denoising step of both models; `ip_adapter_image`,
+    for a base with an IP-Adapter loaded, goes to the base only (the refiner has none)."""
     import torch
 
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -41,9 +62,10 @@ def base_then_refiner(base, refiner, prompt: str, negative_prompt: str, seed: in
         callback_on_step_end=on_step,
     )
     split = settings["high_noise_frac"]
+    adapter = {"ip_adapter_image": ip_adapter_image} if ip_adapter_image is not None else {}
     latents = base(
         **common, width=settings["width"], height=settings["height"],
-        denoising_end=split, output_type="latent",
+        denoising_end=split, output_type="latent", **adapter,
     ).images
     if torch.isnan(latents).any():  # fp16 overflow shows up here first; a NaN image is black
         raise FloatingPointError("SDXL base produced NaN latents: corrupt weights, or an overflow in fp16")
@@ -82,21 +104,58 @@ def _load(base_spec: str, refiner_spec: str):
     return base, refiner
 
 
-def make_keyframe(shot: dict, index: int, settings: dict, progress, models):
+def ensure_ip_adapter(base, spec: str) -> None:
+    """Load the IP-Adapter `spec` into the base pipeline once (the caller holds the model turn)."""
+    from faceless.tasks.models.specs import resolve
+
+    if getattr(base, "_faceless_ip_adapter", None) == spec:
+        return
+    if getattr(base, "_faceless_ip_adapter", None):  # another adapter, with its own image encoder
+        base.unload_ip_adapter()
+    base.load_ip_adapter(str(resolve(spec, "ip-adapter")), subfolder=IP_ADAPTER_SUBFOLDER,
+                         weight_name=IP_ADAPTER_WEIGHTS)
+    base._faceless_ip_adapter = spec
+
+
+def adapter_inputs(base, settings: dict, references: list) -> object:
+    """The base's `ip_adapter_image` for one picture (None without an adapter in the profile):
+    the references' pictures at the profile's scale, or, for a picture with none, a grey
+    stand-in at scale 0, since a UNet with an adapter loaded asks for image embeddings."""
+    from PIL import Image
+
+    if not settings.get("references"):
+        if getattr(base, "_faceless_ip_adapter", None):  # loaded for other settings in this process
+            base.unload_ip_adapter()
+            base._faceless_ip_adapter = None
+        return None
+    ensure_ip_adapter(base, settings["references"]["ip_adapter"])
+    pictures = [Image.open(path).convert("RGB") for _, path in references]
+    base.set_ip_adapter_scale(settings["references"]["scale"] if pictures else 0.0)
+    return [pictures or [Image.new("RGB", (224, 224), (128, 128, 128))]]  # one list: one adapter
+
+
+def make_keyframe(shot: dict, index: int, settings: dict, progress, models, references: list = ()):
     """The keyframe stage's call: (PIL image, what the manifest records). `models`: the models
-    package, passed in by the stage."""
+    package, passed in by the stage; `references`: (name, picture path) of the cast members the
+    shot shows."""
     from faceless.tasks.runtime import gpu, placement
 
     def on_gpu():
         base, refiner = load_cached(settings["base"], settings["refiner"])
         device = getattr(base, "_execution_device", base.device)
         with models.model_turn(FAMILY, device, settings["cpu_threads"]):
+            # Before placing: the adapter's image encoder is placed with the family.
+            ip_adapter_image = adapter_inputs(base, settings, list(references))
             # Base and refiner share text_encoder_2 and the VAE: placed together, one set of hooks.
             where = placement.ensure_placed("keyframe", FAMILY, NAME, (base, refiner), settings)
-            with gpu.memory_knobs(base, settings), gpu.memory_knobs(refiner, settings):
+            # Attention slicing would swap out the adapter's own attention processors (its
+            # image tokens with them): with an adapter, only the refiner slices.
+            base_knobs = {**settings, "attention_slicing": False} if ip_adapter_image is not None else settings
+            with gpu.memory_knobs(base, base_knobs), gpu.memory_knobs(refiner, settings):
                 gpu.inject_fault("keyframe", index)
                 return where, *base_then_refiner(base, refiner, shot["prompt"], shot["negative_prompt"], shot["seed"],
-                                                 settings, on_step=progress.step_callback(), prompt_2=shot["prompt_2"])
+                                                 settings, on_step=progress.step_callback(), prompt_2=shot["prompt_2"],
+                                                 ip_adapter_image=ip_adapter_image)
 
     where, image, latents = gpu.on_gpu(f"keyframe[{index}]", on_gpu)
     return image, {"latent_shape": list(latents.shape), "placement": where}
@@ -116,6 +175,12 @@ class Rung(RungSection):
 # (model_cpu_offload, vae_tiling, attention_slicing, forward_chunking; all off by default),
 # which its degrade ladder turns on one rung at a time after an out-of-memory error.
 
+class References(Section):
+    """The IP-Adapter that conditions the base on cast references (tasks/stages/cast.py)."""
+    ip_adapter: str  # a model spec: a folder in h94/IP-Adapter's layout (sdxl_models/...)
+    scale: float = 0.6  # how strongly a reference steers the picture (0: not at all, 1: mostly)
+
+
 class SdxlKeyframe(Section):
     backend: Literal["sdxl-ensemble"] = "sdxl-ensemble"
     base: str
@@ -133,6 +198,7 @@ class SdxlKeyframe(Section):
     attention_slicing: bool = False
     forward_chunking: bool = False
     degrade: list[Rung] = []
+    references: References | None = None  # condition shots on cast references (None: off)
 
 
 SETTINGS = SdxlKeyframe

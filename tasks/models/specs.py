@@ -21,10 +21,19 @@ class ModelMissingError(RuntimeError):
 
 # What a model folder must hold, by the library that loads it.
 MARKERS = {"diffusers": "model_index.json", "transformers": "config.json", "ctranslate2": "model.bin",
-           "kokoro": "kokoro-v1_0.pth"}
+           "kokoro": "kokoro-v1_0.pth",
+           # An IP-Adapter folder in h94/IP-Adapter's layout (tasks/backends/sdxl.py), its image
+           # encoder in sdxl_models/image_encoder.
+           "ip-adapter": "sdxl_models/ip-adapter_sdxl.safetensors"}
+
+# Repositories of which a profile needs only some files (h94/IP-Adapter holds every variant,
+# many gigabytes): the download names them. Their folder is checked for its marker file too.
+PARTS = {"h94/IP-Adapter": ("sdxl_models/ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder/config.json",
+                              "sdxl_models/image_encoder/model.safetensors")}
+
 
 def fetch_hint(repo_id: str) -> str:
-    return f"`hf download {repo_id}`"
+    return f"`hf download {' '.join((repo_id, *PARTS.get(repo_id, ())))}`"
 
 
 def _hf_snapshot(repo_id: str) -> Path:
@@ -50,7 +59,11 @@ def resolve(spec: str, kind: str = "diffusers") -> Path:
     if spec.startswith("tiny:"):
         return ensure_tiny(spec.removeprefix("tiny:"))
     if spec.startswith("hf:"):
-        return _hf_snapshot(spec.removeprefix("hf:"))
+        path = _hf_snapshot(spec.removeprefix("hf:"))
+        if kind == "ip-adapter" and not (path / MARKERS[kind]).is_file():  # a snapshot without the file we need
+            raise ModelMissingError(f"model {spec.removeprefix('hf:')} has no {MARKERS[kind]} in the Hugging Face "
+                                    f"cache ({hf_home()}); fetch it with {fetch_hint(spec.removeprefix('hf:'))}")
+        return path
     path = Path(spec).expanduser()
     if not (path / MARKERS[kind]).is_file():
         raise ModelMissingError(f"model directory {path} has no {MARKERS[kind]}")
@@ -70,6 +83,9 @@ def profile_models(profile: dict) -> list[tuple[str, str, str]]:
         name = backends.of_section(stage, profile[stage])
         for setting, kind in (getattr(backends.get(name), "MODELS", {}) if name else {}).items():
             found.append((f"{stage}.{setting}", profile[stage][setting], kind))
+        # Models a section loads beyond MODELS, by its settings (SDXL's IP-Adapter, when set).
+        extra = getattr(backends.get(name), "section_models", None) if name else None
+        found += [(f"{stage}.{setting}", spec, kind) for setting, spec, kind in (extra(profile[stage]) if extra else [])]
     return found
 
 

@@ -126,6 +126,42 @@ def _build_tiny_svd(directory: Path) -> None:
     pipe.save_pretrained(str(directory))
 
 
+def _build_tiny_ip_adapter(directory: Path) -> None:
+    """An SDXL IP-Adapter for the tiny SDXL base, in h94/IP-Adapter's layout (what
+    `load_ip_adapter(folder, subfolder="sdxl_models", weight_name=...)` reads): a tiny CLIP
+    image encoder in sdxl_models/image_encoder, and the adapter's weights: `image_proj` (the
+    image embedding to 4 tokens of the UNet's cross-attention width) and, for each
+    cross-attention of the UNet, `to_k_ip`/`to_v_ip` under the odd numbers diffusers' loader
+    counts them by (1, 3, 5, ...: the original's index among all attention processors)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    quiet_libraries()
+    unet = UNet2DConditionModel.from_pretrained(str(ensure_tiny("sdxl-base") / "unet"))
+    torch.manual_seed(4)
+    embed_dim, width = 32, unet.config.cross_attention_dim
+    # A small picture size: diffusers makes the adapter's CLIPImageProcessor at the encoder's own.
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        projection_dim=embed_dim, image_size=64, patch_size=16,
+    ))
+    encoder.save_pretrained(str(directory / "sdxl_models" / "image_encoder"))
+    tensors = {"image_proj.proj.weight": torch.randn(4 * width, embed_dim) * 0.05,
+               "image_proj.proj.bias": torch.zeros(4 * width),
+               "image_proj.norm.weight": torch.ones(width), "image_proj.norm.bias": torch.zeros(width)}
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):  # self-attention: no adapter weights
+            continue
+        hidden = unet.get_submodule(name.removesuffix(".processor")).to_q.weight.shape[0]
+        for projection in ("to_k_ip", "to_v_ip"):
+            tensors[f"ip_adapter.{key_id}.{projection}.weight"] = torch.randn(hidden, width) * 0.05
+        key_id += 2
+    save_file(tensors, str(directory / "sdxl_models" / "ip-adapter_sdxl.safetensors"))
+
+
 # name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.
 # The backends that keep their twin in their own module (tasks/backends/, their TINY_MODELS)
 # are added by tiny_models().
@@ -133,6 +169,7 @@ _BUILT_HERE = {
     "sdxl-base": (lambda d: _build_tiny_sdxl(d, refiner=False), "model_index.json", TINY_VERSION),
     "sdxl-refiner": (lambda d: _build_tiny_sdxl(d, refiner=True), "model_index.json", TINY_VERSION),
     "svd": (_build_tiny_svd, "model_index.json", TINY_VERSION),
+    "ip-adapter-sdxl": (_build_tiny_ip_adapter, "sdxl_models/ip-adapter_sdxl.safetensors", 1),
 }
 
 

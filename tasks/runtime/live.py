@@ -66,6 +66,9 @@ def progress(run_id, done: int, total: int, unit: str) -> None:
 
 
 def _label(task, parameters: dict) -> str:
+    member = parameters.get("member")
+    if isinstance(member, dict) and member.get("name"):  # the cast stage: a member, not a shot
+        return f"{task.name} {member['name']}"
     labels = getattr(task.cache_policy, "labels", ()) or ()
     scene = next((parameters[name] for name in labels if name in parameters), None)
     return task.name if scene is None else f"{task.name} shot {scene}"

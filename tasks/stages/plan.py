@@ -12,11 +12,17 @@ A story may start with YAML front matter between two `---` lines:
     setting: a sleeper train crossing snowy mountains at night
     cast:
       Mara: a girl of ten in a red wool coat, dark curls
-      Mr. Okafor: a tall conductor with a grey beard and a brass lantern
+      Mr. Okafor:
+        description: a tall conductor with a grey beard and a brass lantern
+        image: okafor.png
     seed: 7
     language: en
     ---
     Mara could not sleep. ...
+
+A cast member is a description, or a description and `image`: a picture of them, its path
+relative to the story file, used as their reference picture (tasks/stages/cast.py) instead of
+one made from the description. Preflight checks the picture before any work.
 
 `language` is a BCP 47 tag (es, fr, pt-BR); without it the story's language is detected from
 its text (tasks/text/language.py). Sentences are split by that language's rules, and the
@@ -65,6 +71,8 @@ class FrontMatter:
     style: str | None = None  # replaces the profile's plan.style
     setting: str = ""  # where the story happens: goes into every shot's prompt
     cast: dict[str, str] = field(default_factory=dict)  # name -> how they look
+    # name -> the path of their picture, as the front matter wrote it (relative to the story file)
+    cast_images: dict[str, str] = field(default_factory=dict)
     seed: int | None = None  # replaces the profile's plan.seed
     language: str | None = None  # a BCP 47 tag; None: detected from the story
 
@@ -117,9 +125,7 @@ def split_front_matter(text: str) -> tuple[FrontMatter, str]:
     for name in ("title", "style", "setting", "language"):
         if data.get(name) is not None and not isinstance(data[name], (str, int, float)):
             raise StoryError(f"front matter {name} must be text")
-    cast = data.get("cast") or {}
-    if not isinstance(cast, dict) or not all(isinstance(v, (str, int, float)) for v in cast.values()):
-        raise StoryError("front matter cast must map each name to a description (Name: what they look like)")
+    cast, cast_images = _cast(data.get("cast") or {})
     seed: Any = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise StoryError(f"front matter seed must be a whole number >= 0, not {seed!r}")
@@ -127,11 +133,40 @@ def split_front_matter(text: str) -> tuple[FrontMatter, str]:
         title=_one_line(data.get("title")) or None,
         style=_one_line(data.get("style")),
         setting=_one_line(data.get("setting")) or "",
-        cast={_one_line(k): _one_line(v) for k, v in cast.items() if _one_line(k)},
+        cast=cast,
+        cast_images=cast_images,
         seed=seed,
         language=_language(data.get("language")),
     )
     return front, text.lstrip(" \t\n")[match.end():]
+
+
+def _cast(cast: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The cast's descriptions and pictures: each member is `Name: description` or
+    `Name: {description: ..., image: picture.png}` (the picture is checked by preflight)."""
+    shape = ("front matter cast must map each name to a description (Name: what they look like) "
+             "or to {description: ..., image: picture.png}")
+    if not isinstance(cast, dict):
+        raise StoryError(shape)
+    descriptions, images = {}, {}
+    for key, value in cast.items():
+        name = _one_line(key)
+        if not name:
+            continue
+        if isinstance(value, dict):
+            unknown = sorted(str(k) for k in value if k not in ("description", "image"))
+            if unknown:
+                raise StoryError(f"front matter cast {name}: unknown field(s) {', '.join(unknown)}; "
+                                 "known: description, image")
+            value, image = value.get("description"), value.get("image")
+            if image is not None:
+                if not isinstance(image, str) or not image.strip():
+                    raise StoryError(f"front matter cast {name}: image must be the path of a picture")
+                images[name] = image.strip()
+        if not isinstance(value, (str, int, float)):
+            raise StoryError(f"front matter cast {name} needs a description (what they look like); " + shape)
+        descriptions[name] = _one_line(value)
+    return descriptions, images
 
 
 def _language(value: Any) -> str | None:

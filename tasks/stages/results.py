@@ -164,6 +164,23 @@ class Storyboard(StageResult):
         return [shot.model_dump(include=set(KEYFRAME_INPUTS)) for shot in self.shots]
 
 
+class CastResult(StageResult):
+    """reference.png (drawn) or reference.<ext> (the user's picture): one cast member's reference."""
+
+    name: str
+    description: str
+
+    @property
+    def file(self) -> str:
+        """The reference picture's name in the artifact."""
+        return self.meta["file"]
+
+    def summary(self) -> dict:
+        """What the manifest records about the member's reference."""
+        return {"description": self.description, "source": self.meta["source"], "sha256": self.meta["sha256"],
+                "key": self.key}
+
+
 class KeyframeResult(StageResult):
     """keyframe.png, one shot's picture."""
 
