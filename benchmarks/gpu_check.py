@@ -436,6 +436,8 @@ def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, fu
     profile = write_profile(name, root / "profile.yaml", full, built, story, speech)
     if full and profile["storyboard"]["writer"] == "rules":
         print("shot writer: left out at full size (no random-weight Qwen twin yet); the storyboard is written by rules")
+    if full and name == "studio":
+        print("cast references: left out at full size (no random-weight IP-Adapter yet); keyframes take none")
     print(f"profile: {root / 'profile.yaml'} ({profile['description']}; random-weight settings: "
           f"{random_weight_caps(profile) or 'none'})")
     budget_section(name, profile, story, speech, tflops, full)

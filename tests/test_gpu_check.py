@@ -61,8 +61,10 @@ def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
     assert out.count("pass 2 skipped: the memory cap is CUDA-only") == 2 and "attempts  degraded" in out
     assert "pass 1 completed: studio yes, modern yes" in out
     # The models were built in the scratch folder and each profile points at its own.
-    # (The shot writer stays the registry's tiny twin: at full size the check writes by rules.)
-    studio_yaml, modern_yaml = ((tmp_path / "scratch" / name / "profile.yaml").read_text().replace("tiny:shot-writer", "")
+    # (The shot writer and the IP-Adapter stay the registry's tiny twins: at full size the check
+    # writes by rules and makes keyframes without cast references.)
+    studio_yaml, modern_yaml = ((tmp_path / "scratch" / name / "profile.yaml").read_text()
+                                .replace("tiny:shot-writer", "").replace("tiny:ip-adapter-sdxl", "")
                                 for name in ("studio", "modern"))
     assert str(tmp_path / "scratch" / "studio" / "models" / "svd") in studio_yaml and "tiny:" not in studio_yaml
     for family in ("kokoro", "flux-schnell", "wan"):
