@@ -75,10 +75,12 @@ def _voice(profile: str, language: str, voice: str = "") -> dict:
 
 def test_each_profile_chooses_its_voice_for_the_language():
     assert _voice("offline", "en")["backend"] == "piper" and _voice("offline", "en")["voice"] == "en_US-joe-medium"
-    for language, voice, gap in (("es", "es+klatt", 0), ("fr", "fr+klatt6", 0), ("de", "de+m1", 60), ("ar", "ar", 0)):
+    for language, voice, gap, pace in (("es", "es+klatt", 0, 120), ("fr", "fr+klatt6", 0, 120),
+                                       ("de", "de+m1", 80, 100), ("ar", "ar", 0, 120)):
         chosen = _voice("offline", language)
-        assert (chosen["backend"], chosen["voice"], chosen["word_gap_ms"], chosen["language"]) == (
-            "espeak", voice, gap, language)
+        assert (chosen["backend"], chosen["voice"], chosen["word_gap_ms"], chosen["words_per_minute"],
+                chosen["language"]) == ("espeak", voice, gap, pace, language)
+        assert "rates_wpm" not in chosen and "word_gaps_ms" not in chosen  # the one pace and gap used
     assert _voice("offline", "pt-BR")["voice"] == "pt-br" and _voice("offline", "de-AT")["voice"] == "de+m1"
     assert _voice("modern", "es")["voice"] == "ef_dora" and _voice("modern", "fr")["voice"] == "ff_siwis"
     assert _voice("modern", "pt")["voice"] == "pf_dora"  # the only Portuguese voice Kokoro has

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow  # five renders and a real Whisper
 STORIES = ROOT / "tests" / "stories" / "languages"
 OFFLINE = {"es": "es-la-carta", "fr": "fr-le-bateau-rouge", "de": "de-die-alte-karte", "ar": "ar-al-bahr"}
 HEARD_AT_LEAST = 0.8
+WHISPER_SLACK_S = 0.3
 
 
 def _words(text: str) -> list[str]:
@@ -100,7 +101,11 @@ def test_whisper_hears_the_story_in_its_language_inside_its_cues(renders, whispe
         _, _, cue = story[a]
         word = sounds[b][1]
         middle = (word.start + word.end) / 2
-        assert cue.start.total_seconds() <= middle <= cue.end.total_seconds(), (word, cue)
+        # Whisper's word times come from its cross-attention and are coarse: a word after a
+        # pause can start up to a few tenths early (German "mit" heard from 3.20 s, its cue and
+        # eSpeak's word event at 3.80 s). Its middle must fall in the cue, give or take 0.3 s.
+        assert cue.start.total_seconds() - WHISPER_SLACK_S <= middle <= cue.end.total_seconds() + WHISPER_SLACK_S, (
+            word, cue)
 
 
 def test_spanish_manifest_names_the_language_and_a_spanish_voice(renders):

@@ -91,6 +91,8 @@ def choose(narrate: dict, language: str, voice: str = "", profile: str = "the pr
             chosen = {**narrate, "voice": espeak_voice}
         gaps = chosen.pop("word_gaps_ms")  # the one gap this story's language takes, for the cache key
         chosen["word_gap_ms"] = lookup(gaps, language) or 0
+        rates = chosen.pop("rates_wpm")  # likewise the one pace
+        chosen["words_per_minute"] = lookup(rates, language) or chosen["words_per_minute"]
     else:
         chosen = {**narrate, key: spec}
     chosen.pop("voices", None)  # the table stays in the profile; narrate's key holds the one voice used
