@@ -143,7 +143,8 @@ def test_batch_of_four_runs_on_both_workers_with_every_artifact_in_the_bucket(cl
     ids = {name: start_run(cluster, write_story(tmp_path, name), out) for name in ("fox", "heron", "baker", "kite")}
     runs = {name: finished(cluster, run_id) for name, run_id in ids.items()}
     cluster["timings"]["batch of four"] = time.monotonic() - started
-    assert {name: r["state_type"] for name, r in runs.items()} == dict.fromkeys(ids, "COMPLETED")
+    assert {name: r["state_type"] for name, r in runs.items()} == dict.fromkeys(ids, "COMPLETED"), {
+        name: (r["state_name"], r["state"].get("message")) for name, r in runs.items()}
     rendered_by = {}
     for name in ids:
         manifest = json.loads(s3(cluster).get_object(Bucket=BUCKET, Key=f"batch/{name}/manifest.json")["Body"].read())

@@ -308,6 +308,18 @@ def _page_text(page) -> str:
     return re.sub(r"\s+", " ", page.inner_text("body"))
 
 
+def _after_submit(stack: dict, deployment: dict, page) -> str:
+    """What to look at when Submit made no run: where the page is, the end of its text (the
+    form's errors and any toast are there), the deployment's runs and the server's errors."""
+    runs = api(stack, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
+    log = stack["home"] / "server.log"
+    errors = [line for line in (log.read_text(errors="replace").splitlines() if log.exists() else [])
+              if re.search(r'error|HTTP/1\.1" [45]\d\d', line, re.IGNORECASE)]
+    text = _page_text(page)
+    return (f"page {page.url}; its end: ...{text[-1500:]}\nruns: {[(r['name'], r['parameters']) for r in runs]}\n"
+            f"server log lines with errors: {errors[-20:]}")
+
+
 def _open_custom_run(page, stack: dict, deployment: dict) -> None:
     """From the deployment's page, as a user: Run, then Custom run."""
     page.goto(f"{stack['ui']}/v2/deployments/deployment/{deployment['id']}", wait_until="networkidle", timeout=180_000)
@@ -372,7 +384,7 @@ def test_custom_run_form_takes_a_typed_story_and_renders_it_in_chromium(stack, t
                 time.sleep(2)
             if not runs:
                 page.screenshot(path=str(shots / "custom-run-submitted.png"), full_page=True)
-                raise AssertionError(f"no run 180 s after Submit; the page: {_page_text(page)[:2000]}")
+                raise AssertionError(f"no run 180 s after Submit; {_after_submit(stack, deployment, page)}")
         finally:
             browser.close()
     assert len(runs) == 1, runs
