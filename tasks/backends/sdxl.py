@@ -93,8 +93,11 @@ def _load(base_spec: str, refiner_spec: str):
 
     _, dtype = device_and_dtype()
     base = StableDiffusionXLPipeline.from_pretrained(str(resolve(base_spec)), dtype=dtype)
+    # The refiner's second text encoder, its tokenizer and the VAE are the base's own (the same
+    # files in both repositories): shared, not loaded twice.
     refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(
-        str(resolve(refiner_spec)), text_encoder_2=base.text_encoder_2, vae=base.vae, dtype=dtype,
+        str(resolve(refiner_spec)), text_encoder_2=base.text_encoder_2, tokenizer_2=base.tokenizer_2, vae=base.vae,
+        dtype=dtype,
     )
     if dtype == torch.float16:
         # SDXL's VAE overflows in fp16 (NaN, black pictures): have the pipelines decode in fp32.
