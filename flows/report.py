@@ -3,6 +3,10 @@
 Both are made at flow level from the manifest: a cached task never runs its body, so a
 summary made inside the stages would be missing exactly when a re-render is all cache hits.
 
+A render with cast references also gets its cast sheet (`<slug>-cast`): each member's reference
+picture, name and description, and whether the picture was drawn or given; the storyboard
+review shows the same sheet above its shots (`cast_table`, flows/review.py).
+
 The Prefect UI shows image artifacts only as a link, and it cannot reach files on the
 worker's disk. So each keyframe goes into the summary as a small JPEG `data:` URI: the
 markdown renderer draws it inline, with nothing to serve and nothing to break when the
@@ -22,6 +26,7 @@ from PIL import Image
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from faceless.tasks.backends import base as backends
+from faceless.tasks.stages.results import CastResult
 
 THUMB_WIDTH = 180  # in the summary: enough to recognise a shot, a few kB a shot
 STRIP_WIDTH = 54   # in the run page's list of artifacts
@@ -112,6 +117,41 @@ def summary_description(manifest: dict, target: Path) -> str:
             f"{degraded} degraded; video `{target / 'video.mp4'}` {pictures}")
 
 
+def cast_table(cast: dict[str, CastResult], shots: dict[str, list[int]]) -> list[str]:
+    """The cast sheet as the lines of a markdown table, a row per member: the reference picture,
+    the name, the description, whether the picture was drawn or given (with its sha256, as the
+    manifest records it) and `shots`, the indexes of the shots that show them."""
+    lines = ["| member | reference | description | picture | shots |", "|---|---|---|---|---|"]
+    for name, reference in cast.items():
+        made = reference.summary()
+        how = "drawn from the description" if made["source"] == "drawn" else "given by the user"
+        alt = name.replace("[", "").replace("]", "")
+        lines.append(f"| {_cell(name)} | ![{_cell(alt)} reference]({thumbnail_uri(reference.picture)}) | "
+                     f"{_cell(reference.description)} | {how}, sha256 `{made['sha256']}` | "
+                     f"{', '.join(map(str, shots.get(name, []))) or 'none'} |")
+    return lines
+
+
+def cast_markdown(manifest: dict, cast: dict[str, CastResult]) -> str:
+    """The cast sheet of a render with cast references: each member's reference picture and the
+    shots whose keyframes it conditioned (the manifest's `references`)."""
+    shots = {name: [shot["index"] for shot in manifest["scenes"] if name in shot["references"]] for name in cast}
+    lines = [f"# Cast: {manifest['story']['title']}", "",
+             "Each member's reference picture: the keyframe of every shot that shows them is conditioned on it.", "",
+             *cast_table(cast, shots)]
+    return "\n".join(lines) + "\n"
+
+
+def publish_cast(manifest: dict, cast: dict[str, CastResult]) -> None:
+    """The cast sheet artifact (`<slug>-cast`), for a render with cast references only."""
+    if not cast:
+        return
+    story = manifest["story"]
+    create_markdown_artifact(cast_markdown(manifest, cast), key=f"{story['slug']}-cast",
+                             description=f"Cast of {story['title']}: {_count(len(cast), 'member')}, "
+                                         "each with the reference picture the shots showing them are conditioned on")
+
+
 def placements(stages: list[dict]) -> str:
     """Each GPU stage's placement (the memory plan's, docs/gpu-memory.md) and predicted peak."""
     seen: dict[str, set[str]] = {}
@@ -132,10 +172,12 @@ def stage_rows(stages: list[dict]) -> list[dict]:
             for r in stages]
 
 
-def publish(manifest: dict, target: Path) -> None:
-    """The run's summary (`<slug>-summary`) and stage table (`<slug>-stages`) artifacts."""
+def publish(manifest: dict, target: Path, cast: dict[str, CastResult] | None = None) -> None:
+    """The run's summary (`<slug>-summary`) and stage table (`<slug>-stages`) artifacts, and its
+    cast sheet (`<slug>-cast`) when the keyframes were conditioned on cast references."""
     slug = manifest["story"]["slug"]
     create_markdown_artifact(summary_markdown(manifest, target), key=f"{slug}-summary",
                              description=summary_description(manifest, target))
     create_table_artifact(stage_rows(manifest["stages"]), key=f"{slug}-stages",
                           description="Stages of this run: computed or cached, seconds, attempts, degradation")
+    publish_cast(manifest, cast or {})

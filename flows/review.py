@@ -10,6 +10,8 @@ part) starts.
   `suspend_flow_run` with the same key hands back the submitted form, and only the shots whose
   prompt or seed changed get new keyframes (their keys hold prompt and seed). If anything
   changed, the review shows again (key `review-1`, `review-2`...) with the new keyframes.
+- With cast references, both show the cast sheet above the shots (each member's reference
+  picture and description, flows/report.py) and the members each shot shows.
 - `faceless render --review` prints the same storyboard on stderr with the keyframes' paths and
   takes edits from a file (`--review-edits FILE`, or a path typed at the prompt; Enter
   approves). A file is applied once: the run then continues with it.
@@ -33,7 +35,7 @@ import yaml
 from prefect.futures import wait
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from faceless.tasks.stages.results import Storyboard
+from faceless.tasks.stages.results import CastResult, Storyboard
 from faceless.tasks.text.prompts import MAX_TOKENS, count_tokens, fit
 
 REVIEW_TIMEOUT_S = 7 * 24 * 3600  # how long a suspended run waits for a person before it fails
@@ -148,31 +150,55 @@ def edits_from_form(board: Storyboard, answer) -> dict[int, ShotEdit]:
 
 # -- what a person sees -----------------------------------------------------------------------------
 
-def storyboard_markdown(board: Storyboard, keyframes: list[Path], title: str, round_: int) -> str:
-    from faceless.flows.report import _cell, thumbnail_uri
+def _shown(shot, cast: dict[str, CastResult]) -> list[str]:
+    """The cast members a shot shows that have a reference: those its keyframe is conditioned on."""
+    return [name for name in shot.cast if name in cast]
 
+
+def storyboard_markdown(board: Storyboard, keyframes: list[Path], title: str, round_: int,
+                        cast: dict[str, CastResult] | None = None) -> str:
+    """The storyboard for the run page; with cast references, the cast sheet above the shots and
+    the members each shot shows."""
+    from faceless.flows.report import _cell, cast_table, thumbnail_uri
+
+    cast = cast or {}
     lines = [f"# Storyboard review: {title}" + (f" (round {round_ + 1})" if round_ else ""), "",
              "Approve with **Resume**, or change a shot's prompt or tick its *new seed* in the form: "
-             "those shots get new keyframes and the storyboard shows again.", "",
-             # The prompt next to its picture: what a person reviews is in view without scrolling.
-             "| shot | keyframe | prompt | seed | words | times | writer |", "|---|---|---|---|---|---|---|"]
+             "those shots get new keyframes and the storyboard shows again.", ""]
+    if cast:
+        shots = {name: [shot.index for shot in board.shots if name in _shown(shot, cast)] for name in cast}
+        lines += ["## Cast", "", *cast_table(cast, shots), "", "## Shots", ""]
+    # The prompt next to its picture: what a person reviews is in view without scrolling.
+    lines += ["| shot | keyframe | prompt | seed | words | times | writer |" + (" cast |" if cast else ""),
+              "|---|---|---|---|---|---|---|" + ("---|" if cast else "")]
     for shot, png in zip(board.shots, keyframes):
         prompt = shot.prompt + (f" / second encoder: {shot.prompt_2}" if shot.prompt_2 else "")
         lines.append(f"| {shot.index} | ![shot {shot.index} keyframe]({thumbnail_uri(png)}) | {_cell(prompt)} | "
                      f"{shot.seed} | {_cell(shot.text)} | {shot.start:.2f}-{shot.end:.2f} s | "
-                     f"{shot.writer}{' (edited)' if shot.edited else ''} |")
+                     f"{shot.writer}{' (edited)' if shot.edited else ''} |"
+                     + (f" {_cell(', '.join(_shown(shot, cast)) or 'nobody')} |" if cast else ""))
     return "\n".join(lines) + "\n"
 
 
-def storyboard_text(board: Storyboard, keyframes: list[Path]) -> str:
-    """The storyboard for a terminal."""
+def storyboard_text(board: Storyboard, keyframes: list[Path], cast: dict[str, CastResult] | None = None) -> str:
+    """The storyboard for a terminal; with cast references, the cast sheet above the shots (each
+    member's description and reference picture) and the members each shot shows."""
+    cast = cast or {}
     lines = []
+    if cast:
+        lines.append("cast")
+        for name, reference in cast.items():
+            lines += [f"  {name}: {reference.description}",
+                      f"    reference: {reference.picture} ({reference.meta['source']})"]
+        lines.append("")
     for shot, png in zip(board.shots, keyframes):
         lines += [f"shot {shot.index}  {shot.start:.2f}-{shot.end:.2f} s  seed {shot.seed}  writer {shot.writer}"
                   + ("  (edited)" if shot.edited else ""),
                   f"  words:    {shot.text}", f"  prompt:   {shot.prompt}"]
         if shot.prompt_2:
             lines.append(f"  prompt 2: {shot.prompt_2}")
+        if cast:
+            lines.append(f"  cast:     {', '.join(_shown(shot, cast)) or 'nobody'}")
         lines.append(f"  keyframe: {png}")
     return "\n".join(lines)
 
@@ -191,10 +217,11 @@ def _pictures(futures) -> list[Path]:
 
 
 def review_storyboard(board: Storyboard, keyframes: list, make_keyframes: Callable[[Storyboard], list], *,
-                      edits_file: str, slug: str, title: str) -> Reviewed:
+                      edits_file: str, slug: str, title: str, cast: dict[str, CastResult] | None = None) -> Reviewed:
     """The storyboard as a person approved it, with its keyframes (unchanged shots come back
     Cached). A file of edits is applied first; then a deployment run suspends for the UI's
-    review, again after each round that changed something; a local run without a file stops."""
+    review, again after each round that changed something; a local run without a file stops.
+    `cast`: the members' references, {name: CastResult}, shown above the shots."""
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
     from prefect.flow_runs import suspend_flow_run
@@ -206,14 +233,14 @@ def review_storyboard(board: Storyboard, keyframes: list, make_keyframes: Callab
         board = apply_edits(board, edits)
         keyframes = make_keyframes(board)
         logger.info("storyboard with the edits of %s (shots %s):\n%s", edits_file,
-                    ", ".join(map(str, sorted(edits))) or "none", storyboard_text(board, _pictures(keyframes)))
+                    ", ".join(map(str, sorted(edits))) or "none", storyboard_text(board, _pictures(keyframes), cast))
         if deployment.id is None:
             return Reviewed(board, keyframes)
     if deployment.id is None:
-        return Reviewed(board, keyframes, stopped=storyboard_text(board, _pictures(keyframes)))
+        return Reviewed(board, keyframes, stopped=storyboard_text(board, _pictures(keyframes), cast))
     round_ = 0
     while True:
-        create_markdown_artifact(storyboard_markdown(board, _pictures(keyframes), title, round_),
+        create_markdown_artifact(storyboard_markdown(board, _pictures(keyframes), title, round_, cast),
                                  key=f"{slug}-storyboard",
                                  description=f"Storyboard of {title} for review: {len(board.shots)} shots "
                                              "with their keyframes; Resume approves or edits them")

@@ -155,7 +155,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
                                        cast=cast)
     keyframe_futures = make_keyframes(board)
     if review or review_edits:  # a person approves or edits the shots before animation (flows/review.py)
-        board, keyframe_futures, stopped = review_storyboard(board, keyframe_futures, make_keyframes,
+        board, keyframe_futures, stopped = review_storyboard(board, keyframe_futures, make_keyframes, cast=cast,
                                                              edits_file=review_edits, slug=plan.slug, title=plan.title)
         if stopped:  # a local run: the storyboard is printed, edits come with the next run
             return stopped
@@ -180,7 +180,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
         timeline=timeline, narration=narration, alignment=alignment, clips=clips, video=video,
         music=music, music_ref=music_ref, cast=cast)
     target = deliver.export(Path(out), plan.slug, video, narration, alignment, keyframes, manifest)
-    report.publish(manifest, target)
+    report.publish(manifest, target, cast)
     logger.info("%s", ledger.summary())
     logger.info("video: %s", target / "video.mp4")
     return str(target / "video.mp4")

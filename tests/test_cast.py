@@ -1,12 +1,17 @@
 """Cast references without a render: the front matter's two forms of a cast member, what a
-reference's cache key holds, which references a shot gets, and the IP-Adapter's weights named
-when missing. The render with references is in test_render_studio.py."""
+reference's cache key holds, which references a shot gets, the IP-Adapter's weights named
+when missing, and the cast sheet on the run page and in the storyboard review. The render with
+references is in test_render_studio.py."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
+
 import pytest
 
-from faceless.tasks.stages.cast import CastPolicy, cast_members, shot_references
+from faceless.tasks.stages.cast import CastPolicy, cast_members, shot_references, take_image
 from faceless.tasks.stages.plan import StoryError, split_front_matter
 
 STORY = """---
@@ -96,3 +101,126 @@ def test_the_live_view_names_a_cast_task_by_its_member():
 
     assert _label(cast_task, _inputs(name="Mr. Okafor")) == "cast Mr. Okafor"
     assert _label(keyframe_task, {"shot": {}, "index": 2}) == "keyframe shot 2"
+
+
+# -- the cast sheet ----------------------------------------------------------------------------------
+
+MARA, OKAFOR = "a girl of ten in a red wool coat", "a tall conductor with a grey beard"
+
+
+@pytest.fixture
+def cast(tmp_path, monkeypatch) -> dict:
+    """Two members' references in a store of their own: Mara's drawn (red), Mr. Okafor's given (blue)."""
+    from PIL import Image
+
+    from faceless.tasks.runtime import store
+    from faceless.tasks.stages.results import CastResult
+
+    monkeypatch.setenv("FACELESS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FACELESS_SCRATCH", raising=False)
+    given = tmp_path / "okafor.png"
+    Image.new("RGB", (20, 40), (30, 60, 220)).save(given)
+
+    def draw(directory):
+        Image.new("RGB", (20, 40), (220, 40, 30)).save(directory / "reference.png")
+        return {"source": "drawn", "file": "reference.png", "sha256": store.file_sha256(directory / "reference.png")}
+
+    return {"Mara": CastResult.of(store.produce("cast", "m" * 32, draw), name="Mara", description=MARA),
+            "Mr. Okafor": CastResult.of(store.produce("cast", "o" * 32, lambda d: take_image(str(given), d)),
+                                        name="Mr. Okafor", description=OKAFOR),
+            "given": given}
+
+
+def _pictures(markdown: str) -> list:
+    """Each data: URI picture in the markdown, opened."""
+    from PIL import Image
+
+    return [Image.open(io.BytesIO(base64.b64decode(part.split(")", 1)[0])))
+            for part in markdown.split("](data:image/jpeg;base64,")[1:]]
+
+
+def _colour(picture) -> tuple:
+    return picture.convert("RGB").getpixel((picture.width // 2, picture.height // 2))
+
+
+def test_the_run_page_shows_the_cast_sheet(cast):
+    from faceless.flows.report import THUMB_WIDTH, cast_markdown
+
+    given = cast.pop("given")
+    manifest = {"story": {"title": "The Night Train", "slug": "the-night-train"},
+                "scenes": [{"index": 0, "references": ["Mara"]}, {"index": 1, "references": []},
+                           {"index": 2, "references": ["Mr. Okafor", "Mara"]}]}
+    markdown = cast_markdown(manifest, cast)
+    assert markdown.startswith("# Cast: The Night Train\n")
+    rows = [line for line in markdown.splitlines() if line.startswith("| M")]
+    assert len(rows) == 2 and rows[0].startswith("| Mara | ![Mara reference](data:image/jpeg;base64,")
+    assert rows[0].endswith(f"| {MARA} | drawn from the description, sha256 `{cast['Mara'].meta['sha256']}` | 0, 2 |")
+    # The user's picture, by the hash of its bytes, as the manifest records it.
+    okafor = hashlib.sha256(given.read_bytes()).hexdigest()
+    assert cast["Mr. Okafor"].summary()["sha256"] == okafor
+    assert rows[1].startswith("| Mr. Okafor | ![Mr. Okafor reference](data:")
+    assert rows[1].endswith(f"| {OKAFOR} | given by the user, sha256 `{okafor}` | 2 |")
+    # Each member's own picture, small: red for Mara, blue for Mr. Okafor.
+    mara, theirs = _pictures(markdown)
+    assert mara.format == "JPEG" and mara.width == THUMB_WIDTH and mara.height == 2 * THUMB_WIDTH
+    assert _colour(mara)[0] > 180 > _colour(mara)[2] and _colour(theirs)[2] > 180 > _colour(theirs)[0]
+
+
+def test_the_cast_artifact_is_made_only_for_a_render_with_a_cast(cast, monkeypatch):
+    from faceless.flows import report
+
+    cast.pop("given")
+    made = []
+    monkeypatch.setattr(report, "create_markdown_artifact", lambda markdown, **kw: made.append((markdown, kw)))
+    manifest = {"story": {"title": "The Night Train", "slug": "the-night-train"},
+                "scenes": [{"index": 0, "references": ["Mara"]}]}
+    report.publish_cast(manifest, {})
+    assert made == []
+    report.publish_cast(manifest, cast)
+    [(markdown, kw)] = made
+    assert kw["key"] == "the-night-train-cast" and "The Night Train" in kw["description"]
+    assert markdown == report.cast_markdown(manifest, cast)
+
+
+def _board():
+    from faceless.tasks.stages.results import Storyboard
+
+    shots = [{"index": i, "sentences": [i], "words": (i, i + 1), "text": f"Sentence {i}.", "start": float(i),
+              "end": i + 1.0, "cast": cast, "prompt": f"prompt {i}", "prompt_2": "", "prompt_tokens": 2,
+              "description": f"prompt {i}", "negative_prompt": "", "seed": i}
+             for i, cast in enumerate([["Mara"], [], ["Mr. Okafor", "Mara"]])]
+    return Storyboard.of({"stage": "storyboard", "key": "k", "files": {"shots.json": "h"}}, shots=shots)
+
+
+def test_the_storyboard_review_shows_the_cast_above_the_shots(cast, tmp_path):
+    from PIL import Image
+
+    from faceless.flows.review import storyboard_markdown, storyboard_text
+
+    cast.pop("given")
+    keyframes = []
+    for i in range(3):
+        keyframes.append(tmp_path / f"k{i}.png")
+        Image.new("RGB", (16, 32), (0, 200, 0)).save(keyframes[-1])
+    text = storyboard_text(_board(), keyframes, cast)
+    assert text.startswith(f"cast\n  Mara: {MARA}\n    reference: {cast['Mara'].picture} (drawn)\n"
+                           f"  Mr. Okafor: {OKAFOR}\n    reference: {cast['Mr. Okafor'].picture} (given)\n\nshot 0")
+    assert cast["Mara"].picture.is_file()
+    sheet, *shots = text.split("\nshot ")
+    assert len(shots) == 3 and "  cast:     Mara\n  keyframe: " in shots[0] and "  cast:     nobody\n" in shots[1]
+    assert "  cast:     Mr. Okafor, Mara\n" in shots[2]
+    plain = storyboard_text(_board(), keyframes)  # no references, no cast sheet
+    assert plain.startswith("shot 0") and "reference:" not in plain and "  cast:" not in plain
+
+    markdown = storyboard_markdown(_board(), keyframes, "The Night Train", 0, cast)
+    assert markdown.index("## Cast") < markdown.index("| Mara | ![Mara reference]") < markdown.index("## Shots")
+    assert "| 0, 2 |" in markdown  # the shots Mara is in
+    assert [line.rsplit("|", 2)[1].strip() for line in markdown.splitlines() if line.startswith("| 2 | ![shot")] \
+        == ["Mr. Okafor, Mara"]
+    assert "| rules | nobody |" in markdown
+    # Two references, then three keyframes: red, blue, then green.
+    pictures = _pictures(markdown)
+    assert len(pictures) == 5 and _colour(pictures[0])[0] > 180 and _colour(pictures[1])[2] > 180
+    assert all(_colour(p)[1] > 150 for p in pictures[2:])
+    plain = storyboard_markdown(_board(), keyframes, "The Night Train", 0)
+    assert "## Cast" not in plain and "cast |" not in plain and len(_pictures(plain)) == 3

@@ -176,6 +176,13 @@ def test_terminal_review_prints_the_storyboard_then_takes_edits_from_a_file(tiny
         assert f"shot {shot['index']}  " in shown.stdout and shot["prompt"] in shown.stdout
     pictures = [line.split("keyframe: ", 1)[1] for line in shown.stdout.splitlines() if "keyframe: " in line]
     assert len(pictures) == len(shots) and all(os.path.isfile(p) for p in pictures)
+    # The cast sheet above the shots, each with its reference picture; each shot names its cast.
+    sheet = shown.stdout.split("\nshot ", 1)[0]
+    assert "  Mira: a girl of twelve in a yellow raincoat\n" in sheet and f"  Tomas: {TOMAS}\n" in sheet
+    references = [line.split("reference: ", 1)[1].rsplit(" (", 1) for line in sheet.splitlines() if "reference: " in line]
+    assert [how for _, how in references] == ["given)", "drawn)"] and all(os.path.isfile(p) for p, _ in references)
+    assert [line.split("cast:", 1)[1].strip() for line in shown.stdout.splitlines() if line.startswith("  cast:")] \
+        == [", ".join(shot["references"]) or "nobody" for shot in shots]
     assert "--review-edits FILE" in shown.stderr and not (out / "paper-boats" / "video.mp4").exists()
 
     assert len(shots) >= 2
@@ -208,6 +215,23 @@ def test_each_shot_is_conditioned_on_the_references_of_the_cast_it_shows(tiny):
         assert shot["references"] == shot["cast"], shot
     assert {name for shot in manifest["scenes"] for name in shot["references"]} == {"Mira", "Tomas"}
     assert manifest["models"]["keyframe"]["ip_adapter"].startswith("tiny:ip-adapter-sdxl@")
+
+
+def test_the_run_page_shows_the_cast_sheet(tiny):
+    """The run's `<slug>-cast` artifact: each member's reference picture (a JPEG data URI), their
+    description, and whether it was given (with its hash) or drawn."""
+    import httpx
+
+    manifest = tiny["manifest"]
+    found = httpx.post(f"{tiny['env']['PREFECT_API_URL']}/artifacts/filter",
+                       json={"artifacts": {"flow_run_id": {"any_": [manifest["flow_run_id"]]}}}, timeout=30).json()
+    keyed = {a["key"]: a for a in found if a["key"]}
+    sheet = keyed["paper-boats-cast"]
+    assert sheet["type"] == "markdown" and manifest["story"]["title"] in sheet["description"]
+    assert sheet["data"].count("](data:image/jpeg;base64,") == 2
+    assert f"| a girl of twelve in a yellow raincoat | given by the user, sha256 `{manifest['cast']['Mira']['sha256']}` |" \
+        in sheet["data"]
+    assert f"| {TOMAS} | drawn from the description, sha256 `{manifest['cast']['Tomas']['sha256']}` |" in sheet["data"]
 
 
 def test_a_changed_description_remakes_only_that_reference_and_the_shots_showing_them(tiny):

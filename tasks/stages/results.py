@@ -175,6 +175,11 @@ class CastResult(StageResult):
         """The reference picture's name in the artifact."""
         return self.meta["file"]
 
+    @property
+    def picture(self) -> Path:
+        """The reference picture on this machine (fetched first from an s3:// store)."""
+        return self.path(self.file)
+
     def summary(self) -> dict:
         """What the manifest records about the member's reference."""
         return {"description": self.description, "source": self.meta["source"], "sha256": self.meta["sha256"],
