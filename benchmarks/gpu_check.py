@@ -25,7 +25,7 @@ On a CUDA GPU it:
    TI2V-5B, Kokoro-82M for modern) and saves each as a model folder, so the render loads them
    from disk through the real loaders (fp16 for studio, bf16 for FLUX and Wan);
 3. renders a short story (benchmarks/stories/two-sentences-cast.txt: two sentences, one cast
-   member, whose reference studio draws and conditions both shots on) through the real code path,
+   member, whose reference studio draws and conditions its shots on) through the real code path,
    `flows.story_to_video.story_to_video` with a profile derived from the profile's YAML whose
    model specs are those folders, in a child process with a fresh FACELESS_HOME and its own
    temporary Prefect server, and prints seconds per stage and per model family (the run's
@@ -64,7 +64,7 @@ for path in (str(ROOT), str(ROOT / "benchmarks")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-# Two sentences and one cast member (studio draws its reference and conditions both shots on it).
+# Two sentences and one cast member (studio draws its reference and conditions its shots on it).
 STORY = ROOT / "benchmarks" / "stories" / "two-sentences-cast.txt"
 CAP_GIB = 24.0
 BUDGET_S = 8 * 60
