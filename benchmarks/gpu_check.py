@@ -20,21 +20,24 @@ On a CUDA GPU it:
    distilled sampler, 3 steps without guidance; modern-quality, on request, with Wan's 50 guided
    steps and its step cache, so a GPU measures what the cache skips), builds every model family at
    its full published size with random weights on the GPU (benchmarks/gpu_models.py: SDXL base +
-   refiner, SVD-XT, Bark, Whisper for studio; FLUX.1-schnell, Wan 2.2 TI2V-5B, Kokoro-82M for
-   modern) and saves each as a model folder, so the render loads them from disk through the
-   real loaders (fp16 for studio, bf16 for FLUX and Wan);
-3. renders a short story (benchmarks/stories/two-sentences.txt) through the real code path,
+   refiner, the SDXL IP-Adapter for cast references (h94/IP-Adapter's layout: ViT-bigG/14 image
+   encoder and adapter weights), SVD-XT, Bark, Whisper for studio; FLUX.1-schnell, Wan 2.2
+   TI2V-5B, Kokoro-82M for modern) and saves each as a model folder, so the render loads them
+   from disk through the real loaders (fp16 for studio, bf16 for FLUX and Wan);
+3. renders a short story (benchmarks/stories/two-sentences-cast.txt: two sentences, one cast
+   member, whose reference studio draws and conditions its shots on) through the real code path,
    `flows.story_to_video.story_to_video` with a profile derived from the profile's YAML whose
    model specs are those folders, in a child process with a fresh FACELESS_HOME and its own
    temporary Prefect server, and prints seconds per stage and per model family (the run's
    manifest.json), SVD windows or Wan passes per shot, peak GPU memory of the pass and of each
-   model family (between the flow's releases);
+   model family (between the flow's releases), and the IP-Adapter's load: seconds, parameters,
+   GiB (it loads into the SDXL family, whose peak includes it);
 4. renders it again in a fresh child process whose GPU memory is capped at 24 GiB
    (`torch.cuda.set_per_process_memory_fraction`, set before anything loads), so the
    profile's degrade ladders meet real CUDA out-of-memory errors, and prints each stage's
    attempts and degradation and whether the render completed (`--toy` skips this pass: the cap
    is CUDA-only, so on a CPU it would repeat the first);
-5. deletes the profile's model folders before the next profile's (studio's take about 20 GiB
+5. deletes the profile's model folders before the next profile's (studio's take about 24 GiB
    of disk, modern's 54: a profile whose folders do not fit the scratch disk is skipped, said so).
 
 Random weights never end a Bark piece (it would run to 768 semantic tokens, 15 s) nor a
@@ -61,12 +64,13 @@ for path in (str(ROOT), str(ROOT / "benchmarks")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-STORY = ROOT / "benchmarks" / "stories" / "two-sentences.txt"
+# Two sentences and one cast member (studio draws its reference and conditions its shots on it).
+STORY = ROOT / "benchmarks" / "stories" / "two-sentences-cast.txt"
 CAP_GIB = 24.0
 BUDGET_S = 8 * 60
 NO_CUDA = ("gpu-check: no CUDA GPU here (torch.cuda.is_available() is False); nothing measured "
            "(--toy runs the procedure at toy size on the CPU)")
-from gpu_models import (SOURCES, build_models, folder_gib, free, needed_gib, quiet,  # noqa: E402
+from gpu_models import (SOURCES, build_models, count_text, folder_gib, free, needed_gib, quiet,  # noqa: E402
                         random_weight_caps, write_profile)
 
 
@@ -136,6 +140,56 @@ def track_stage_peaks(peaks: dict) -> None:
     gpu.on_gpu = measured  # the stages call it through the module, at call time
 
 
+def track_ip_adapter(found: dict) -> None:
+    """Have `found` note the IP-Adapter's load into the SDXL base (tasks/backends/sdxl.py
+    ensure_ip_adapter): seconds, the parameters it added (its image encoder, and the adapter's
+    weights in the base UNet) and their GiB in the loaded dtype, and on CUDA the GPU memory
+    allocated across the load (0 when it loads onto the CPU before the family is placed)."""
+    import torch
+
+    from faceless.tasks.backends import sdxl
+
+    original = sdxl.ensure_ip_adapter
+
+    def count(module) -> tuple[int, int]:
+        params = list(module.parameters()) if module is not None else []
+        return sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params)
+
+    def loading(base, spec: str) -> None:
+        if getattr(base, "_faceless_ip_adapter", None) == spec:
+            return original(base, spec)
+        cuda = torch.cuda.is_available()
+        unet, unet_bytes = count(base.unet)
+        allocated = torch.cuda.memory_allocated() if cuda else 0
+        started = time.perf_counter()
+        original(base, spec)
+        seconds = time.perf_counter() - started
+        encoder, encoder_bytes = count(getattr(base, "image_encoder", None))
+        adapted, adapted_bytes = count(base.unet)
+        found.update(seconds=found.get("seconds", 0.0) + seconds, image_encoder=encoder, adapter=adapted - unet,
+                     gib=(encoder_bytes + adapted_bytes - unet_bytes) / 2**30,
+                     load_gib=(torch.cuda.memory_allocated() - allocated) / 2**30 if cuda else None)
+
+    sdxl.ensure_ip_adapter = loading  # adapter_inputs calls it through the module, at call time
+
+
+def print_ip_adapter(result: dict) -> None:
+    """The IP-Adapter's line of a pass: it loads into the SDXL family, so its peak is that family's."""
+    found = result.get("ip_adapter") or {}
+    if not found:
+        return
+    peaks = result.get("family_peaks") or {}
+    sdxl = next((gib for family, gib in peaks.items() if "sdxl" in family.split("+")), None)
+    if result.get("peak_gib") is not None:
+        memory = (f"{found['load_gib']:.2f} GiB allocated on the GPU by the load; the sdxl family's peak with it "
+                  + (f"{sdxl:.2f} GiB" if sdxl is not None else "not measured"))
+    else:
+        memory = "its GPU memory is measured on CUDA only"
+    print(f"cast references: IP-Adapter loaded into the SDXL base in {found['seconds']:.1f} s: image encoder "
+          f"{count_text(found['image_encoder'])} + adapter {count_text(found['adapter'])} parameters, "
+          f"{found['gib']:.2f} GiB of weights; {memory}")
+
+
 def prediction_rows(result: dict) -> list[dict]:
     """Per GPU stage: the memory plan's placement and predicted peak for this pass's GPU (its cap,
     else the card's memory), the placement the render used (manifest), and the measured peak."""
@@ -180,9 +234,10 @@ def child(args) -> int:
         torch.cuda.reset_peak_memory_stats()
     result = {"device": torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)",
               "cap_gib": args.cap_gib if fraction else None, "fraction": fraction}
-    result["family_peaks"], result["stage_peaks"] = {}, {}
+    result["family_peaks"], result["stage_peaks"], result["ip_adapter"] = {}, {}, {}
     final_peak = track_family_peaks(result["family_peaks"])
     track_stage_peaks(result["stage_peaks"])
+    track_ip_adapter(result["ip_adapter"])
     if fraction:  # the plan sees the cap, not the card's free memory
         os.environ["FACELESS_GPU_MEMORY"] = str(args.cap_gib)
     started = time.perf_counter()
@@ -277,9 +332,11 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
         print("per stage: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in totals.items()))
     backends = result.get("backends") or {}
     if backends and totals:
-        print("per family: " + ", ".join(f"{backends.get(stage, stage)} ({stage}) {totals[stage]:.1f} s"
-                                         for stage in ("narrate", "align", "keyframe", "animate") if stage in totals
-                                         and not (stage == "align" and backends.get(stage) == "voice")))
+        # The cast stage draws its references with the keyframe backend.
+        print("per family: " + ", ".join(
+            f"{backends.get('keyframe' if stage == 'cast' else stage, stage)} ({stage}) {totals[stage]:.1f} s"
+            for stage in ("narrate", "align", "cast", "keyframe", "animate") if stage in totals
+            and not (stage == "align" and backends.get(stage) == "voice")))
     peaks = result.get("family_peaks") or {}
     if peaks and any(v is not None for v in peaks.values()):
         print("peak GPU memory per model family (between the flow's releases): "
@@ -287,6 +344,7 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
     elif peaks:
         print("model families, in the order the flow released them: " + ", ".join(peaks)
               + " (their peak memory is measured on CUDA only)")
+    print_ip_adapter(result)
     shots = result.get("scenes") or []
     if shots and backends.get("animate") == "wan":
         from faceless.tasks.backends.wan import native_frame_count
@@ -371,7 +429,7 @@ def side_by_side_section(tflops: float, narration: tuple[dict, dict]) -> None:
 
 
 # Estimates of what is not GPU compute (seconds): building the folders, and a pass's start-up,
-# loading, voice and encoding. Modern moves 54 GiB of weights through the disk, studio 20.
+# loading, voice and encoding. Modern moves 54 GiB of weights through the disk, studio 24.
 OVERHEAD_S = {("studio", True): (90.0, 100.0), ("modern", True): (150.0, 120.0),
               ("studio", False): (10.0, 60.0), ("modern", False): (15.0, 60.0)}
 
@@ -436,8 +494,6 @@ def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, fu
     profile = write_profile(name, root / "profile.yaml", full, built, story, speech)
     if full and profile["storyboard"]["writer"] == "rules":
         print("shot writer: left out at full size (no random-weight Qwen twin yet); the storyboard is written by rules")
-    if full and name == "studio":
-        print("cast references: left out at full size (no random-weight IP-Adapter yet); keyframes take none")
     print(f"profile: {root / 'profile.yaml'} ({profile['description']}; random-weight settings: "
           f"{random_weight_caps(profile) or 'none'})")
     budget_section(name, profile, story, speech, tflops, full)
@@ -460,7 +516,7 @@ def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, fu
     degraded = [r for r in second.get("stages", []) if r.get("degraded") or (r.get("attempts") or 1) > 1]
     print(f"{name} pass 2 {'completed' if second.get('completed') else 'did not complete'}; "
           f"{len(degraded)} stage(s) retried or degraded")
-    # The next profile's folders need the disk (studio's 20 GiB and modern's 54 do not fit a 64 GiB one together).
+    # The next profile's folders need the disk (studio's 24 GiB and modern's 54 do not fit a 64 GiB one together).
     shutil.rmtree(root / "models", ignore_errors=True)
     return bool(first.get("completed"))
 

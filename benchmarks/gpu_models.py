@@ -5,12 +5,14 @@ weights, made straight on the GPU (no tens of GB of fp32 weights through host me
 as a folder the profile's own loaders read, so a render loads them exactly as it loads real
 weights (a step costs the same whatever the weights hold):
 
-- studio: SDXL base + refiner and SVD-XT in fp16, Bark at suno/bark-small's sizes, Whisper at
-  large-v3's (converted for faster-whisper);
+- studio: SDXL base + refiner and SVD-XT in fp16, the IP-Adapter for cast references in
+  h94/IP-Adapter's layout (its ViT-bigG/14 image encoder and the adapter's weights, fp16), Bark
+  at suno/bark-small's sizes, Whisper at large-v3's (converted for faster-whisper);
 - modern: FLUX.1-schnell in bf16 (its own dtype: T5-XXL overflows in fp16), Wan 2.2 TI2V-5B in
   bf16 with its VAE in fp32 (as wan.load keeps it), Kokoro-82M in fp32 (as published).
 
-Toy size (--toy, on the CPU): the tiny twins the `tiny` and `modern-tiny` profiles build.
+Toy size (--toy, on the CPU): the tiny twins the `tiny` and `modern-tiny` profiles build (the
+IP-Adapter through the same builder as at full size, for the toy SDXL base just built).
 
 The derived profile is the profile's YAML (studio.yaml / modern.yaml, tiny.yaml /
 modern-tiny.yaml at toy size) with each model spec replaced by its folder, and what random
@@ -159,6 +161,46 @@ def full_size_voice(device: str = "meta"):
         return BarkModel(bark_config("small")), WhisperForConditionalGeneration(whisper_config("large-v3")[0])
 
 
+def full_size_unet(device: str, dtype):
+    """SDXL base's UNet at its published size (on the meta device: the shapes the adapter is made for)."""
+    from diffusers import UNet2DConditionModel
+
+    return _make(UNet2DConditionModel, device, dtype, **_config("sdxl-base-unet"))
+
+
+def toy_unet(base: Path):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_pretrained(str(base / "unet"))
+
+
+def ip_adapter_encoder_config(full: bool) -> dict:
+    """The IP-Adapter's image encoder: h94/IP-Adapter's sdxl_models/image_encoder at full size
+    (OpenCLIP ViT-bigG/14, tasks/models/configs/ip-adapter-sdxl-image-encoder.json), else the
+    tiny twin's."""
+    from faceless.tasks.models import tiny
+
+    return _config("ip-adapter-sdxl-image-encoder") if full else dict(tiny.TINY_IP_ADAPTER_ENCODER)
+
+
+def ip_adapter(folder: Path, unet, full: bool, device: str, dtype) -> str:
+    """The SDXL IP-Adapter for `unet` in h94/IP-Adapter's layout (sdxl_models/image_encoder and
+    sdxl_models/ip-adapter_sdxl.safetensors) with random weights, through the builder of the
+    tiny twin (tasks/models/tiny.py build_ip_adapter), its image encoder full size or tiny as
+    `full` says. Returns a note."""
+    from faceless.tasks.models import tiny
+
+    counts = tiny.build_ip_adapter(folder, unet, ip_adapter_encoder_config(full), device=device, dtype=dtype)
+    kind = "ViT-bigG/14 " if full else ""
+    return (f"{kind}image encoder {count_text(counts['image_encoder'])}, adapter {count_text(counts['adapter'])}"
+            + ("; fp16" if dtype is not None else "; tiny"))
+
+
+def count_text(parameters: int) -> str:
+    """A parameter count as the notes give it: millions, or the count itself below 100,000 (toy size)."""
+    return f"{parameters / 1e6:.1f} M" if parameters >= 100_000 else f"{parameters:,}"
+
+
 def build_studio(folder: Path, full: bool) -> dict:
     """Every studio model family saved as a model folder under `folder`: {family: (path, seconds, note)}."""
     import torch
@@ -194,6 +236,7 @@ def build_studio(folder: Path, full: bool) -> dict:
 
         timed("sdxl-base", sdxl_pair)
         built["sdxl-refiner"] = (folder / "sdxl-refiner", 0.0, "built with sdxl-base")
+        timed("ip-adapter", lambda: ip_adapter(folder / "ip-adapter", full_size_unet("meta", dtype), True, device, dtype))
         timed("svd", svd_xt)
         bark, whisper = full_size_voice("meta")
         bark_note = f"{millions(bark):.1f} M (suno/bark-small sizes)"
@@ -204,6 +247,7 @@ def build_studio(folder: Path, full: bool) -> dict:
     else:
         timed("sdxl-base", lambda: (tiny._build_tiny_sdxl(folder / "sdxl-base", refiner=False), "tiny")[1])
         timed("sdxl-refiner", lambda: (tiny._build_tiny_sdxl(folder / "sdxl-refiner", refiner=True), "tiny")[1])
+        timed("ip-adapter", lambda: ip_adapter(folder / "ip-adapter", toy_unet(folder / "sdxl-base"), False, "cpu", None))
         timed("svd", lambda: (tiny._build_tiny_svd(folder / "svd"), "tiny")[1])
         timed("bark", lambda: (build_bark(folder / "bark", "tiny"), "tiny")[1])
         timed("whisper", lambda: (build_whisper(folder / "whisper", "tiny"), "tiny")[1])
@@ -319,9 +363,22 @@ def build_models(name: str, folder: Path, full: bool) -> dict:
     return BUILDERS[name](folder, full)
 
 
+def ip_adapter_sizes(device: str = "meta"):
+    """(image encoder module, adapter parameter count) of the full-size IP-Adapter, made on
+    `device` through the same builder as its folder (on the meta device: shapes only)."""
+    import torch
+
+    from faceless.tasks.models import tiny
+
+    encoder, weights = tiny.ip_adapter_parts(full_size_unet(device, torch.float16), ip_adapter_encoder_config(True),
+                                             device, torch.float16)
+    return encoder, sum(t.numel() for t in weights.values())
+
+
 def needed_gib(name: str) -> float:
     """Disk the full-size folders of profile `name` take (parameters counted on the meta device,
-    2 bytes each; Wan's VAE and Kokoro 4): a check refuses to start without it."""
+    2 bytes each, the IP-Adapter's included; Wan's VAE and Kokoro 4): a check refuses to start
+    without it."""
     import torch
 
     from faceless.tasks.models import kokoro_tiny
@@ -332,11 +389,13 @@ def needed_gib(name: str) -> float:
         base, refiner = sdxl()
         pipe = svd()
         bark, whisper = full_size_voice("meta")
+        encoder, adapter = ip_adapter_sizes()
         parts = [base.unet, base.text_encoder, base.text_encoder_2, base.vae, pipe.unet, pipe.image_encoder, pipe.vae,
-                 bark, whisper]
+                 bark, whisper, encoder]
+        parts_m = sum(2 * millions(p) for p in parts) + 2 * adapter / 1e6
         # save_pretrained writes the refiner's shared text encoder and VAE again
-        return (sum(2 * millions(p) for p in parts) + 2 * (millions(refiner.unet) + millions(base.text_encoder_2)
-                                                          + millions(base.vae))) * 1e6 / 2**30
+        return (parts_m + 2 * (millions(refiner.unet) + millions(base.text_encoder_2)
+                               + millions(base.vae))) * 1e6 / 2**30
     flux = full_size_flux("meta", torch.bfloat16)
     wan = full_size_parameters()
     total = 2 * sum(millions(m) for m in (flux.transformer, flux.text_encoder_2, flux.text_encoder, flux.vae)) * 1e6
@@ -393,10 +452,9 @@ def write_profile(name: str, path: Path, full: bool, built: dict, story: Path, s
         # come with its weights): at full size the check writes the storyboard by rules. The toy
         # run keeps the tiny writer, so its code path stays checked.
         profile["storyboard"]["writer"] = "rules"
-    if full and profile["keyframe"].get("references"):
-        # No full-size random IP-Adapter yet (issue 24 left it for later): at full size the check
-        # makes keyframes without cast references. The toy run keeps the tiny adapter.
-        profile["keyframe"].pop("references")
+    if profile["keyframe"].get("references") and "ip-adapter" in built:
+        # Cast references through the adapter built beside the SDXL base (at either size).
+        profile["keyframe"]["references"]["ip_adapter"] = str(built["ip-adapter"][0])
     sentences = story_sentences(story)
     if name == "studio" and full:
         # Random weights never stop by themselves: give each Bark piece a real voice's length

@@ -60,13 +60,22 @@ def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
     assert "narrate.speed" in modern  # the random voice's pace, set from a measurement
     assert out.count("pass 2 skipped: the memory cap is CUDA-only") == 2 and "attempts  degraded" in out
     assert "pass 1 completed: studio yes, modern yes" in out
+    # Studio's cast references: the IP-Adapter built like the other families (seconds, GiB on
+    # disk), its reference drawn, and its load and weights reported under the render.
+    built = next(line for line in studio.splitlines() if line.startswith("  ip-adapter "))
+    assert " GiB on disk  image encoder 43,392, adapter 65,920; tiny" in built, built  # the tiny twin's sizes
+    assert "\ncast " in studio and "sdxl-ensemble (cast) " in studio
+    assert "left out at full size (no random-weight IP-Adapter" not in out
+    assert "cast references: IP-Adapter loaded into the SDXL base in " in studio
+    assert "image encoder 43,392 + adapter 65,920 parameters" in studio
+    assert "its GPU memory is measured on CUDA only" in studio and "cast references" not in modern
     # The models were built in the scratch folder and each profile points at its own.
-    # (The shot writer and the IP-Adapter stay the registry's tiny twins: at full size the check
-    # writes by rules and makes keyframes without cast references.)
+    # (The shot writer stays the registry's tiny twin: at full size the check writes by rules.)
     studio_yaml, modern_yaml = ((tmp_path / "scratch" / name / "profile.yaml").read_text()
-                                .replace("tiny:shot-writer", "").replace("tiny:ip-adapter-sdxl", "")
-                                for name in ("studio", "modern"))
-    assert str(tmp_path / "scratch" / "studio" / "models" / "svd") in studio_yaml and "tiny:" not in studio_yaml
+                                .replace("tiny:shot-writer", "") for name in ("studio", "modern"))
+    for family in ("svd", "ip-adapter"):
+        assert str(tmp_path / "scratch" / "studio" / "models" / family) in studio_yaml
+    assert "tiny:" not in studio_yaml
     for family in ("kokoro", "flux-schnell", "wan"):
         assert str(tmp_path / "scratch" / "modern" / "models" / family) in modern_yaml
     assert "tiny:" not in modern_yaml
@@ -151,6 +160,49 @@ def test_full_size_architectures_match_the_published_parameter_counts():
         assert millions(sub.layers) == pytest.approx(85.0, abs=0.1)
     assert sum(p.numel() for p in whisper.parameters()) == 1_543_490_560
     assert whisper.config.vocab_size == 51866 and whisper.config.num_mel_bins == 128
+
+
+@pytest.mark.slow  # builds full-size architectures on the meta device
+def test_the_full_size_ip_adapter_has_h94s_sizes_and_loads_into_the_sdxl_base_unet():
+    # What gpu_models builds on a GPU, made on the meta device through the same builder
+    # (tasks/models/tiny.py ip_adapter_parts) as its folder and the tiny twin.
+    from gpu_models import full_size_unet, ip_adapter_sizes, millions
+
+    from faceless.tasks.backends import sdxl
+    from faceless.tasks.models import tiny
+
+    encoder, adapter = ip_adapter_sizes()
+    # h94/IP-Adapter's sdxl_models/image_encoder: OpenCLIP ViT-bigG/14, 1844.9 M (its model
+    # card); ip-adapter_sdxl.safetensors: 703 MB in fp16.
+    assert round(millions(encoder), 1) == 1844.9 and encoder.dtype == torch.float16
+    assert (encoder.config.hidden_size, encoder.config.num_hidden_layers, encoder.config.projection_dim,
+            encoder.config.image_size, encoder.config.patch_size) == (1664, 48, 1280, 224, 14)
+    assert adapter == 351_285_248
+    unet = full_size_unet("meta", torch.float16)
+    plain = sum(p.numel() for p in unet.parameters())
+    _, weights = tiny.ip_adapter_parts(unet, tiny.published("ip-adapter-sdxl-image-encoder"), "meta", torch.float16)
+    assert weights["image_proj.proj.weight"].shape == (4 * 2048, 1280)
+    assert len([k for k in weights if k.endswith("to_k_ip.weight")]) == 70  # every cross-attention of the base
+    sdxl._load_adapter_weights(unet, weights)  # diffusers' loader takes every key, at these shapes
+    assert sum(p.numel() for p in unet.parameters()) == plain + adapter
+
+
+@pytest.mark.slow  # builds the tiny SDXL base
+def test_the_ip_adapter_builder_makes_a_folder_load_ip_adapter_reads(tiny_home, tmp_path):
+    # The same function at toy size, saved and loaded the way the keyframe backend loads it.
+    from gpu_models import ip_adapter
+
+    from faceless.tasks.backends import sdxl
+
+    base, _ = sdxl.load_cached("tiny:sdxl-base", "tiny:sdxl-refiner")
+    try:
+        note = ip_adapter(tmp_path / "ip-adapter", base.unet, False, "cpu", None)
+        assert note.endswith("; tiny") and (tmp_path / "ip-adapter" / "sdxl_models" / "image_encoder" / "config.json").is_file()
+        sdxl.ensure_ip_adapter(base, str(tmp_path / "ip-adapter"))
+        assert base.image_encoder is not None and base.unet.encoder_hid_proj is not None
+    finally:
+        base.unload_ip_adapter()
+        base._faceless_ip_adapter = None
 
 
 @pytest.mark.slow  # full-size architectures on the meta device, or a 60 s narration

@@ -30,6 +30,31 @@ def test_table_counts_the_published_sizes():
     assert 31 < flux_gib < 32  # "FLUX.1-schnell in bf16 is about 31 GiB of weights"
 
 
+def test_the_ip_adapter_is_counted_only_with_references():
+    table = mp.table()["sdxl-ensemble"]
+    # h94/IP-Adapter's sdxl_models: the ViT-bigG/14 image encoder (1844.9 M, its model card) and
+    # the adapter, 4 image tokens of 2048 from a 1280 embedding and to_k_ip/to_v_ip for each of
+    # the base UNet's 70 cross-attentions (its 703 MB fp16 file).
+    assert round(table["image_encoder"]["parameters"] / 1e6, 1) == 1844.9
+    assert round(table["ip_adapter"]["parameters"] / 1e6, 1) == 351.3
+    assert table["ip_adapter"]["joins"] == "unet" and table["image_encoder"]["when"] == "references"
+    studio = load_profile("studio")["keyframe"]
+    plain = {k: v for k, v in studio.items() if k != "references"}
+    assert studio["references"] and set(mp.components("sdxl-ensemble", plain)) == {
+        "text_encoder", "text_encoder_2", "unet", "refiner_unet", "vae"}
+    parts = mp.components("sdxl-ensemble", studio)
+    assert set(parts) == {"text_encoder", "text_encoder_2", "unet", "refiner_unet", "vae", "image_encoder"}
+    assert parts["unet"]["parameters"] == table["unet"]["parameters"] + table["ip_adapter"]["parameters"]
+    # Everything on the GPU: both more; one component at a time: the UNet carries the adapter.
+    gpu, offload = mp.Placement("gpu"), mp.Placement("model_offload")
+    more = lambda placement: mp.predict_peak("sdxl-ensemble", studio, placement) - mp.predict_peak(  # noqa: E731
+        "sdxl-ensemble", plain, placement)
+    assert more(gpu) == 2 * (table["image_encoder"]["parameters"] + table["ip_adapter"]["parameters"])
+    assert more(offload) == 2 * table["ip_adapter"]["parameters"]
+    assert mp.make_plan(load_profile("fast"), 24).stage("keyframe").predicted_peak_gib == pytest.approx(
+        mp.predict_peak("sdxl-ensemble", plain, gpu) / mp.GIB, abs=0.01)  # fast takes no references
+
+
 def test_modern_on_24_gib_fits_every_stage():
     result = plan("modern", 24)
     assert result.fits

@@ -150,3 +150,25 @@ def test_without_a_gpu_the_stage_records_cpu_and_moves_nothing(pipes):
     assert pl.ensure_placed("keyframe", "sdxl", "sdxl-ensemble", pipes, {}) == {
         "placement": "cpu", "predicted_peak_gib": None}
     assert pl.placed("sdxl") is None
+
+
+def test_the_ip_adapter_image_encoder_is_placed_with_the_family_and_its_weights_with_the_unet(pipes):
+    base, refiner = pipes
+    settings = {**SETTINGS, "references": {"ip_adapter": "tiny:ip-adapter-sdxl", "scale": 0.6}}
+    try:
+        image = sdxl.adapter_inputs(base, settings, [])  # loaded as the stage loads it (a grey stand-in, scale 0)
+        names = [name for name, _, _ in pl.members("sdxl-ensemble", pipes)]
+        # the image encoder is a member (an encoder); the adapter's weights are inside the base UNet
+        assert "image_encoder" in names and "ip_adapter" not in names
+        assert any(name.startswith("encoder_hid_proj") for name, _ in base.unet.named_parameters())
+        placed = pl.apply("sdxl-ensemble", pipes, Placement("model_offload"), device=GPU)
+        try:
+            base_then_refiner(base, refiner, "a lighthouse at dusk", "", 1, SETTINGS, ip_adapter_image=image)
+            came = [name for name, device in placed.moves if device == GPU]
+            assert came.index("image_encoder") < came.index("unet")  # it visited the GPU to encode the picture
+        finally:
+            placed.undo()
+    finally:
+        base.unload_ip_adapter()
+        base._faceless_ip_adapter = None
+    assert "image_encoder" not in [name for name, _, _ in pl.members("sdxl-ensemble", pipes)]

@@ -27,8 +27,9 @@ and, where they apply:
     activations    (GPU backends) activations(settings) -> {phase: bytes}, the activation peak
                    of each phase at the profile's size (tasks/runtime/memory_plan.py)
     components     (GPU backends) components() -> {component: (module at full size, bytes per
-                   parameter on a GPU, role)}, which benchmarks/memory_table.py counts into
-                   tasks/runtime/memory_table.json (keyed by NAME)
+                   parameter on a GPU, role[, extras])}, which benchmarks/memory_table.py counts
+                   into tasks/runtime/memory_table.json (keyed by NAME); extras `when` (a setting
+                   that brings the component) and `joins` (the component it loads into)
     TINY_MODELS    {name: (builder, marker file, recipe version)}: the tiny twins `tiny:<name>`
                    it builds (tasks/models/tiny.py collects them; it still builds SDXL's and SVD's)
 

@@ -229,16 +229,22 @@ def activations(settings: dict) -> dict[str, float]:
 
 def components() -> dict[str, tuple]:
     """For benchmarks/memory_table.py: {component: (module at its published size on the meta
-    device, bytes per parameter as the loader puts it on a GPU, role)}. fp16; the VAE
-    counted in fp32, as it decodes upcast (force_upcast)."""
+    device, bytes per parameter as the loader puts it on a GPU, role[, extras])}. fp16; the VAE
+    counted in fp32, as it decodes upcast (force_upcast).
+
+    With `references` set (extras `when`), the IP-Adapter adds two: h94's ViT-bigG image
+    encoder, an encoder placed with the family, and the adapter's weights (`image_proj` and
+    each cross-attention's `to_k_ip`/`to_v_ip`), which diffusers loads into the base UNet
+    (extras `joins`): given as that UNet with the adapter loaded, so the table holds what the
+    adapter adds to it, block by block."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from faceless.tasks.models.tiny import published
+    from faceless.tasks.models.tiny import ip_adapter_parts, published
 
     with torch.device("meta"):
-        return {
+        found = {
             "text_encoder": (CLIPTextModel(CLIPTextConfig(**published("sdxl-text-encoder"))), 2, "encoder"),
             "text_encoder_2": (CLIPTextModelWithProjection(CLIPTextConfig(**published("sdxl-text-encoder-2"))), 2,
                                "encoder"),
@@ -246,3 +252,18 @@ def components() -> dict[str, tuple]:
             "refiner_unet": (UNet2DConditionModel(**published("sdxl-refiner-unet")), 2, "denoiser"),
             "vae": (AutoencoderKL(**published("sdxl-vae")), 4, "vae"),
         }
+        adapted = UNet2DConditionModel(**published("sdxl-base-unet"))
+    encoder, weights = ip_adapter_parts(adapted, published("ip-adapter-sdxl-image-encoder"), "meta")
+    _load_adapter_weights(adapted, weights)
+    found["image_encoder"] = (encoder, 2, "encoder", {"when": "references"})
+    found["ip_adapter"] = (adapted, 2, "adapter", {"when": "references", "joins": "unet"})
+    return found
+
+
+def _load_adapter_weights(unet, weights: dict) -> None:
+    """Load adapter weights in h94's flat layout (`image_proj.*`, `ip_adapter.*`) into `unet`
+    the way `load_ip_adapter` does (its attention processors and image projection); on the meta
+    device too."""
+    state = {part: {k.removeprefix(f"{part}."): v for k, v in weights.items() if k.startswith(f"{part}.")}
+             for part in ("image_proj", "ip_adapter")}
+    unet._load_ip_adapter_weights([state], low_cpu_mem_usage=True)

@@ -126,40 +126,84 @@ def _build_tiny_svd(directory: Path) -> None:
     pipe.save_pretrained(str(directory))
 
 
-def _build_tiny_ip_adapter(directory: Path) -> None:
-    """An SDXL IP-Adapter for the tiny SDXL base, in h94/IP-Adapter's layout (what
-    `load_ip_adapter(folder, subfolder="sdxl_models", weight_name=...)` reads): a tiny CLIP
-    image encoder in sdxl_models/image_encoder, and the adapter's weights: `image_proj` (the
-    image embedding to 4 tokens of the UNet's cross-attention width) and, for each
-    cross-attention of the UNet, `to_k_ip`/`to_v_ip` under the odd numbers diffusers' loader
-    counts them by (1, 3, 5, ...: the original's index among all attention processors)."""
-    import torch
-    from diffusers import UNet2DConditionModel
-    from safetensors.torch import save_file
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+# -- SDXL's IP-Adapter, at any size: the tiny twin here, the full size in benchmarks/gpu_models.py --
 
-    quiet_libraries()
-    unet = UNet2DConditionModel.from_pretrained(str(ensure_tiny("sdxl-base") / "unet"))
-    torch.manual_seed(4)
-    embed_dim, width = 32, unet.config.cross_attention_dim
-    # A small picture size: diffusers makes the adapter's CLIPImageProcessor at the encoder's own.
-    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        projection_dim=embed_dim, image_size=64, patch_size=16,
-    ))
-    encoder.save_pretrained(str(directory / "sdxl_models" / "image_encoder"))
-    tensors = {"image_proj.proj.weight": torch.randn(4 * width, embed_dim) * 0.05,
-               "image_proj.proj.bias": torch.zeros(4 * width),
-               "image_proj.norm.weight": torch.ones(width), "image_proj.norm.bias": torch.zeros(width)}
+# The tiny twin's image encoder: a small picture size, as diffusers makes the adapter's
+# CLIPImageProcessor at the encoder's own.
+TINY_IP_ADAPTER_ENCODER = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                           "num_attention_heads": 2, "projection_dim": 32, "image_size": 64, "patch_size": 16}
+IP_ADAPTER_TOKENS = 4  # image tokens of h94's SDXL adapter (diffusers' ImageProjection for "proj.weight")
+
+
+def ip_adapter_weights(unet, embed_dim: int, device=None, dtype=None) -> dict:
+    """The adapter's weights for `unet`, random, in h94/IP-Adapter's layout: `image_proj` (the
+    image embedding, `embed_dim` wide, to 4 tokens of the UNet's cross-attention width) and,
+    for each cross-attention of the UNet, `to_k_ip`/`to_v_ip` under the odd numbers diffusers'
+    loader counts them by (1, 3, 5, ...: the original's index among all attention processors).
+    `unet` may be on the meta device (only its config and shapes are read)."""
+    import torch
+
+    width = unet.config.cross_attention_dim
+
+    def rand(*shape):
+        return (torch.randn(*shape, device=device) * 0.05).to(dtype) if dtype else torch.randn(*shape, device=device) * 0.05
+
+    def const(value, n):
+        return torch.full((n,), float(value), device=device, dtype=dtype)
+
+    tensors = {"image_proj.proj.weight": rand(IP_ADAPTER_TOKENS * width, embed_dim),
+               "image_proj.proj.bias": const(0, IP_ADAPTER_TOKENS * width),
+               "image_proj.norm.weight": const(1, width), "image_proj.norm.bias": const(0, width)}
     key_id = 1
     for name in unet.attn_processors:
         if name.endswith("attn1.processor"):  # self-attention: no adapter weights
             continue
         hidden = unet.get_submodule(name.removesuffix(".processor")).to_q.weight.shape[0]
         for projection in ("to_k_ip", "to_v_ip"):
-            tensors[f"ip_adapter.{key_id}.{projection}.weight"] = torch.randn(hidden, width) * 0.05
+            tensors[f"ip_adapter.{key_id}.{projection}.weight"] = rand(hidden, width)
         key_id += 2
-    save_file(tensors, str(directory / "sdxl_models" / "ip-adapter_sdxl.safetensors"))
+    return tensors
+
+
+def ip_adapter_parts(unet, encoder_config: dict, device: str = "cpu", dtype=None, seed: int = 4):
+    """(image encoder, adapter weights) of an SDXL IP-Adapter for `unet` with random weights,
+    made on `device` in `dtype` (None: fp32): a CLIPVisionModelWithProjection of
+    `encoder_config` (its `projection_dim` is the adapter's image embedding) and
+    ip_adapter_weights. On the meta device it gives the shapes only (the counts)."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**encoder_config))
+    encoder = encoder.to(device=device, dtype=dtype).eval() if dtype else encoder.eval()
+    return encoder, ip_adapter_weights(unet, encoder.config.projection_dim, device, dtype)
+
+
+def build_ip_adapter(directory: Path, unet, encoder_config: dict, device: str = "cpu", dtype=None) -> dict:
+    """An SDXL IP-Adapter for `unet` saved in h94/IP-Adapter's layout (what
+    `load_ip_adapter(folder, subfolder="sdxl_models", weight_name=...)` reads): the image
+    encoder in sdxl_models/image_encoder, the adapter's weights in
+    sdxl_models/ip-adapter_sdxl.safetensors. Returns the parameter counts
+    ({"image_encoder": n, "adapter": n})."""
+    from safetensors.torch import save_file
+
+    encoder, tensors = ip_adapter_parts(unet, encoder_config, device, dtype)
+    encoder.save_pretrained(str(directory / "sdxl_models" / "image_encoder"))
+    counts = {"image_encoder": sum(p.numel() for p in encoder.parameters()),
+              "adapter": sum(t.numel() for t in tensors.values())}
+    del encoder
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "sdxl_models" / "ip-adapter_sdxl.safetensors"))
+    return counts
+
+
+def _build_tiny_ip_adapter(directory: Path) -> None:
+    """The tiny twin (`tiny:ip-adapter-sdxl`): build_ip_adapter for the tiny SDXL base's UNet."""
+    from diffusers import UNet2DConditionModel
+
+    quiet_libraries()
+    unet = UNet2DConditionModel.from_pretrained(str(ensure_tiny("sdxl-base") / "unet"))
+    build_ip_adapter(directory, unet, TINY_IP_ADAPTER_ENCODER)
 
 
 # name -> (builder, the file a finished folder has, recipe version): `tiny:<name>` in a profile.

@@ -21,7 +21,10 @@ The prediction (docs/gpu-memory.md):
 
 - weights: each component's parameter count, counted on PyTorch's meta device from the
   published configs by benchmarks/memory_table.py (tasks/runtime/memory_table.json), times
-  the bytes of the dtype the loaders use on a GPU;
+  the bytes of the dtype the loaders use on a GPU; a component a setting brings (SDXL's
+  IP-Adapter image encoder and adapter weights, with `references`) only when it is set, and
+  weights that load into another component (the adapter's, into the base UNet) counted with it
+  (`components`);
 - activations: estimated analytically at the profile's size by each backend's module (its
   `activations`: tokens x widths of the widest block, the VAE's widest feature maps at the
   decoded resolution, with the helpers below), with attention counted as
@@ -130,6 +133,27 @@ def table() -> dict:
     return _TABLE
 
 
+def components(backend: str, settings: dict) -> dict:
+    """The table's components of `backend` for a stage's settings: one that a setting brings
+    (its `when`) only when that setting is set, and one that loads into another (its `joins`:
+    the IP-Adapter's weights into the base UNet) folded into that one, which then holds both
+    (it is on the GPU, offloaded and split into blocks with them)."""
+    rows = table()[backend]
+    kept = {name: part for name, part in rows.items() if not part.get("when") or settings.get(part["when"])}
+    parts = {name: part for name, part in kept.items() if not part.get("joins")}
+    for name, part in kept.items():
+        if not part.get("joins"):
+            continue
+        target = parts[part["joins"]]
+        if target["bytes_per_parameter"] != part["bytes_per_parameter"]:
+            raise ValueError(f"{backend}: {name} joins {part['joins']} in another dtype")
+        parts[part["joins"]] = {
+            **target, **{key: target[key] + part[key] for key in
+                         ("parameters", "unmatched_parameters", "largest_block_parameters")},
+            "largest_leaf_parameters": max(target["largest_leaf_parameters"], part["largest_leaf_parameters"])}
+    return parts
+
+
 def one_piece(backend: str) -> bool:
     """Whether `backend` is one piece (no encoders, denoisers or VAE to place apart)."""
     return all(part["role"] == "model" for part in table()[backend].values())
@@ -200,7 +224,7 @@ def _resident(placement: Placement, parts: dict, active: str | None) -> float:
 
 def predict_peak(backend: str, settings: dict, placement: Placement) -> float:
     """Predicted peak GPU memory (bytes) of one stage run under `placement`."""
-    parts = table()[backend]
+    parts = components(backend, settings)
     acts = activations(backend, settings)
     if one_piece(backend):
         return sum(_weights(p) for p in parts.values()) + ACTIVATION_MARGIN * acts["model"]

@@ -41,10 +41,13 @@ _PLACED: dict[str, "Placed"] = {}  # family -> its current placement, for the re
 def members(backend: str, pipes) -> list[tuple[str, object, str]]:
     """(name, module, role) of each unique component of `backend`'s pipelines, in the table's
     order: `refiner_unet` is the second pipeline's unet; a component found in several pipelines
-    (SDXL's text_encoder_2, VAE) is listed once."""
+    (SDXL's text_encoder_2, VAE) is listed once; one a pipeline does not have (SDXL's
+    image_encoder without an IP-Adapter loaded) is not listed."""
     pipes = pipes if isinstance(pipes, (list, tuple)) else [pipes]
     found, seen = [], set()
     for name, part in table()[backend].items():
+        if part.get("joins"):  # loaded into another component (the IP-Adapter's weights): placed with it
+            continue
         if name.startswith("refiner_"):
             module = getattr(pipes[1], name.removeprefix("refiner_"), None) if len(pipes) > 1 else None
         else:
