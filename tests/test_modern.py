@@ -22,7 +22,7 @@ import srt
 
 from conftest import BIN, make_env, render
 from test_render_studio import make_env_without_server
-from test_resilience import computed, task_run_counts
+from test_resilience import FINISHED, computed, task_run_counts
 
 # An unseen story with front matter and a cast of two; four very short sentences (the tiny
 # Kokoro speaks about 0.1 s a phoneme: a sentence of 8 words takes about 3 s), which the
@@ -204,7 +204,7 @@ def test_render_killed_while_animating_resumes_with_finished_shots_cached(modern
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
-        while not list((artifacts / "animate").glob("*/manifest.json")):
+        while not list((artifacts / "animate").glob(FINISHED)):
             assert process.poll() is None, "render ended before it could be killed"
             assert time.monotonic() < deadline, "no clip finished"
             time.sleep(0.05)
@@ -212,7 +212,7 @@ def test_render_killed_while_animating_resumes_with_finished_shots_cached(modern
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     killed_after = time.monotonic() - started
-    finished = {stage: {p.parent.name for p in (artifacts / stage).glob("*/manifest.json")}
+    finished = {stage: {p.parent.name for p in (artifacts / stage).glob(FINISHED)}
                 for stage in ("keyframe", "animate")}
     # Every keyframe (the animate stage starts once they are all drawn), some clips, not all.
     assert len(finished["keyframe"]) == shots and 1 <= len(finished["animate"]) < shots, finished

@@ -16,6 +16,10 @@ import srt
 
 from conftest import BIN, ROOT, render as render_cli
 
+# A finished artifact's folder; the store writes each into a hidden `.tmp-<key>-...` folder first
+# (manifest.json included) and renames it when complete, so those are not finished.
+FINISHED = "[!.]*/manifest.json"
+
 pytestmark = pytest.mark.slow  # renders with injected faults and killed processes on a real Prefect server
 
 # Three sentences of 4-5 s each: three shots.
@@ -118,7 +122,7 @@ def test_render_killed_while_animating_resumes_from_finished_shots(store_env, tm
                                env=store_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 300
-    while not list(animate_dir.glob("*/manifest.json")):
+    while not list(animate_dir.glob(FINISHED)):
         assert process.poll() is None, "render ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -126,7 +130,7 @@ def test_render_killed_while_animating_resumes_from_finished_shots(store_env, tm
     process.wait()
     # What was finished at the kill: every animate done so far, and the keyframes (one of
     # which may still have been running: shots share the model in whatever order they come).
-    finished = {stage: {p.parent.name for p in (animate_dir.parent / stage).glob("*/manifest.json")}
+    finished = {stage: {p.parent.name for p in (animate_dir.parent / stage).glob(FINISHED)}
                 for stage in ("keyframe", "animate")}
     assert 1 <= len(finished["animate"]) < 3 and not (out / "fox").exists()
 
