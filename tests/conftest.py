@@ -29,7 +29,8 @@ SLOW_FIXTURES = {"prefect_server", "whisper_base", "tiny_home", "tiny_dir"}
 # modules in collection order, so these start at once and the quick ones fill the gaps,
 # instead of one long module starting last and running alone at the end.
 LONGEST_FIRST = ["test_resilience", "test_gpu_check", "test_cluster", "test_deployments", "test_languages_render",
-                 "test_modern", "test_render_offline", "test_stack_faults", "test_render_studio", "test_live_view",
+                 "test_modern", "test_render_offline", "test_stack_faults", "test_render_studio",
+                 "test_resilience_store", "test_live_view",
                  "test_store_s3", "test_storyboard_render", "test_bad_input"]
 
 

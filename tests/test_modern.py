@@ -22,7 +22,8 @@ import srt
 
 from conftest import BIN, make_env, render
 from test_render_studio import make_env_without_server
-from test_resilience import FINISHED, computed, task_run_counts
+from test_resilience import computed, task_run_counts
+from test_resilience_store import FINISHED
 
 # An unseen story with front matter and a cast of two; four very short sentences (the tiny
 # Kokoro speaks about 0.1 s a phoneme: a sentence of 8 words takes about 3 s), which the

@@ -1,24 +1,17 @@
-"""Faults injected for real: out-of-memory errors, a SIGKILLed render, a changed byte, two
-renders at once. Every run is the CLI against the session's real Prefect server."""
+"""Faults injected for real: out-of-memory errors, on one rung or every one, and a failed render
+resumed with its parameters (tests/test_resilience_store.py: a SIGKILLed render, a changed byte,
+two renders at once). Every run is the CLI against the session's real Prefect server."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-import srt
 
 from conftest import BIN, ROOT, render as render_cli
-
-# A finished artifact's folder; the store writes each into a hidden `.tmp-<key>-...` folder first
-# (manifest.json included) and renames it when complete, so those are not finished.
-FINISHED = "[!.]*/manifest.json"
 
 pytestmark = pytest.mark.slow  # renders with injected faults and killed processes on a real Prefect server
 
@@ -113,73 +106,6 @@ def test_oom_on_every_attempt_fails_clearly_and_prefect_retry_resumes(store_env,
     manifest = manifest_of(out)
     assert computed(manifest) == {("animate", 1), ("compose", None)}
     assert manifest["flow_run_id"] == run_id
-
-
-def test_render_killed_while_animating_resumes_from_finished_shots(store_env, tmp_path):
-    story, out = write_story(tmp_path), tmp_path / "out"
-    animate_dir = Path(store_env["FACELESS_HOME"]) / "artifacts" / "animate"
-    process = subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out), *SMALL],
-                               env=store_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not list(animate_dir.glob(FINISHED)):
-        assert process.poll() is None, "render ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    # What was finished at the kill: every animate done so far, and the keyframes (one of
-    # which may still have been running: shots share the model in whatever order they come).
-    finished = {stage: {p.parent.name for p in (animate_dir.parent / stage).glob(FINISHED)}
-                for stage in ("keyframe", "animate")}
-    assert 1 <= len(finished["animate"]) < 3 and not (out / "fox").exists()
-
-    render(store_env, story, out)
-    manifest = manifest_of(out)
-    for entry in manifest["stages"]:
-        if entry["stage"] in ("plan", "narrate", "align", "storyboard"):
-            assert entry["cached"], entry
-        if entry["stage"] in ("keyframe", "animate"):
-            assert entry["cached"] == (entry["key"] in finished[entry["stage"]]), entry
-    assert sum(entry["cached"] for entry in manifest["stages"] if entry["stage"] == "animate") >= 1
-    assert ("compose", None) in computed(manifest)
-
-
-def test_changed_byte_in_a_keyframe_is_recomputed_never_used(store_env, tmp_path):
-    story, out = write_story(tmp_path), tmp_path / "out"
-    render(store_env, story, out)
-    entry = next(s for s in manifest_of(out)["stages"] if s["stage"] == "keyframe" and s["scene"] == 1)
-    png = Path(store_env["FACELESS_HOME"]) / "artifacts" / "keyframe" / entry["key"] / "keyframe.png"
-    original = png.read_bytes()
-    damaged = bytearray(original)
-    damaged[len(damaged) // 2] ^= 0xFF
-    png.write_bytes(bytes(damaged))
-
-    render(store_env, story, out)
-    # Rebuilt from its seed, byte for byte; what depends on it was built from those same bytes
-    # (its key names their hash), so it stays valid and cached.
-    assert computed(manifest_of(out)) == {("keyframe", 1)}
-    assert png.read_bytes() == original
-    assert (out / "fox" / "keyframes" / "scene-01.png").read_bytes() == original
-
-
-def test_two_renders_at_once_compute_each_stage_once(store_env, tmp_path):
-    story = write_story(tmp_path)
-    outs = [tmp_path / "out-a", tmp_path / "out-b"]
-    processes = [subprocess.Popen([str(BIN / "faceless"), "render", str(story), "--out", str(out), *SMALL],
-                                  env=store_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for out in outs]
-    for process in processes:
-        stdout, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
-    manifests = [manifest_of(out) for out in outs]
-    for a, b in zip(manifests[0]["stages"], manifests[1]["stages"]):
-        assert a["key"] == b["key"]
-        assert [a["cached"], b["cached"]].count(False) == 1, (a, b)
-    for out in outs:
-        cues = list(srt.parse((out / "fox" / "subtitles.srt").read_text(encoding="utf-8")))
-        assert " ".join(c.content for c in cues).split() == STORY.split()
-        assert (out / "fox" / "video.mp4").stat().st_size > 0
 
 
 def test_faceless_resume_reruns_a_failed_render_with_its_parameters(store_env, tmp_path):
