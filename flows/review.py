@@ -35,6 +35,7 @@ import yaml
 from prefect.futures import wait
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from faceless.tasks.stages.cast import shot_references
 from faceless.tasks.stages.results import CastResult, Storyboard
 from faceless.tasks.text.prompts import MAX_TOKENS, count_tokens, fit
 
@@ -151,8 +152,8 @@ def edits_from_form(board: Storyboard, answer) -> dict[int, ShotEdit]:
 # -- what a person sees -----------------------------------------------------------------------------
 
 def _shown(shot, cast: dict[str, CastResult]) -> list[str]:
-    """The cast members a shot shows that have a reference: those its keyframe is conditioned on."""
-    return [name for name in shot.cast if name in cast]
+    """The names of the cast members whose references a shot's keyframe is conditioned on."""
+    return [reference.name for reference in shot_references(shot.cast, cast)]
 
 
 def storyboard_markdown(board: Storyboard, keyframes: list[Path], title: str, round_: int,

@@ -146,7 +146,7 @@ def ip_adapter_weights(unet, embed_dim: int, device=None, dtype=None) -> dict:
     width = unet.config.cross_attention_dim
 
     def rand(*shape):
-        return (torch.randn(*shape, device=device) * 0.05).to(dtype) if dtype else torch.randn(*shape, device=device) * 0.05
+        return torch.randn(*shape, device=device, dtype=dtype) * 0.05
 
     def const(value, n):
         return torch.full((n,), float(value), device=device, dtype=dtype)

@@ -32,7 +32,7 @@ def keyframe(shot: dict, index: int, settings: dict, directory: Path, references
     make, name = backend.make_keyframe, backend.LABEL
     progress = Progress(f"denoise-keyframe-{index:02d}", f"Shot {index}: {name} denoising",
                         settings["num_inference_steps"])
-    pictures = [(reference.name, reference.path(reference.file)) for reference in references]
+    pictures = [(reference.name, reference.picture) for reference in references]
     # Only a shot with references passes them: every backend keeps its plain call.
     image, extra = make(shot, index, settings, progress, models, **({"references": pictures} if pictures else {}))
     progress.update(progress.total)
