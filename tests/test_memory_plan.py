@@ -58,11 +58,32 @@ def test_the_ip_adapter_is_counted_only_with_references():
 def test_modern_on_24_gib_fits_every_stage():
     result = plan("modern", 24)
     assert result.fits
-    assert [s.stage for s in result.stages] == ["narrate", "storyboard", "keyframe", "animate"]
+    # The keyframe stage twice: schnell, then klein for the shots showing cast members.
+    assert [(s.stage, s.backend) for s in result.stages] == [
+        ("narrate", "kokoro"), ("storyboard", "shot-writer"), ("keyframe", "flux-schnell"),
+        ("keyframe", "flux2-klein"), ("animate", "wan")]
     for stage in result.stages:
         assert stage.predicted_peak_gib + mp.RESERVE_GIB <= 24
-        # FLUX and Wan must offload there; the voice and the shot writer are one piece each.
-        assert stage.placement != "gpu" or stage.backend in ("kokoro", "shot-writer")
+        # FLUX.1 and Wan must offload there; klein (4B) fits whole; the voice and the shot
+        # writer are one piece each.
+        assert stage.placement != "gpu" or stage.backend in ("kokoro", "shot-writer", "flux2-klein")
+
+
+@pytest.mark.parametrize("gib, placement", [(12, "model_offload"), (16, "model_offload"), (24, "gpu")])
+def test_klein_is_planned_for_its_own_components_at_the_keyframe_size(gib, placement):
+    profile = load_profile("modern")
+    [klein] = [s for s in mp.make_plan(profile, gib).stages if s.backend == "flux2-klein"]
+    assert klein.fits and klein.placement == placement, klein
+    section = {**profile["keyframe"]["references"], "width": 720, "height": 1280}
+    assert klein.candidates == mp.candidates("flux2-klein", section)
+    # klein's own table rows (Qwen3-4B, a 4B transformer), not schnell's: about 15 GiB of weights.
+    weights = sum(p["parameters"] * p["bytes_per_parameter"] for p in mp.components("flux2-klein", section).values())
+    assert 14 < weights / mp.GIB < 16
+    assert dict(klein.candidates)["gpu"] == pytest.approx(mp.predict_peak("flux2-klein", section, mp.Placement()) / mp.GIB,
+                                                          abs=0.01)
+    # More references, more tokens: a larger transformer peak.
+    assert mp.predict_peak("flux2-klein", {**section, "max_references": 1}, mp.Placement()) < \
+        mp.predict_peak("flux2-klein", section, mp.Placement())
 
 
 def test_studio_on_12_gib_fits():
