@@ -48,6 +48,7 @@ SIZE_MULTIPLE = 16
 MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
 REFERENCES = True  # conditioned on cast references (`references: true` when it is the section's backend)
 PIPELINE = "Flux2KleinPipeline"
+MIN_REFERENCE_SIDE = 64  # the pipeline's image processor refuses smaller references
 
 
 @dataclass
@@ -74,6 +75,15 @@ def prompt_with_references(prompt: str, names: list[str]) -> str:
         return prompt
     who = "; ".join(f"{name} is the person in reference image {i}" for i, name in enumerate(names, 1))
     return f"{prompt.rstrip().rstrip('.')}. {who}."
+
+
+def _big_enough(picture):
+    """The pipeline refuses a reference under 64 pixels a side (a user's thumbnail): scaled up."""
+    if min(picture.size) >= MIN_REFERENCE_SIDE:
+        return picture
+    scale = MIN_REFERENCE_SIDE / min(picture.size)
+    return picture.resize((max(MIN_REFERENCE_SIDE, round(picture.width * scale)),
+                           max(MIN_REFERENCE_SIDE, round(picture.height * scale))))
 
 
 def count_tokens(tokenizer, prompt: str, limit: int) -> tuple[int, bool]:
@@ -104,7 +114,7 @@ def keyframe(pipe, prompt: str, width: int, height: int, seed: int, settings: di
         log.warning("klein takes %d references: %s left out", limit, ", ".join(n for n, _ in references[limit:]))
         references = references[:limit]
     names = [name for name, _ in references]
-    pictures = [picture if isinstance(picture, Image.Image) else Image.open(picture).convert("RGB")
+    pictures = [_big_enough(picture if isinstance(picture, Image.Image) else Image.open(picture).convert("RGB"))
                 for _, picture in references]
     text = prompt_with_references(prompt, names)
     tokens, truncated = count_tokens(pipe.tokenizer, text, int(settings["max_sequence_length"]))
