@@ -177,16 +177,23 @@ def test_gpu_check_sets_predicted_beside_measured(capsys):
     import gpu_check
 
     result = {"settings": load_profile("modern"), "cap_gib": 24.0, "total_gib": 80.0,
-              "stage_peaks": {"keyframe": 21.7, "animate": 17.9},
-              "stages": [{"stage": "keyframe", "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+              "stage_peaks": {"keyframe": 21.7, "animate": 17.9}, "family_peaks": {"flux": 21.5, "flux2": 16.2},
+              "stages": [{"stage": "keyframe", "backend": "flux-schnell",
+                          "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+                         {"stage": "keyframe", "backend": "flux2-klein",
+                          "placement": {"placement": "gpu", "predicted_peak_gib": 17.52}},
                          {"stage": "animate", "placement": {"placement": "model_offload", "predicted_peak_gib": 18.47}}]}
-    rows = {row["stage"]: row for row in gpu_check.prediction_rows(result)}
-    assert rows["keyframe"]["planned"] == "model_offload" and rows["keyframe"]["used"] == "model_offload"
-    assert rows["keyframe"]["measured_gib"] == 21.7 and rows["narrate"]["measured_gib"] is None
-    assert rows["animate"]["predicted_gib"] == plan("modern", 24).stage("animate").predicted_peak_gib
+    rows = {(row["stage"], row["backend"]): row for row in gpu_check.prediction_rows(result)}
+    schnell, klein = rows[("keyframe", "flux-schnell")], rows[("keyframe", "flux2-klein")]
+    assert schnell["planned"] == "model_offload" and schnell["used"] == "model_offload"
+    # Two backends in one stage: each measured by its family's peak, each with its own placement.
+    assert schnell["measured_gib"] == 21.5 and klein["measured_gib"] == 16.2 and klein["used"] == "gpu"
+    assert klein["planned"] == "gpu" and rows[("narrate", "kokoro")]["measured_gib"] is None
+    assert rows[("animate", "wan")]["predicted_gib"] == plan("modern", 24).stage("animate").predicted_peak_gib
+    assert rows[("animate", "wan")]["measured_gib"] == 17.9
     gpu_check.print_prediction(result)
     out = capsys.readouterr().out
-    assert "predicted" in out and "measured" in out and "21.70" in out
+    assert "predicted" in out and "measured" in out and "16.20" in out
 
 
 def test_run_summary_shows_each_gpu_stage_placement():
