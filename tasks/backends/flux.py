@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal, Mapping
 
 from pydantic import model_serializer
 
-from faceless.tasks.backends.flux2_klein import KleinReferences
+from faceless.tasks.backends.klein_sections import KleinReferences
 from faceless.tasks.profile_sections import RungSection, Section
 
 

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from faceless.tasks.profile_sections import RungSection, Section
+from faceless.tasks.backends.klein_sections import STEPS, KleinReferences, KleinRung, _Klein  # noqa: F401
 
 # The backend interface (tasks/backends/base.py).
 NAME = "flux2-klein"
@@ -42,7 +42,6 @@ LABEL = "FLUX.2 [klein] 4B"
 
 log = logging.getLogger(__name__)
 
-STEPS = 4  # klein 4B is step-distilled: 4 steps, no guidance
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's text context (Qwen3 tokens, chat template included)
 SIZE_MULTIPLE = 16
 MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
@@ -179,36 +178,6 @@ def make_keyframe(shot: dict, index: int, settings: dict, progress, models, refe
                         "references_used": made.references, "placement": where}
 
 # -- the profile's section (tasks/profile_schema.py builds the stage's union from the registry) --
-
-class KleinRung(RungSection):
-    """A rung of the klein ladder; only the keys it sets are kept."""
-    vae_tiling: bool | None = None
-    vae_slicing: bool | None = None
-    model_cpu_offload: bool | None = None
-    sequential_cpu_offload: bool | None = None
-
-
-class _Klein(Section):
-    """What klein draws with, as a keyframe section or as another section's `references`."""
-    model: str = "hf:black-forest-labs/FLUX.2-klein-4B"
-    num_inference_steps: int = STEPS
-    guidance_scale: float = 1.0  # off: the 4B model is step-distilled without guidance
-    max_sequence_length: int = MAX_SEQUENCE_LENGTH
-    max_references: int = 4  # reference pictures in one call; a shot showing more uses its first ones
-    vae_tiling: bool = False
-    vae_slicing: bool = False
-    model_cpu_offload: bool = False  # ignored without a GPU
-    sequential_cpu_offload: bool = False
-    cpu_threads: int | None = None  # torch threads on a CPU (None: torch's choice); 1 suits tiny twins
-    degrade: list[KleinRung] = [KleinRung(vae_tiling=True), KleinRung(model_cpu_offload=True),
-                                KleinRung(sequential_cpu_offload=True)]
-
-
-class KleinReferences(_Klein):
-    """Another keyframe backend's `references` (FLUX.1-schnell's): the shots showing cast
-    members are drawn by klein, at that section's size, on their references."""
-    backend: Literal["flux2-klein"] = "flux2-klein"
-
 
 class KleinKeyframe(_Klein):
     """FLUX.2 [klein] 4B as the keyframe backend: every shot drawn by it."""
