@@ -21,17 +21,19 @@ On a CUDA GPU it:
    steps and its step cache, so a GPU measures what the cache skips), builds every model family at
    its full published size with random weights on the GPU (benchmarks/gpu_models.py: SDXL base +
    refiner, the SDXL IP-Adapter for cast references (h94/IP-Adapter's layout: ViT-bigG/14 image
-   encoder and adapter weights), SVD-XT, Bark, Whisper for studio; FLUX.1-schnell, Wan 2.2
-   TI2V-5B, Kokoro-82M for modern) and saves each as a model folder, so the render loads them
+   encoder and adapter weights), SVD-XT, Bark, Whisper for studio; FLUX.1-schnell, FLUX.2
+   [klein] 4B for the cast shots, Wan 2.2 TI2V-5B, Kokoro-82M for modern) and saves each as a model folder, so the render loads them
    from disk through the real loaders (fp16 for studio, bf16 for FLUX and Wan);
 3. renders a short story (benchmarks/stories/two-sentences-cast.txt: two sentences, one cast
-   member, whose reference studio draws and conditions its shots on) through the real code path,
+   member, whose reference studio draws and conditions its shots on, and modern draws with
+   schnell and has klein draw the shots showing them from) through the real code path,
    `flows.story_to_video.story_to_video` with a profile derived from the profile's YAML whose
    model specs are those folders, in a child process with a fresh FACELESS_HOME and its own
    temporary Prefect server, and prints seconds per stage and per model family (the run's
    manifest.json), SVD windows or Wan passes per shot, peak GPU memory of the pass and of each
    model family (between the flow's releases), and the IP-Adapter's load: seconds, parameters,
-   GiB (it loads into the SDXL family, whose peak includes it);
+   GiB (it loads into the SDXL family, whose peak includes it), and klein's cast shots: how
+   many, their seconds and the flux2 family's peak (its build seconds are in the build table);
 4. renders it again in a fresh child process whose GPU memory is capped at 24 GiB
    (`torch.cuda.set_per_process_memory_fraction`, set before anything loads), so the
    profile's degrade ladders meet real CUDA out-of-memory errors, and prints each stage's
@@ -190,6 +192,19 @@ def print_ip_adapter(result: dict) -> None:
           f"{found['gib']:.2f} GiB of weights; {memory}")
 
 
+def print_klein(result: dict) -> None:
+    """The cast shots' line of a modern pass: the shots FLUX.2 [klein] drew (the manifest's
+    keyframe rows name their backend), their seconds, and the flux2 family's peak GPU memory."""
+    drawn = [row for row in result.get("stages") or [] if row["stage"] == "keyframe" and row.get("backend") == "flux2-klein"]
+    if not drawn:
+        return
+    peak = (result.get("family_peaks") or {}).get("flux2")
+    memory = f"peak GPU memory of the flux2 family {peak:.2f} GiB" if peak is not None else \
+        "its GPU memory is measured on CUDA only"
+    print(f"cast shots: FLUX.2 [klein] drew {len(drawn)} shot(s) (shots {', '.join(str(r['scene']) for r in drawn)}) "
+          f"in {sum(float(r.get('seconds') or 0.0) for r in drawn):.1f} s on their references; {memory}")
+
+
 def prediction_rows(result: dict) -> list[dict]:
     """Per GPU stage: the memory plan's placement and predicted peak for this pass's GPU (its cap,
     else the card's memory), the placement the render used (manifest), and the measured peak."""
@@ -199,14 +214,28 @@ def prediction_rows(result: dict) -> list[dict]:
     gib = result.get("cap_gib") or result.get("total_gib")
     if not settings or not gib:
         return []
-    used: dict[str, set] = {}
+    from faceless.tasks.backends import base as backends
+
+    stages = memory_plan.make_plan(settings, gib).stages
+    # A stage with two backends (modern's keyframes: schnell, then klein for the cast shots): each
+    # row's placements are its backend's (the manifest's keyframe rows name it) and its measured
+    # peak its family's (the flow releases one before the other loads).
+    shared = {s.stage for s in stages if sum(t.stage == s.stage for t in stages) > 1}
+    used: dict[tuple, set] = {}
     for row in result.get("stages", []):
         if row.get("placement"):
-            used.setdefault(row["stage"], set()).add(row["placement"]["placement"])
-    measured = result.get("stage_peaks") or {}
+            backend = row.get("backend") if row["stage"] in shared else None
+            used.setdefault((row["stage"], backend), set()).add(row["placement"]["placement"])
+    measured, families = result.get("stage_peaks") or {}, result.get("family_peaks") or {}
+
+    def peak(stage) -> float | None:
+        if stage.stage not in shared:
+            return measured.get(stage.stage)
+        return families.get(backends.get(stage.backend).FAMILY)
+
     return [{"stage": s.stage, "backend": s.backend, "planned": s.placement, "predicted_gib": s.predicted_peak_gib,
-             "used": ", ".join(sorted(used.get(s.stage, ()))) or "-", "measured_gib": measured.get(s.stage)}
-            for s in memory_plan.make_plan(settings, gib).stages]
+             "used": ", ".join(sorted(used.get((s.stage, s.backend if s.stage in shared else None), ()))) or "-",
+             "measured_gib": peak(s)} for s in stages]
 
 
 def print_prediction(result: dict) -> None:
@@ -345,6 +374,7 @@ def print_pass(title: str, result: dict, show_ladder: bool) -> None:
         print("model families, in the order the flow released them: " + ", ".join(peaks)
               + " (their peak memory is measured on CUDA only)")
     print_ip_adapter(result)
+    print_klein(result)
     shots = result.get("scenes") or []
     if shots and backends.get("animate") == "wan":
         from faceless.tasks.backends.wan import native_frame_count
@@ -477,15 +507,21 @@ def check_profile(name: str, args, scratch: Path, story: Path, tflops: float, fu
     root = scratch / name
     print()
     print(f"=== {name} ===")
+    klein = True
     if full:
         needed, free_gib = needed_gib(name), shutil.disk_usage(scratch).free / 2**30
+        if needed * 1.05 > free_gib and name.startswith("modern") and needed_gib(name, klein=False) * 1.05 <= free_gib:
+            klein = False
+            print(f"{name}: FLUX.2 [klein] left out: all folders take about {needed:.0f} GiB and {scratch} has "
+                  f"{free_gib:.0f} GiB free (--scratch on a larger disk); every shot drawn by schnell")
+            needed = needed_gib(name, klein=False)
         if needed * 1.05 > free_gib:
             print(f"{name}: SKIPPED: its folders take about {needed:.0f} GiB and {scratch} has {free_gib:.0f} GiB free "
                   "(--scratch on a larger disk)")
             return False
     print(f"building {'full-size' if full else 'toy'} {name} models with random weights in {root / 'models'} ...")
     build_started = time.perf_counter()
-    built = build_models(name, root / "models", full)
+    built = build_models(name, root / "models", full, klein)
     build_seconds = time.perf_counter() - build_started
     for family, (folder, seconds, note) in built.items():
         print(f"  {family:<13}{seconds:7.1f} s  {folder_gib(folder):6.2f} GiB on disk  {note}")

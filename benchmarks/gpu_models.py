@@ -283,6 +283,27 @@ def full_size_flux(device: str, dtype):
     )
 
 
+def full_size_klein(device: str, dtype):
+    """FLUX.2 [klein] 4B's published pipeline with random weights on `device` (the cast shots'
+    model). Its tokenizer is the tiny twin's byte-level one with Qwen's chat template (ids fit
+    Qwen3's 151,936 rows); the pipeline pads the prompt to max_sequence_length, so the text
+    encoder's work is the real one."""
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from faceless.tasks.models.tiny import published
+    from faceless.tasks.models.writer_tiny import tokenizer
+
+    return Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(published("flux2-klein-4b-scheduler")),
+        vae=_make(AutoencoderKLFlux2, device, dtype, **published("flux2-klein-4b-vae")),
+        text_encoder=_make(Qwen3ForCausalLM, device, dtype, Qwen3Config(**published("flux2-klein-4b-text-encoder"))),
+        tokenizer=tokenizer(),
+        transformer=_make(Flux2Transformer2DModel, device, dtype, **published("flux2-klein-4b-transformer")),
+        is_distilled=True,
+    )
+
+
 def full_size_wan(device: str, dtype):
     """Wan 2.2 TI2V-5B's published folder layout (a WanPipeline with expand_timesteps, as
     modern_tiny builds its twin) with random weights on `device`; the VAE in fp32. Its tokenizer
@@ -318,12 +339,13 @@ def save_kokoro(folder: Path, config: dict, seed: int = 0) -> str:
     return f"{millions(model):.1f} M"
 
 
-def build_modern(folder: Path, full: bool) -> dict:
-    """Every modern model family saved as a model folder under `folder`: {family: (path, seconds, note)}."""
+def build_modern(folder: Path, full: bool, klein: bool = True) -> dict:
+    """Every modern model family saved as a model folder under `folder`: {family: (path, seconds, note)};
+    without `klein` (a scratch disk too small for its 15 GiB beside the others) no FLUX.2 [klein]."""
     import torch
 
     from faceless.tasks.backends.kokoro import quiet as quiet_kokoro
-    from faceless.tasks.models import flux_tiny, kokoro_tiny, modern_tiny
+    from faceless.tasks.models import flux_tiny, klein_tiny, kokoro_tiny, modern_tiny
 
     quiet()
     quiet_kokoro()  # KModel's constructor warns about its own layers: advice for kokoro's authors
@@ -333,6 +355,7 @@ def build_modern(folder: Path, full: bool) -> dict:
     if not full:
         timed("kokoro", lambda: (kokoro_tiny.build_tiny_kokoro(folder / "kokoro"), "tiny")[1])
         timed("flux-schnell", lambda: (flux_tiny.build_tiny_flux(folder / "flux-schnell"), "tiny")[1])
+        timed("flux2-klein", lambda: (klein_tiny.build_tiny_klein(folder / "flux2-klein"), "tiny")[1])
         timed("wan", lambda: (modern_tiny.build_tiny_wan(folder / "wan"), "tiny")[1])
         return built
 
@@ -341,6 +364,13 @@ def build_modern(folder: Path, full: bool) -> dict:
         note = (f"transformer {millions(pipe.transformer):.1f} M, T5 encoder {millions(pipe.text_encoder_2):.1f} M, "
                 f"CLIP {millions(pipe.text_encoder):.1f} M, VAE {millions(pipe.vae):.1f} M; bf16")
         pipe.save_pretrained(str(folder / "flux-schnell"))
+        return note
+
+    def make_klein():
+        pipe = full_size_klein("cuda", torch.bfloat16)
+        note = (f"transformer {millions(pipe.transformer):.1f} M, Qwen3 encoder {millions(pipe.text_encoder):.1f} M, "
+                f"VAE {millions(pipe.vae):.1f} M; bf16")
+        pipe.save_pretrained(str(folder / "flux2-klein"))
         return note
 
     def wan():
@@ -352,6 +382,10 @@ def build_modern(folder: Path, full: bool) -> dict:
 
     timed("kokoro", lambda: save_kokoro(folder / "kokoro", kokoro_tiny.full_config()) + ", fp32")
     timed("flux-schnell", flux)
+    free()
+    if klein:
+        timed("flux2-klein", make_klein)  # the cast shots' model (the story has a cast member)
+    free()
     timed("wan", wan)
     return built
 
@@ -359,8 +393,8 @@ def build_modern(folder: Path, full: bool) -> dict:
 BUILDERS = {"studio": build_studio, "modern": build_modern, "modern-quality": build_modern}
 
 
-def build_models(name: str, folder: Path, full: bool) -> dict:
-    return BUILDERS[name](folder, full)
+def build_models(name: str, folder: Path, full: bool, klein: bool = True) -> dict:
+    return BUILDERS[name](folder, full, klein) if name.startswith("modern") else BUILDERS[name](folder, full)
 
 
 def ip_adapter_sizes(device: str = "meta"):
@@ -375,7 +409,7 @@ def ip_adapter_sizes(device: str = "meta"):
     return encoder, sum(t.numel() for t in weights.values())
 
 
-def needed_gib(name: str) -> float:
+def needed_gib(name: str, klein: bool = True) -> float:
     """Disk the full-size folders of profile `name` take (parameters counted on the meta device,
     2 bytes each, the IP-Adapter's included; Wan's VAE and Kokoro 4): a check refuses to start
     without it."""
@@ -399,6 +433,9 @@ def needed_gib(name: str) -> float:
     flux = full_size_flux("meta", torch.bfloat16)
     wan = full_size_parameters()
     total = 2 * sum(millions(m) for m in (flux.transformer, flux.text_encoder_2, flux.text_encoder, flux.vae)) * 1e6
+    if klein:
+        pipe = full_size_klein("meta", torch.bfloat16)
+        total += 2 * sum(millions(m) for m in (pipe.transformer, pipe.text_encoder, pipe.vae)) * 1e6
     total += 2 * (wan["transformer"] + wan["text_encoder"]) + 4 * wan["vae"]
     total += 4 * kokoro_tiny.full_size_parameters()
     return total / 2**30
@@ -452,6 +489,11 @@ def write_profile(name: str, path: Path, full: bool, built: dict, story: Path, s
         # come with its weights): at full size the check writes the storyboard by rules. The toy
         # run keeps the tiny writer, so its code path stays checked.
         profile["storyboard"]["writer"] = "rules"
+    if (profile["keyframe"].get("references") or {}).get("backend") == "flux2-klein":
+        if "flux2-klein" in built:  # the cast shots' model, built beside schnell (at either size)
+            profile["keyframe"]["references"]["model"] = str(built["flux2-klein"][0])
+        else:  # not built (the scratch disk): every shot drawn by schnell
+            del profile["keyframe"]["references"]
     if profile["keyframe"].get("references") and "ip-adapter" in built:
         # Cast references through the adapter built beside the SDXL base (at either size).
         profile["keyframe"]["references"]["ip_adapter"] = str(built["ip-adapter"][0])

@@ -47,6 +47,8 @@ class StageLedger:
             "degraded": ref.degraded,
             # Where the stage's models sat on the GPU and the predicted peak (GiB), for GPU stages.
             "placement": (ref.meta or {}).get("placement"),
+            # The backend that drew a keyframe (modern: klein for a shot showing cast members).
+            **({"backend": ref.meta["backend"]} if "backend" in (ref.meta or {}) else {}),
         })
         return result
 

@@ -19,7 +19,7 @@ from faceless.flows.review import read_edits
 from faceless.tasks import models
 from faceless.tasks.media.captions import check_fonts
 from faceless.tasks.media.music import check_music
-from faceless.tasks.backends import voices
+from faceless.tasks.backends import base as backends, voices
 from faceless.tasks.runtime.gpu import parse_faults
 from faceless.tasks.settings import load_profile
 from faceless.tasks.stages.cast import check_image
@@ -84,13 +84,28 @@ def for_language(settings: dict, language: str, voice: str = "") -> dict:
 
 def keyframe_identity(keyframe: dict) -> dict:
     """The keyframe models' identities: SDXL's two (as before backends; and its IP-Adapter when
-    it takes cast references), else the backend's one."""
+    it takes cast references), else the backend's one, and the one of the backend its
+    `references` name (modern's klein), by backend."""
     if keyframe["backend"] == "sdxl-ensemble":
         found = {role: models.identity(keyframe[role]) for role in ("base", "refiner")}
         if keyframe.get("references"):
             found["ip_adapter"] = models.identity(keyframe["references"]["ip_adapter"], "ip-adapter")
         return found
-    return {keyframe["backend"]: models.identity(keyframe["model"])}
+    found = {keyframe["backend"]: models.identity(keyframe["model"])}
+    references = backends.reference_section(keyframe)
+    if references:
+        found[references["backend"]] = models.identity(references["model"])
+    return found
+
+
+def for_cast(settings: dict, cast: dict) -> dict:
+    """The profile for a story with or without a cast: a story with none has no use for the
+    backend a keyframe section's `references` name (modern's klein), so the subsection is left
+    out, and that model's weights are neither needed nor checked. (Studio's IP-Adapter, which
+    loads into SDXL itself, stays as it always was.)"""
+    if cast or backends.reference_section(settings["keyframe"]) is None:
+        return settings
+    return {**settings, "keyframe": {k: v for k, v in settings["keyframe"].items() if k != "references"}}
 
 
 def cast_images(text: str, story_file: str | None) -> dict[str, str]:
@@ -116,7 +131,7 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
     voice whatever its language (a voice of the profile's narrate backend, or espeak:<voice>)."""
     roots.refuse_job_variables()  # a deployment run cannot widen the worker's roots
     text, title = story_input(story, story_file)
-    _, body = split_front_matter(text)
+    front, body = split_front_matter(text)
     pictures = cast_images(text, story_file)
     # Fonts are checked on the text the captions will draw: normalised, as the plan stage does.
     body = normalise_story(body)
@@ -126,7 +141,7 @@ def preflight(story: str | None = None, story_file: str | None = None, profile: 
         roots.check("profile_file", source)
     settings = load_profile(source, size or None)
     language = language_of(text)
-    settings = for_language(settings, language.tag, voice)
+    settings = for_cast(for_language(settings, language.tag, voice), {**front.cast, **front.cast_images})
     roots.check_profile(settings)  # every model folder and font file the profile names
     try:
         identities = model_identities(settings)  # every missing model named at once

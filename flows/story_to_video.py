@@ -42,7 +42,7 @@ from faceless.tasks.stages.align import align_task
 from faceless.tasks.stages.animate import animate_task, expect_prompts
 from faceless.tasks.stages.cast import cast_members, cast_task, shot_references, takes_references
 from faceless.tasks.stages.compose import compose_task
-from faceless.tasks.stages.keyframe import keyframe_task
+from faceless.tasks.stages.keyframe import drawing_groups, keyframe_task
 from faceless.tasks.stages.music import music_task
 from faceless.tasks.stages.narrate import narrate_task
 from faceless.tasks.stages.plan import plan_task
@@ -82,12 +82,24 @@ def _cast(ledger, plan, settings: dict, identity: dict, images: dict) -> dict:
     return {member["name"]: ledger.record("cast", future, i) for i, (member, future) in enumerate(zip(members, futures))}
 
 
-def _keyframes(board, settings: dict, identity: dict, cast: dict) -> list:
+def _keyframes(board, settings: dict, identity: dict, cast: dict, release=None) -> list:
     """A keyframe task per shot (a shot whose prompt, seed and references are unchanged comes
-    back Cached), conditioned on the references of the cast members it shows."""
-    return with_store(keyframe_task, retries=gpu.retries_for(settings)).map(
-        board.keyframe_inputs(), board.indexes, unmapped(settings), unmapped(identity),
-        [shot_references(shot.cast, cast) for shot in board.shots])
+    back Cached), conditioned on the references of the cast members it shows, in shot order.
+    Shots are run by the backend that draws them (modern: schnell for the shots showing nobody,
+    klein for the others, `drawing_section`); with `release` (one family at a time) each group
+    waits for the one before and the other keyframe families are released first."""
+    references = [shot_references(shot.cast, cast) for shot in board.shots]
+    inputs, futures, previous = board.keyframe_inputs(), [None] * len(board.shots), []
+    for section, family, shots in drawing_groups(settings, references):
+        if release:
+            wait(previous)
+            release(*[other for other in backends.families("keyframe") if other != family])
+        previous = with_store(keyframe_task, retries=gpu.retries_for(section)).map(
+            [inputs[i] for i in shots], [board.indexes[i] for i in shots], unmapped(settings), unmapped(identity),
+            [references[i] for i in shots])
+        for i, future in zip(shots, previous):
+            futures[i] = future
+    return futures
 
 
 @flow(name="story-to-video", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -152,7 +164,7 @@ def story_to_video(story: str = "", story_file: str = "", profile: ProfileName =
     live.expect(len(ledger.stages) + (music_ref is not None) + 2 * len(board.shots) + 1)
 
     make_keyframes = functools.partial(_keyframes, settings=settings["keyframe"], identity=identities["keyframe"],
-                                       cast=cast)
+                                       cast=cast, release=one_family_at_a_time and functools.partial(_release, logger))
     keyframe_futures = make_keyframes(board)
     if review or review_edits:  # a person approves or edits the shots before animation (flows/review.py)
         board, keyframe_futures, stopped = review_storyboard(board, keyframe_futures, make_keyframes, cast=cast,

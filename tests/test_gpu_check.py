@@ -56,7 +56,7 @@ def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
     assert studio.count("SVD windows per shot:") == 1 and modern.count("Wan passes per shot: 1 of ") == 1
     assert modern.count("per family: kokoro (narrate)") == 1 and "flux-schnell (keyframe)" in modern
     # The toy run keeps the tiny shot writer, released after its stage.
-    assert "model families, in the order the flow released them: kokoro, writer, flux, wan" in modern
+    assert "model families, in the order the flow released them: kokoro, writer, flux, flux2, wan" in modern
     assert "narrate.speed" in modern  # the random voice's pace, set from a measurement
     assert out.count("pass 2 skipped: the memory cap is CUDA-only") == 2 and "attempts  degraded" in out
     assert "pass 1 completed: studio yes, modern yes" in out
@@ -69,6 +69,9 @@ def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
     assert "cast references: IP-Adapter loaded into the SDXL base in " in studio
     assert "image encoder 43,392 + adapter 65,920 parameters" in studio
     assert "its GPU memory is measured on CUDA only" in studio and "cast references" not in modern
+    # Modern's cast shots: klein built beside schnell, and drawing the shots that show the member.
+    assert "\n  flux2-klein " in modern and "\ncast " in modern and "flux-schnell (cast) " in modern
+    assert "cast shots: FLUX.2 [klein] drew " in modern and "its GPU memory is measured on CUDA only" in modern
     # The models were built in the scratch folder and each profile points at its own.
     # (The shot writer stays the registry's tiny twin: at full size the check writes by rules.)
     studio_yaml, modern_yaml = ((tmp_path / "scratch" / name / "profile.yaml").read_text()
@@ -76,7 +79,7 @@ def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
     for family in ("svd", "ip-adapter"):
         assert str(tmp_path / "scratch" / "studio" / "models" / family) in studio_yaml
     assert "tiny:" not in studio_yaml
-    for family in ("kokoro", "flux-schnell", "wan"):
+    for family in ("kokoro", "flux-schnell", "flux2-klein", "wan"):
         assert str(tmp_path / "scratch" / "modern" / "models" / family) in modern_yaml
     assert "tiny:" not in modern_yaml
     assert seconds < 900

@@ -58,11 +58,32 @@ def test_the_ip_adapter_is_counted_only_with_references():
 def test_modern_on_24_gib_fits_every_stage():
     result = plan("modern", 24)
     assert result.fits
-    assert [s.stage for s in result.stages] == ["narrate", "storyboard", "keyframe", "animate"]
+    # The keyframe stage twice: schnell, then klein for the shots showing cast members.
+    assert [(s.stage, s.backend) for s in result.stages] == [
+        ("narrate", "kokoro"), ("storyboard", "shot-writer"), ("keyframe", "flux-schnell"),
+        ("keyframe", "flux2-klein"), ("animate", "wan")]
     for stage in result.stages:
         assert stage.predicted_peak_gib + mp.RESERVE_GIB <= 24
-        # FLUX and Wan must offload there; the voice and the shot writer are one piece each.
-        assert stage.placement != "gpu" or stage.backend in ("kokoro", "shot-writer")
+        # FLUX.1 and Wan must offload there; klein (4B) fits whole; the voice and the shot
+        # writer are one piece each.
+        assert stage.placement != "gpu" or stage.backend in ("kokoro", "shot-writer", "flux2-klein")
+
+
+@pytest.mark.parametrize("gib, placement", [(12, "model_offload"), (16, "model_offload"), (24, "gpu")])
+def test_klein_is_planned_for_its_own_components_at_the_keyframe_size(gib, placement):
+    profile = load_profile("modern")
+    [klein] = [s for s in mp.make_plan(profile, gib).stages if s.backend == "flux2-klein"]
+    assert klein.fits and klein.placement == placement, klein
+    section = {**profile["keyframe"]["references"], "width": 720, "height": 1280}
+    assert klein.candidates == mp.candidates("flux2-klein", section)
+    # klein's own table rows (Qwen3-4B, a 4B transformer), not schnell's: about 15 GiB of weights.
+    weights = sum(p["parameters"] * p["bytes_per_parameter"] for p in mp.components("flux2-klein", section).values())
+    assert 14 < weights / mp.GIB < 16
+    assert dict(klein.candidates)["gpu"] == pytest.approx(mp.predict_peak("flux2-klein", section, mp.Placement()) / mp.GIB,
+                                                          abs=0.01)
+    # More references, more tokens: a larger transformer peak.
+    assert mp.predict_peak("flux2-klein", {**section, "max_references": 1}, mp.Placement()) < \
+        mp.predict_peak("flux2-klein", section, mp.Placement())
 
 
 def test_studio_on_12_gib_fits():
@@ -156,16 +177,23 @@ def test_gpu_check_sets_predicted_beside_measured(capsys):
     import gpu_check
 
     result = {"settings": load_profile("modern"), "cap_gib": 24.0, "total_gib": 80.0,
-              "stage_peaks": {"keyframe": 21.7, "animate": 17.9},
-              "stages": [{"stage": "keyframe", "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+              "stage_peaks": {"keyframe": 21.7, "animate": 17.9}, "family_peaks": {"flux": 21.5, "flux2": 16.2},
+              "stages": [{"stage": "keyframe", "backend": "flux-schnell",
+                          "placement": {"placement": "model_offload", "predicted_peak_gib": 22.59}},
+                         {"stage": "keyframe", "backend": "flux2-klein",
+                          "placement": {"placement": "gpu", "predicted_peak_gib": 17.52}},
                          {"stage": "animate", "placement": {"placement": "model_offload", "predicted_peak_gib": 18.47}}]}
-    rows = {row["stage"]: row for row in gpu_check.prediction_rows(result)}
-    assert rows["keyframe"]["planned"] == "model_offload" and rows["keyframe"]["used"] == "model_offload"
-    assert rows["keyframe"]["measured_gib"] == 21.7 and rows["narrate"]["measured_gib"] is None
-    assert rows["animate"]["predicted_gib"] == plan("modern", 24).stage("animate").predicted_peak_gib
+    rows = {(row["stage"], row["backend"]): row for row in gpu_check.prediction_rows(result)}
+    schnell, klein = rows[("keyframe", "flux-schnell")], rows[("keyframe", "flux2-klein")]
+    assert schnell["planned"] == "model_offload" and schnell["used"] == "model_offload"
+    # Two backends in one stage: each measured by its family's peak, each with its own placement.
+    assert schnell["measured_gib"] == 21.5 and klein["measured_gib"] == 16.2 and klein["used"] == "gpu"
+    assert klein["planned"] == "gpu" and rows[("narrate", "kokoro")]["measured_gib"] is None
+    assert rows[("animate", "wan")]["predicted_gib"] == plan("modern", 24).stage("animate").predicted_peak_gib
+    assert rows[("animate", "wan")]["measured_gib"] == 17.9
     gpu_check.print_prediction(result)
     out = capsys.readouterr().out
-    assert "predicted" in out and "measured" in out and "21.70" in out
+    assert "predicted" in out and "measured" in out and "16.20" in out
 
 
 def test_run_summary_shows_each_gpu_stage_placement():

@@ -84,19 +84,33 @@ def test_modern_tiny_renders_an_unseen_story_through_the_new_backends(modern):
     assert modern["result"].stdout.strip().splitlines()[-1] == str(folder / "video.mp4")
     assert manifest["profile"] == "modern-tiny"
     assert manifest["backends"] == BACKENDS
-    assert list(manifest["models"]["keyframe"]) == ["flux-schnell"]
+    # schnell, and klein for the shots showing cast members (the story has a cast).
+    assert list(manifest["models"]["keyframe"]) == ["flux-schnell", "flux2-klein"]
     assert manifest["models"]["keyframe"]["flux-schnell"].startswith("tiny:flux-schnell@")
+    assert manifest["models"]["keyframe"]["flux2-klein"].startswith("tiny:flux2-klein@")
     assert list(manifest["models"]["animate"]) == ["wan"] and manifest["models"]["animate"]["wan"].startswith("tiny:wan@")
-    assert manifest["model_loads"] == {"kokoro": 1, "writer": 1, "flux": 1, "wan": 1}  # once each, for all shots
+    # Once each, for all shots: schnell draws the references (and any shot showing nobody), klein the rest.
+    assert manifest["model_loads"] == {"kokoro": 1, "writer": 1, "flux": 1, "flux2": 1, "wan": 1}
     assert manifest["narration"]["backend"] == "kokoro"
-    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "writer", "keyframe",
-                                                        "animate", "compose"}
+    assert {s["stage"] for s in manifest["stages"]} == {"plan", "narrate", "align", "storyboard", "writer", "cast",
+                                                        "keyframe", "animate", "compose"}
     # The shot writer (its tiny random twin) wrote every shot, within 77 CLIP tokens.
     assert all(s["writer"] == "llm" and s["visual"] and s["prompt_tokens"] <= 77 for s in manifest["scenes"])
     assert all(not s["cached"] and s["attempts"] == 1 and s["degraded"] is None for s in manifest["stages"])
     assert 2 <= len(manifest["scenes"]) <= 3, [s["text"] for s in manifest["scenes"]]
     # The cast of two reaches the shots that name them or refer back to them.
     assert {name for shot in manifest["scenes"] for name in shot["cast"]} == {"Tomas", "Ines"}
+    # Their references: one cast task per member, each drawn by schnell; every shot conditioned
+    # on the references of the members it shows, and drawn by klein when it shows any.
+    cast = sorted(s["scene"] for s in manifest["stages"] if s["stage"] == "cast")
+    assert cast == [0, 1] and set(manifest["cast"]) == {"Tomas", "Ines"}
+    assert all(member["source"] == "drawn" for member in manifest["cast"].values()), manifest["cast"]
+    keyframes = {s["scene"]: s for s in manifest["stages"] if s["stage"] == "keyframe"}
+    for i, shot in enumerate(manifest["scenes"]):
+        assert shot["references"] == shot["cast"], shot
+        assert keyframes[i]["backend"] == ("flux2-klein" if shot["cast"] else "flux-schnell"), (shot, keyframes[i])
+        _, record = artifact(modern["home"], "keyframe", keyframes[i]["key"])
+        assert record["meta"]["references"] == shot["cast"], record["meta"]
     for shot in manifest["scenes"]:
         assert shot["windows"] == 1 and shot["interpolation"] is None, shot
         assert shot["frames"] / FPS <= 5.0 + 1 / FPS, shot
@@ -155,7 +169,8 @@ def test_modern_without_weights_refuses_in_seconds_naming_every_model(tmp_path):
     assert seconds < 30
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("faceless: error: "), result.stderr
-    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell",
+    # The story has a cast: klein, which draws the shots showing them, is named too.
+    for repo in ("hexgrad/Kokoro-82M", "black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.2-klein-4B",
                  "FastVideo/FastWan2.2-TI2V-5B-FullAttn-Diffusers", "Qwen/Qwen3-4B-Instruct-2507"):
         assert repo in lines[0], repo
     assert not out.exists(), "nothing is written before the check"

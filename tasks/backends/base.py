@@ -34,7 +34,9 @@ and, where they apply:
                    it builds (tasks/models/tiny.py collects them; it still builds SDXL's and SVD's)
 
 How a stage calls its backend: a keyframe backend's `make_keyframe(shot, index, settings,
-progress, models)`; an animate backend's `generate(pipe, image, prompt, frames, fps, settings,
+progress, models)`, with `references=[(name, picture path), ...]` for a shot showing cast members
+when the backend takes them (its `REFERENCES`; a keyframe section's `references` may instead name
+another keyframe backend that draws those shots, `reference_section`: modern's klein); an animate backend's `generate(pipe, image, prompt, frames, fps, settings,
 seed, progress)`, one native pass (tasks/stages/animate.py places and runs it), unless it has
 its own `motion(...)` and `denoising_steps(frame_count, settings)` (SVD's windows, which the
 run summary reads through its `motion_note(shot)`).
@@ -71,6 +73,7 @@ REGISTRY: dict[str, str] = {
     "faster-whisper": "faceless.tasks.backends.whisper_align",
     "sdxl-ensemble": "faceless.tasks.backends.sdxl",
     "flux-schnell": "faceless.tasks.backends.flux",
+    "flux2-klein": "faceless.tasks.backends.flux2_klein",
     "svd": "faceless.tasks.backends.svd",
     "wan": "faceless.tasks.backends.wan",
     "ltx": "faceless.tasks.backends.ltx",
@@ -94,6 +97,17 @@ def of_section(stage: str, section: dict) -> str | None:
     if stage == "storyboard":  # the section chooses whether its one backend, the writer, runs
         return names(stage)[0] if section.get("writer") == "llm" else None
     return section.get("backend") if section.get("backend") in REGISTRY else None
+
+
+def reference_section(section: dict) -> dict | None:
+    """The section of the backend that a keyframe section's `references` name (modern's FLUX.2
+    [klein], under FLUX.1-schnell), at that section's size: what draws the shots showing cast
+    members. None where the references name no backend (studio's IP-Adapter loads into SDXL
+    itself) or are unset."""
+    references = section.get("references")
+    if not (isinstance(references, dict) and references.get("backend") in REGISTRY):
+        return None
+    return {**references, "width": section["width"], "height": section["height"]}
 
 
 def families(*stages: str) -> list[str]:

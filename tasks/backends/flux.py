@@ -27,6 +27,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
+from pydantic import model_serializer
+
+from faceless.tasks.backends.klein_sections import KleinReferences
 from faceless.tasks.profile_sections import RungSection, Section
 
 
@@ -42,6 +45,13 @@ STEPS = 4
 MAX_SEQUENCE_LENGTH = 256  # schnell's T5 context (dev's is 512)
 SIZE_MULTIPLE = 16
 MODELS = {"model": "diffusers"}  # its model setting: the kind of folder it is
+
+
+def section_models(section: dict) -> list[tuple[str, str, str]]:
+    """(setting, spec, kind) of the models a section loads beyond MODELS: FLUX.2 [klein], when
+    its `references` name it (preflight leaves them out for a story without a cast)."""
+    references = section.get("references")
+    return [("references.model", references["model"], "diffusers")] if references else []
 
 
 @dataclass(frozen=True)
@@ -99,18 +109,19 @@ def device_and_dtype():
     return "cpu", torch.float32
 
 
-def load_pipeline(directory: str | Path, device: str | None = None, dtype=None):
-    """A FluxPipeline from a local folder (a hub snapshot or the tiny twin); never downloads.
-    It stays on the CPU (in the GPU's dtype when there is one) unless `device` is given: a
-    render places it by the memory plan (tasks/runtime/placement.py)."""
+def load_pipeline(directory: str | Path, device: str | None = None, dtype=None, pipeline: str = "FluxPipeline"):
+    """A FluxPipeline (or another diffusers `pipeline` class: FLUX.2 [klein]'s) from a local
+    folder (a hub snapshot or the tiny twin); never downloads. It stays on the CPU (in the GPU's
+    dtype when there is one) unless `device` is given: a render places it by the memory plan
+    (tasks/runtime/placement.py)."""
     import diffusers
     import transformers
-    from diffusers import FluxPipeline
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     default_device, default_dtype = device_and_dtype()
-    pipe = FluxPipeline.from_pretrained(str(directory), dtype=dtype or default_dtype, local_files_only=True)
+    pipe = getattr(diffusers, pipeline).from_pretrained(str(directory), dtype=dtype or default_dtype,
+                                                        local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device) if device else pipe
 
@@ -127,10 +138,21 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+@dataclass(frozen=True)
+class _Knobs:
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    model_cpu_offload: bool = False
+    sequential_cpu_offload: bool = False
+
+
 @contextlib.contextmanager
-def memory_knobs(pipe, settings: FluxSettings):
-    """Apply the memory switches `settings` asks for; undo them on the way out. Yields
-    (applied, skipped) lists of knob names."""
+def memory_knobs(pipe, settings: FluxSettings | Mapping[str, Any]):
+    """Apply the memory switches `settings` (FluxSettings, or a mapping with the same keys: the
+    klein backend's) asks for; undo them on the way out. Yields (applied, skipped) lists of
+    knob names."""
+    if isinstance(settings, Mapping):
+        settings = _Knobs(**{k: bool(settings.get(k)) for k in _Knobs.__dataclass_fields__})
     undo: list[Callable[[], None]] = []
     applied: list[str] = []
     skipped: list[str] = []
@@ -290,6 +312,18 @@ class FluxKeyframe(Section):
     sequential_cpu_offload: bool = _FLUX.sequential_cpu_offload
     degrade: list[FluxRung] = [FluxRung(vae_tiling=True), FluxRung(model_cpu_offload=True),
                                FluxRung(sequential_cpu_offload=True)]
+    # The shots that show cast members drawn by FLUX.2 [klein] on their reference pictures
+    # (tasks/backends/flux2_klein.py), at this section's size; None: every shot drawn here.
+    references: KleinReferences | None = None
+
+    @model_serializer(mode="wrap")
+    def _references_only_when_set(self, handler):
+        # Left out when unset: a profile without references resolves to the settings (and the
+        # shots to the cache keys) it had before there were any.
+        found = handler(self)
+        if found.get("references") is None:
+            found.pop("references", None)
+        return found
 
 
 SETTINGS = FluxKeyframe

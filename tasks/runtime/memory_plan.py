@@ -241,13 +241,19 @@ def predict_peak(backend: str, settings: dict, placement: Placement) -> float:
 
 def gpu_stages(settings: dict) -> list[tuple[str, str, dict]]:
     """(stage, backend, stage settings) of each model stage of a resolved profile that runs on
-    a GPU, in render order."""
+    a GPU, in render order; a keyframe section whose `references` name another backend gives
+    that backend's too (klein, after schnell)."""
     found = []
     for stage in GPU_STAGES:
         section = settings.get(stage) or {}
         backend = backends.of_section(stage, section)  # the shot writer only when a model writes the shots
         if backend in table():
             found.append((stage, backend, section))
+        # The keyframe backend that draws the shots showing cast members (modern's klein), a
+        # family of its own: planned for its own components, at the section's size.
+        references = backends.reference_section(section) if stage == "keyframe" else None
+        if references and references["backend"] in table():
+            found.append((stage, references["backend"], references))
     return found
 
 

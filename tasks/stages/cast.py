@@ -4,7 +4,9 @@ A member with an `image` in the story's front matter is given: the picture is co
 store as it is (its sha256 goes into the manifest). Otherwise the profile's keyframe backend
 draws one from the member's description: a neutral full-figure portrait in the story's style,
 on the story's seed. The keyframe stage then conditions each shot on the references of the
-members it shows (`shot_references`; SDXL's IP-Adapter, tasks/backends/sdxl.py).
+members it shows (`shot_references`): through SDXL's IP-Adapter (studio, tasks/backends/sdxl.py),
+or drawn by FLUX.2 [klein] from them (modern, tasks/backends/flux2_klein.py). A reference is
+always drawn by the section's own backend (modern: FLUX.1-schnell), never by klein.
 
 Each member is its own task and artifact, keyed only by what their picture is made from (the
 description or the image's bytes, style, seed, negative prompt, the keyframe settings and
@@ -29,6 +31,7 @@ from faceless.tasks.backends import base as backends
 from faceless.tasks.runtime import gpu, store
 from faceless.tasks.runtime.caching import ArtifactPolicy, run_stage
 from faceless.tasks.runtime.progress import Progress
+from faceless.tasks.stages.keyframe import reference_backend
 from faceless.tasks.stages.results import CastResult
 
 STAGE_VERSION = 1
@@ -58,7 +61,11 @@ def check_image(name: str, path: str | Path) -> Path:
 
 
 def takes_references(keyframe: dict) -> bool:
-    """Whether the keyframe backend is conditioned on cast references with these settings."""
+    """Whether the keyframe stage is conditioned on cast references with these settings: its
+    backend takes them itself (SDXL's IP-Adapter), or its `references` name a backend that
+    draws the shots showing cast members (FLUX.1-schnell's, naming klein)."""
+    if reference_backend(keyframe):
+        return True
     return bool(getattr(backends.get(keyframe["backend"]), "REFERENCES", False) and keyframe.get("references"))
 
 
@@ -76,14 +83,16 @@ def shot_references(shot_cast: list[str], references: dict[str, CastResult]) -> 
 class CastPolicy(ArtifactPolicy):
     """The key of what the picture is made from: the description, or the image's bytes wherever
     the file is; never the member's name or index, nor the keyframe stage's own reference
-    settings (the reference is drawn without references)."""
+    settings nor the models they bring (the IP-Adapter, klein: the reference is drawn without
+    references, by the section's own backend)."""
 
     def content(self, inputs: dict[str, Any]) -> dict[str, Any]:
         member = inputs["member"]
         if member["image"]:
             return {"image_sha256": store.file_sha256(Path(member["image"]))}
         settings = {k: v for k, v in inputs["settings"].items() if k != "references"}
-        identity = {k: v for k, v in inputs["models_used"].items() if k != "ip_adapter"}
+        left_out = {"ip_adapter", reference_backend(inputs["settings"])}
+        identity = {k: v for k, v in inputs["models_used"].items() if k not in left_out}
         return {"description": member["description"], "style": inputs["style"], "seed": inputs["seed"],
                 "negative_prompt": inputs["negative_prompt"], "settings": settings, "models_used": identity}
 
