@@ -1,11 +1,13 @@
-"""Shared fixtures: one real Prefect server per test session, and isolated stores."""
+"""Shared fixtures: one real Prefect server per test run, and isolated stores."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -65,39 +67,81 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
-    """A real `prefect server start` on 127.0.0.1, shared by every test that renders."""
-    home = tmp_path_factory.mktemp("prefect-home")
+def _start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    """`prefect server start` on 127.0.0.1 with its home in `home`; returns before it is up."""
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_ENABLED": "false", **QUIET_SERVER_ENV}
     env.pop("PREFECT_API_URL", None)
-    log = open(home / "server.log", "w")
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/api"
+    with open(home / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    return server, f"http://127.0.0.1:{port}/api"
+
+
+def _wait_until_up(url: str, home: Path, server: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + 180  # 8 s on an idle machine; minutes when every core is busy
     while True:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
-                    break
+                    return
         except OSError:
             pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
+        if (server is not None and server.poll() is not None) or time.monotonic() > deadline:
+            if server is not None:
+                server.kill()
             raise RuntimeError(f"prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
         time.sleep(0.5)
-    yield {"url": url, "home": home}
+
+
+def _stop(server: subprocess.Popen) -> None:
     server.terminate()
     try:
         server.wait(timeout=20)
     except subprocess.TimeoutExpired:
         server.kill()
-    log.close()
+
+
+# With pytest-xdist (`make test`), the controller starts one server for all its workers: a
+# server costs about 11 CPU-s to start and 1 CPU-s a minute idle, so one per worker cost ~80
+# CPU-s of a run. Renders on it never queue for each other: it has no `gpu` limit.
+def pytest_configure(config):
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        home = Path(tempfile.mkdtemp(prefix="faceless-test-prefect-"))
+        server, url = _start_server(home)  # comes up while the workers start and collect
+        config._faceless_prefect_server = (server, {"url": url, "home": str(home)})
+
+
+def pytest_configure_node(node):  # pytest-xdist: what each worker is handed
+    started = getattr(node.config, "_faceless_prefect_server", None)
+    if started:
+        node.workerinput["faceless_prefect_server"] = started[1]
+
+
+def pytest_unconfigure(config):
+    started = getattr(config, "_faceless_prefect_server", None)
+    if started:
+        _stop(started[0])
+        shutil.rmtree(started[1]["home"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(request, tmp_path_factory):
+    """A real `prefect server start` on 127.0.0.1, shared by every test that renders: the
+    xdist controller's, or this session's own."""
+    shared = getattr(request.config, "workerinput", {}).get("faceless_prefect_server")
+    if shared:
+        _wait_until_up(shared["url"], Path(shared["home"]))
+        yield {"url": shared["url"], "home": Path(shared["home"])}
+        return
+    home = tmp_path_factory.mktemp("prefect-home")
+    server, url = _start_server(home)
+    _wait_until_up(url, home, server)
+    yield {"url": url, "home": home}
+    _stop(server)
 
 
 def shared_dir(tmp_path_factory, name: str) -> Path:

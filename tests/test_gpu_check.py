@@ -5,6 +5,7 @@ GPU (parameter counts, on the meta device)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -35,12 +36,15 @@ def test_without_a_gpu_it_prints_one_line_and_exits_0():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="--toy is the CPU check")
 @pytest.mark.slow  # builds every model family of both profiles and renders each
-def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path):
+def test_toy_run_goes_end_to_end_through_both_passes_of_both_profiles(tmp_path, prefect_server):
     # --skip-work: step 1's FLOP counts are the same on every machine, and counting them again in
     # a fresh process took minutes; test_work_section_prints_the_counts_and_both_tables checks them.
+    # Its renders run on the session's server, as on a machine with a stack (a temporary server
+    # for each of them cost ~20 CPU-s more).
+    env = {**os.environ, "PREFECT_API_URL": prefect_server["url"], "PREFECT_HOME": str(prefect_server["home"])}
     started = time.monotonic()
     result = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--skip-work", "--scratch", str(tmp_path / "scratch")],
-                            capture_output=True, text=True, timeout=1200)
+                            capture_output=True, text=True, timeout=1200, env=env)
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
