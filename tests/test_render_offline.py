@@ -69,7 +69,10 @@ def test_first_render_writes_every_deliverable(first):
         ("plan", None), ("narrate", None), ("align", None), ("storyboard", None),
         *[("keyframe", i) for i in range(shots)], *[("animate", i) for i in range(shots)], ("compose", None)]
     for stage in manifest["stages"]:
-        assert set(stage) == {"stage", "scene", "key", "cached", "seconds", "attempts", "degraded", "placement"}
+        # A keyframe's row also names the backend that drew it (modern: klein for shots with cast).
+        extra = {"backend"} if stage["stage"] == "keyframe" else set()
+        assert set(stage) == {"stage", "scene", "key", "cached", "seconds", "attempts", "degraded", "placement", *extra}
+        assert stage.get("backend", "sdxl-ensemble") == "sdxl-ensemble", stage
         assert stage["attempts"] == 1 and stage["seconds"] >= 0
         # Where the model stages' models sat (the memory plan's placement): on this machine, the CPU.
         model_stage = stage["stage"] in ("keyframe", "animate")
