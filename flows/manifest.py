@@ -47,7 +47,8 @@ class StageLedger:
             "degraded": ref.degraded,
             # Where the stage's models sat on the GPU and the predicted peak (GiB), for GPU stages.
             "placement": (ref.meta or {}).get("placement"),
-            # The backend that drew a keyframe (modern: klein for a shot showing cast members).
+            # The backend that made it, where a stage's backend varies: the narration's (by the
+            # story's language), a keyframe's (modern: klein for a shot showing cast members).
             **({"backend": ref.meta["backend"]} if "backend" in (ref.meta or {}) else {}),
         })
         return result
