@@ -138,37 +138,28 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-@dataclass(frozen=True)
-class _Knobs:
-    vae_tiling: bool = False
-    vae_slicing: bool = False
-    model_cpu_offload: bool = False
-    sequential_cpu_offload: bool = False
-
-
 @contextlib.contextmanager
 def memory_knobs(pipe, settings: FluxSettings | Mapping[str, Any]):
     """Apply the memory switches `settings` (FluxSettings, or a mapping with the same keys: the
     klein backend's) asks for; undo them on the way out. Yields (applied, skipped) lists of
     knob names."""
-    if isinstance(settings, Mapping):
-        settings = _Knobs(**{k: bool(settings.get(k)) for k in _Knobs.__dataclass_fields__})
+    knob = settings.get if isinstance(settings, Mapping) else lambda name: getattr(settings, name)
     undo: list[Callable[[], None]] = []
     applied: list[str] = []
     skipped: list[str] = []
     try:
-        if settings.vae_tiling:
+        if knob("vae_tiling"):
             pipe.vae.enable_tiling()
             undo.append(pipe.vae.disable_tiling)
             applied.append("vae_tiling")
-        if settings.vae_slicing:
+        if knob("vae_slicing"):
             pipe.vae.enable_slicing()
             undo.append(pipe.vae.disable_slicing)
             applied.append("vae_slicing")
         # Offload is the pipeline's placement (tasks/runtime/placement.py), set before the call
         # and kept for later shots, never switched on and back off around one.
-        offload = ("sequential_cpu_offload" if settings.sequential_cpu_offload
-                   else "model_cpu_offload" if settings.model_cpu_offload else None)
+        offload = ("sequential_cpu_offload" if knob("sequential_cpu_offload")
+                   else "model_cpu_offload" if knob("model_cpu_offload") else None)
         if offload and not _cuda():
             log.info("%s skipped: no CUDA device here", offload)
             skipped.append(offload)

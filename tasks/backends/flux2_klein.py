@@ -89,8 +89,9 @@ def count_tokens(tokenizer, prompt: str, limit: int) -> tuple[int, bool]:
     """Tokens the text encoder reads for `prompt` (the pipeline's chat template around it)."""
     text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True, enable_thinking=False)
-    count = len(tokenizer(text).input_ids)
-    return count, count > limit
+    from faceless.tasks.backends import flux
+
+    return flux.count_tokens(tokenizer, text, limit)
 
 
 def keyframe(pipe, prompt: str, width: int, height: int, seed: int, settings: dict, progress=None,
